@@ -1,0 +1,270 @@
+"""Settings from ``config.ini`` (SPEC §5), loaded once into frozen attrs classes.
+
+The file comes from ``--config FILE``, else ``$LINKOPS_CONFIG``, else
+``/etc/linkops/config.ini``. Every path is configurable so a non-root instance can live in a
+temporary directory. A missing or invalid required value raises :class:`ConfigError` whose
+message names the section and key; the service never half-starts.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+
+from linkops.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/linkops/config.ini")
+HOST_KEY_POLICIES = ("accept-new", "strict")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@attrs.frozen
+class ApiSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    jwt_secret: str = attrs.field(default="", repr=False)
+    jwt_expiration_hours: float = 24.0
+    cors_origins: tuple[str, ...] = ()
+    # Requests larger than this are refused with 413 before they are read whole.
+    max_body_bytes: int = 1_048_576
+    # Behind a TLS-terminating proxy the session cookie must be marked Secure.
+    cookie_secure: bool = False
+
+
+@attrs.frozen
+class DatabaseSettings:
+    path: Path = Path("/var/lib/linkops/linkops.db")
+
+
+@attrs.frozen
+class GitSettings:
+    repository_url: str = ""
+    branch: str = "main"
+    local_path: Path = Path("/var/lib/linkops/git-repo")
+    sync_interval_minutes: float = 5.0
+    ssh_key_path: Path | None = None
+    # Token for HTTPS remotes; secrets.ini [git] token wins when both are set.
+    token: str = attrs.field(default="", repr=False)
+    secrets_file: str = "secrets.ini"
+    timeout_seconds: float = 120.0
+    max_repo_mb: int = 200
+
+
+@attrs.frozen
+class SshSettings:
+    keys_directory: Path = Path("/var/lib/linkops/keys")
+    known_hosts_path: Path = Path("/var/lib/linkops/ssh/known_hosts")
+    host_key_policy: str = "accept-new"
+    default_key: str = "id_ed25519"
+    connection_timeout: float = 30.0
+    command_timeout: float = 60.0
+    max_retries: int = 3
+    max_threads: int = 64
+    keepalive_interval: int = 15
+
+
+@attrs.frozen
+class SecuritySettings:
+    max_failed_attempts: int = 5
+    lockout_duration_minutes: float = 5.0
+    # The window in which failures are counted; SPEC: 5 failures within 5 minutes.
+    failure_window_minutes: float = 5.0
+    enrollment_required: bool = True
+
+
+@attrs.frozen
+class OperationsSettings:
+    default_concurrency: int = 5
+    max_concurrency: int = 50
+    script_timeout: float = 300.0
+    output_buffer_size: int = 1_048_576
+    max_scripts: int = 10
+
+
+@attrs.frozen
+class TerminalSettings:
+    max_workspaces: int = 10
+    max_panes_per_workspace: int = 4
+    websocket_timeout: float = 3600.0
+    websocket_ping_interval: float = 30.0
+    reattach_grace_seconds: float = 60.0
+    scrollback_bytes: int = 65_536
+
+
+@attrs.frozen
+class HealthSettings:
+    check_interval_minutes: float = 5.0
+    check_timeout: float = 10.0
+    concurrency: int = 20
+
+
+@attrs.frozen
+class LoggingSettings:
+    level: str = "INFO"
+    path: Path | None = Path("/var/log/linkops/linkops.log")
+    max_size_mb: float = 10.0
+    backup_count: int = 5
+
+
+@attrs.frozen
+class Settings:
+    api: ApiSettings = ApiSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    git: GitSettings = GitSettings()
+    ssh: SshSettings = SshSettings()
+    security: SecuritySettings = SecuritySettings()
+    operations: OperationsSettings = OperationsSettings()
+    terminal: TerminalSettings = TerminalSettings()
+    health: HealthSettings = HealthSettings()
+    logging: LoggingSettings = LoggingSettings()
+    source: Path | None = None
+
+
+T = TypeVar("T")
+
+_SECTIONS: dict[str, type[Any]] = {
+    "api": ApiSettings,
+    "database": DatabaseSettings,
+    "git": GitSettings,
+    "ssh": SshSettings,
+    "security": SecuritySettings,
+    "operations": OperationsSettings,
+    "terminal": TerminalSettings,
+    "health": HealthSettings,
+    "logging": LoggingSettings,
+}
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _parse_path(raw: str) -> Path | None:
+    raw = raw.strip()
+    return Path(raw).expanduser() if raw else None
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.replace("\n", ",").split(",") if item.strip())
+
+
+def _parser_for(annotation: str) -> Callable[[str], Any]:
+    # attrs keeps annotations as strings (from __future__ import annotations).
+    return {
+        "str": str.strip,
+        "int": int,
+        "float": float,
+        "bool": _parse_bool,
+        "Path": _parse_path,
+        "Path | None": _parse_path,
+        "tuple[str, ...]": _parse_list,
+    }[annotation]
+
+
+def _load_section(cp: configparser.ConfigParser, name: str, cls: type[T]) -> T:
+    values: dict[str, Any] = {}
+    if cp.has_section(name):
+        known = {f.name: f for f in attrs.fields(cls)}
+        for key, raw in cp.items(name):
+            field = known.get(key)
+            if field is None:
+                raise ConfigError(f"[{name}] {key}: unknown setting")
+            try:
+                values[key] = _parser_for(str(field.type))(raw)
+            except ValueError as exc:
+                raise ConfigError(f"[{name}] {key}: invalid value {raw!r} ({exc})") from None
+    return cls(**values)
+
+
+def _require(condition: bool, where: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{where}: {message}")
+
+
+def validate(s: Settings) -> None:
+    """Check values that parse but make no sense; raise ConfigError naming the key."""
+    _require(bool(s.api.jwt_secret), "[api] jwt_secret", "is required (generate one with "
+             "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+    _require(len(s.api.jwt_secret) >= 32, "[api] jwt_secret", "must be at least 32 characters")
+    _require(0 < s.api.port < 65536, "[api] port", f"must be 1-65535, got {s.api.port}")
+    _require(s.api.jwt_expiration_hours > 0, "[api] jwt_expiration_hours", "must be positive")
+    _require(s.api.max_body_bytes >= 1024, "[api] max_body_bytes", "must be at least 1024")
+    _require(s.ssh.host_key_policy in HOST_KEY_POLICIES, "[ssh] host_key_policy",
+             f"must be one of {', '.join(HOST_KEY_POLICIES)}, got {s.ssh.host_key_policy!r}")
+    _require(s.ssh.connection_timeout > 0, "[ssh] connection_timeout", "must be positive")
+    _require(s.ssh.command_timeout > 0, "[ssh] command_timeout", "must be positive")
+    _require(0 <= s.ssh.max_retries <= 10, "[ssh] max_retries", "must be 0-10")
+    _require(s.ssh.max_threads >= 1, "[ssh] max_threads", "must be at least 1")
+    _require(s.security.max_failed_attempts >= 1, "[security] max_failed_attempts",
+             "must be at least 1")
+    _require(s.security.lockout_duration_minutes > 0, "[security] lockout_duration_minutes",
+             "must be positive")
+    o = s.operations
+    _require(o.max_concurrency >= 1, "[operations] max_concurrency", "must be at least 1")
+    _require(1 <= o.default_concurrency <= o.max_concurrency, "[operations] default_concurrency",
+             "must be between 1 and max_concurrency")
+    _require(o.script_timeout > 0, "[operations] script_timeout", "must be positive")
+    _require(o.output_buffer_size >= 1024, "[operations] output_buffer_size",
+             "must be at least 1024")
+    t = s.terminal
+    _require(t.max_workspaces >= 1, "[terminal] max_workspaces", "must be at least 1")
+    _require(1 <= t.max_panes_per_workspace <= 4, "[terminal] max_panes_per_workspace",
+             "must be 1-4")
+    _require(t.websocket_timeout > 0, "[terminal] websocket_timeout", "must be positive")
+    _require(t.websocket_ping_interval > 0, "[terminal] websocket_ping_interval",
+             "must be positive")
+    _require(s.health.check_interval_minutes > 0, "[health] check_interval_minutes",
+             "must be positive")
+    _require(s.health.check_timeout > 0, "[health] check_timeout", "must be positive")
+    _require(s.git.sync_interval_minutes >= 0, "[git] sync_interval_minutes",
+             "must be 0 (off) or positive")
+    _require(s.logging.level.upper() in LOG_LEVELS, "[logging] level",
+             f"must be one of {', '.join(LOG_LEVELS)}")
+    _require(s.logging.max_size_mb > 0, "[logging] max_size_mb", "must be positive")
+    _require(s.logging.backup_count >= 0, "[logging] backup_count", "must be 0 or more")
+    db_dir = s.database.path.parent
+    _require(db_dir.is_dir(), "[database] path", f"directory {db_dir} does not exist")
+    keys = s.ssh.keys_directory
+    _require(keys.is_dir() and os.access(keys, os.R_OK | os.X_OK), "[ssh] keys_directory",
+             f"{keys} is not a readable directory")
+
+
+def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("LINKOPS_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load(path: str | os.PathLike[str] | None = None, *, check: bool = True) -> Settings:
+    """Read and validate the configuration file.
+
+    *Errors*: :class:`ConfigError` with one line naming the file, section and key.
+    """
+    source = resolve_path(path)
+    cp = configparser.ConfigParser(interpolation=None)
+    try:
+        with source.open(encoding="utf-8") as fh:
+            cp.read_file(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        raise ConfigError(f"{source}: cannot read configuration ({exc})") from None
+    for section in cp.sections():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{source}: [{section}] unknown section")
+    parts = {name: _load_section(cp, name, cls) for name, cls in _SECTIONS.items()}
+    settings = Settings(**parts, source=source)
+    if check:
+        validate(settings)
+    return settings

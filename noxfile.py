@@ -1,0 +1,45 @@
+"""Developer and CI entry points: `nox -s tests | lint | demo | package | bench`."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole test suite (real sshd, git, SQLite and Chromium)."""
+    session.install(".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff (with the ASYNC rules) and mypy --strict."""
+    session.install(".[lint]")
+    session.run("ruff", "check", "linkops", "tests", "bench", "noxfile.py")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """A sandbox fleet, a local config repo, a demo admin and the web UI on 127.0.0.1:8000."""
+    session.install(".")
+    session.run("linkops", "demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def package(session: nox.Session) -> None:
+    """sdist and wheel (the wheel carries the frontend)."""
+    session.install("build")
+    session.run("python", "-m", "build", "--outdir", "dist")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks; prints ratios against baselines measured in the same run."""
+    session.install(".[bench,test]")
+    session.run("python", "-m", "bench", *session.posargs)
