@@ -1,0 +1,132 @@
+"""Build step of the frontend: third-party code from the npm lock into ``frontend/vendor/``.
+
+The repository holds only our own HTML, CSS and JavaScript plus ``package.json`` and
+``package-lock.json``. This script installs exactly the locked versions (``npm ci``) and copies
+the few browser files the app imports into ``vendor/`` (gitignored). The wheel then carries
+``vendor/`` as package data of ``linkops.frontend``, so a deployed service never needs npm.
+
+ES-module builds are copied under a ``.js`` name (xterm ships them as ``.mjs``): the package-data
+globs and every static file server already know ``.js`` as ``text/javascript``, which module
+scripts require. The ``sourceMappingURL`` comment is pointed at the renamed map file.
+
+Usage::
+
+    python frontend/build.py            # npm ci (when needed) + copy
+    python frontend/build.py --check    # exit 1 unless vendor/ is complete and current
+
+From nox (``noxfile.py``)::
+
+    session.run("python", "frontend/build.py", external=True)
+
+*Errors*: a missing ``npm`` or a failing ``npm ci`` ends the script with exit status 1 and one
+line on stderr naming the cause.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NODE_MODULES = HERE / "node_modules"
+VENDOR = HERE / "vendor"
+
+# (source under node_modules, destination under vendor, source-map rename or None)
+FILES: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
+    ("@xterm/xterm/lib/xterm.mjs", "xterm/xterm.js", ("xterm.mjs.map", "xterm.js.map")),
+    ("@xterm/xterm/lib/xterm.mjs.map", "xterm/xterm.js.map", None),
+    ("@xterm/xterm/css/xterm.css", "xterm/xterm.css", None),
+    ("@xterm/xterm/LICENSE", "xterm/LICENSE", None),
+    (
+        "@xterm/addon-fit/lib/addon-fit.mjs",
+        "xterm/addon-fit.js",
+        ("addon-fit.mjs.map", "addon-fit.js.map"),
+    ),
+    ("@xterm/addon-fit/lib/addon-fit.mjs.map", "xterm/addon-fit.js.map", None),
+)
+STAMP = VENDOR / "versions.json"
+
+
+def locked_versions() -> dict[str, str]:
+    """The versions package-lock.json pins for every vendored package."""
+    lock = json.loads((HERE / "package-lock.json").read_text(encoding="utf-8"))
+    packages: dict[str, dict[str, str]] = lock["packages"]
+    return {
+        name: packages[f"node_modules/{name}"]["version"]
+        for name in ("@xterm/xterm", "@xterm/addon-fit")
+    }
+
+
+def installed_versions() -> dict[str, str] | None:
+    """The versions present in node_modules, or None when any is missing."""
+    found: dict[str, str] = {}
+    for name in locked_versions():
+        manifest = NODE_MODULES / name / "package.json"
+        if not manifest.is_file():
+            return None
+        found[name] = json.loads(manifest.read_text(encoding="utf-8"))["version"]
+    return found
+
+
+def npm_ci() -> None:
+    """Install exactly what package-lock.json says (no scripts run: they are not needed)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("frontend/build.py: npm not found on PATH (needed to vendor xterm.js)")
+    result = subprocess.run(
+        [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=HERE, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"frontend/build.py: npm ci failed with exit status {result.returncode}")
+
+
+def copy_vendor() -> None:
+    """Copy the browser files into vendor/ and record the versions they came from."""
+    for src_rel, dst_rel, map_rename in FILES:
+        src = NODE_MODULES / src_rel
+        dst = VENDOR / dst_rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if map_rename is None:
+            shutil.copyfile(src, dst)
+        else:
+            old, new = map_rename
+            text = src.read_text(encoding="utf-8")
+            text = text.replace(f"sourceMappingURL={old}", f"sourceMappingURL={new}")
+            dst.write_text(text, encoding="utf-8")
+    STAMP.write_text(json.dumps(locked_versions(), indent=2) + "\n", encoding="utf-8")
+
+
+def is_current() -> bool:
+    """True when every vendored file exists and was copied from the locked versions."""
+    if not STAMP.is_file() or not all((VENDOR / dst).is_file() for _, dst, _ in FILES):
+        return False
+    recorded: dict[str, str] = json.loads(STAMP.read_text(encoding="utf-8"))
+    return recorded == locked_versions()
+
+
+def build() -> None:
+    """Make vendor/ complete and current; runs npm ci only when node_modules is stale."""
+    if installed_versions() != locked_versions():
+        npm_ci()
+    copy_vendor()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="only check that vendor/ is current")
+    args = parser.parse_args(argv)
+    if args.check:
+        if is_current():
+            return 0
+        print("frontend/vendor/ is missing or stale: run python frontend/build.py", file=sys.stderr)
+        return 1
+    build()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
