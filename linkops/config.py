@@ -160,7 +160,7 @@ def _parse_list(raw: str) -> tuple[str, ...]:
 
 def _parser_for(annotation: str) -> Callable[[str], Any]:
     # attrs keeps annotations as strings (from __future__ import annotations).
-    return {
+    parsers: dict[str, Callable[[str], Any]] = {
         "str": str.strip,
         "int": int,
         "float": float,
@@ -168,13 +168,14 @@ def _parser_for(annotation: str) -> Callable[[str], Any]:
         "Path": _parse_path,
         "Path | None": _parse_path,
         "tuple[str, ...]": _parse_list,
-    }[annotation]
+    }
+    return parsers[annotation]
 
 
 def _load_section(cp: configparser.ConfigParser, name: str, cls: type[T]) -> T:
     values: dict[str, Any] = {}
     if cp.has_section(name):
-        known = {f.name: f for f in attrs.fields(cls)}
+        known = {f.name: f for f in attrs.fields(cls)}  # type: ignore[arg-type]
         for key, raw in cp.items(name):
             field = known.get(key)
             if field is None:
@@ -193,50 +194,77 @@ def _require(condition: bool, where: str, message: str) -> None:
 
 def validate(s: Settings) -> None:
     """Check values that parse but make no sense; raise ConfigError naming the key."""
-    _require(bool(s.api.jwt_secret), "[api] jwt_secret", "is required (generate one with "
-             "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+    _require(
+        bool(s.api.jwt_secret),
+        "[api] jwt_secret",
+        "is required (generate one with "
+        "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`)",
+    )
     _require(len(s.api.jwt_secret) >= 32, "[api] jwt_secret", "must be at least 32 characters")
     _require(0 < s.api.port < 65536, "[api] port", f"must be 1-65535, got {s.api.port}")
     _require(s.api.jwt_expiration_hours > 0, "[api] jwt_expiration_hours", "must be positive")
     _require(s.api.max_body_bytes >= 1024, "[api] max_body_bytes", "must be at least 1024")
-    _require(s.ssh.host_key_policy in HOST_KEY_POLICIES, "[ssh] host_key_policy",
-             f"must be one of {', '.join(HOST_KEY_POLICIES)}, got {s.ssh.host_key_policy!r}")
+    _require(
+        s.ssh.host_key_policy in HOST_KEY_POLICIES,
+        "[ssh] host_key_policy",
+        f"must be one of {', '.join(HOST_KEY_POLICIES)}, got {s.ssh.host_key_policy!r}",
+    )
     _require(s.ssh.connection_timeout > 0, "[ssh] connection_timeout", "must be positive")
     _require(s.ssh.command_timeout > 0, "[ssh] command_timeout", "must be positive")
     _require(0 <= s.ssh.max_retries <= 10, "[ssh] max_retries", "must be 0-10")
     _require(s.ssh.max_threads >= 1, "[ssh] max_threads", "must be at least 1")
-    _require(s.security.max_failed_attempts >= 1, "[security] max_failed_attempts",
-             "must be at least 1")
-    _require(s.security.lockout_duration_minutes > 0, "[security] lockout_duration_minutes",
-             "must be positive")
+    _require(
+        s.security.max_failed_attempts >= 1, "[security] max_failed_attempts", "must be at least 1"
+    )
+    _require(
+        s.security.lockout_duration_minutes > 0,
+        "[security] lockout_duration_minutes",
+        "must be positive",
+    )
     o = s.operations
     _require(o.max_concurrency >= 1, "[operations] max_concurrency", "must be at least 1")
-    _require(1 <= o.default_concurrency <= o.max_concurrency, "[operations] default_concurrency",
-             "must be between 1 and max_concurrency")
+    _require(
+        1 <= o.default_concurrency <= o.max_concurrency,
+        "[operations] default_concurrency",
+        "must be between 1 and max_concurrency",
+    )
     _require(o.script_timeout > 0, "[operations] script_timeout", "must be positive")
-    _require(o.output_buffer_size >= 1024, "[operations] output_buffer_size",
-             "must be at least 1024")
+    _require(
+        o.output_buffer_size >= 1024, "[operations] output_buffer_size", "must be at least 1024"
+    )
     t = s.terminal
     _require(t.max_workspaces >= 1, "[terminal] max_workspaces", "must be at least 1")
-    _require(1 <= t.max_panes_per_workspace <= 4, "[terminal] max_panes_per_workspace",
-             "must be 1-4")
+    _require(
+        1 <= t.max_panes_per_workspace <= 4, "[terminal] max_panes_per_workspace", "must be 1-4"
+    )
     _require(t.websocket_timeout > 0, "[terminal] websocket_timeout", "must be positive")
-    _require(t.websocket_ping_interval > 0, "[terminal] websocket_ping_interval",
-             "must be positive")
-    _require(s.health.check_interval_minutes > 0, "[health] check_interval_minutes",
-             "must be positive")
+    _require(
+        t.websocket_ping_interval > 0, "[terminal] websocket_ping_interval", "must be positive"
+    )
+    _require(
+        s.health.check_interval_minutes > 0, "[health] check_interval_minutes", "must be positive"
+    )
     _require(s.health.check_timeout > 0, "[health] check_timeout", "must be positive")
-    _require(s.git.sync_interval_minutes >= 0, "[git] sync_interval_minutes",
-             "must be 0 (off) or positive")
-    _require(s.logging.level.upper() in LOG_LEVELS, "[logging] level",
-             f"must be one of {', '.join(LOG_LEVELS)}")
+    _require(
+        s.git.sync_interval_minutes >= 0,
+        "[git] sync_interval_minutes",
+        "must be 0 (off) or positive",
+    )
+    _require(
+        s.logging.level.upper() in LOG_LEVELS,
+        "[logging] level",
+        f"must be one of {', '.join(LOG_LEVELS)}",
+    )
     _require(s.logging.max_size_mb > 0, "[logging] max_size_mb", "must be positive")
     _require(s.logging.backup_count >= 0, "[logging] backup_count", "must be 0 or more")
     db_dir = s.database.path.parent
     _require(db_dir.is_dir(), "[database] path", f"directory {db_dir} does not exist")
     keys = s.ssh.keys_directory
-    _require(keys.is_dir() and os.access(keys, os.R_OK | os.X_OK), "[ssh] keys_directory",
-             f"{keys} is not a readable directory")
+    _require(
+        keys.is_dir() and os.access(keys, os.R_OK | os.X_OK),
+        "[ssh] keys_directory",
+        f"{keys} is not a readable directory",
+    )
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:

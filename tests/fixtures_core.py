@@ -1,1 +1,123 @@
-"""Fixtures for the core: settings in a temp dir, database, a running service."""
+"""Fixtures for the core: a config in a temp dir, the database, a running service, a client.
+
+- ``make_config(tmp_path, **sections)`` writes a complete config.ini whose every path lives
+  under ``tmp_path`` and returns its path; ``settings`` loads it.
+- ``running`` starts the real service in-process (root nursery, Hypercorn on a free port) with
+  one admin user; ``client`` is an httpx client for it with a bearer token, ``anon`` without.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from linkops import auth, config, server
+from linkops.config import Settings
+from linkops.db import Database
+
+ADMIN = "admin"
+ADMIN_PASSWORD = "correct-horse-battery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
+    """A complete config.ini under ``tmp_path``; ``sections`` override or add keys."""
+    for sub in ("keys", "ssh", "log", "git-repo"):
+        (tmp_path / sub).mkdir(exist_ok=True)
+    (tmp_path / "keys").chmod(0o700)
+    base: dict[str, dict[str, Any]] = {
+        "api": {"host": "127.0.0.1", "port": free_port(), "jwt_secret": secrets.token_urlsafe(48)},
+        "database": {"path": tmp_path / "linkops.db"},
+        "git": {"local_path": tmp_path / "git-repo", "sync_interval_minutes": 0},
+        "ssh": {
+            "keys_directory": tmp_path / "keys",
+            "known_hosts_path": tmp_path / "ssh" / "known_hosts",
+            "connection_timeout": 5,
+            "max_retries": 1,
+        },
+        "health": {"check_interval_minutes": 60},
+        "logging": {"path": tmp_path / "log" / "linkops.log", "level": "INFO"},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in base.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {value}" for key, value in values.items())
+        lines.append("")
+    path = tmp_path / "config.ini"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_config() -> Callable[..., Path]:
+    return write_config
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return config.load(write_config(tmp_path))
+
+
+@pytest.fixture
+def database(settings: Settings) -> Database:
+    db = Database(settings.database.path)
+    yield db  # type: ignore[misc]
+    db.close()
+
+
+def add_admin(settings: Settings, name: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
+    db = Database(settings.database.path)
+    try:
+        db.write_sync(lambda c: auth.add_user(c, name, password))
+    finally:
+        db.close()
+
+
+@pytest.fixture
+async def running(settings: Settings, nursery: trio.Nursery) -> AsyncIterator[server.Running]:
+    add_admin(settings)
+    handle: server.Running = await nursery.start(
+        lambda task_status: server.run(settings, handle_signals=False, task_status=task_status)
+    )
+    yield handle
+    handle.stop.set()
+
+
+def base_url(handle: server.Running) -> str:
+    return f"http://{handle.binds[0].removeprefix('http://')}"
+
+
+async def login(http: httpx.AsyncClient, username: str = ADMIN,
+                password: str = ADMIN_PASSWORD) -> str:
+    response = await http.post("/api/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return str(response.json()["token"])
+
+
+@pytest.fixture
+async def anon(running: server.Running) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=base_url(running), timeout=20) as http:
+        yield http
+
+
+@pytest.fixture
+async def client(running: server.Running) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=base_url(running), timeout=20) as http:
+        token = await login(http)
+        http.headers["Authorization"] = f"Bearer {token}"
+        http.cookies.clear()
+        yield http

@@ -1,0 +1,324 @@
+"""Users, passwords, JWTs, lockout and revocation.
+
+- Passwords: scrypt (stdlib, memory-hard, salted). An unknown user costs the same KDF work as
+  a wrong password, and both get the same answer, so the API does not reveal who exists.
+- Tokens: HS256 only (the algorithm list is pinned when decoding, so ``alg: none`` and key
+  confusion are refused); claims ``sub``, ``role``, ``iat``, ``exp``, ``jti`` and ``pwv`` (the
+  user's password version). ``exp`` is exactly ``iat + jwt_expiration_hours``. A token is
+  refused when its ``jti`` was revoked (logout) or its ``pwv`` is older than the user's current
+  password version (password change).
+- Lockout: ``max_failed_attempts`` failures for one *normalised* username (trim, NFKC,
+  case-fold) within ``failure_window_minutes`` lock that name for
+  ``lockout_duration_minutes`` after the last failure. While locked, even the right password is
+  refused; refused attempts are recorded but do not extend the lock.
+
+*Errors*: :class:`~linkops.errors.AuthError` (401) and
+:class:`~linkops.errors.ForbiddenError` ``ACCOUNT_LOCKED`` (403, ``details.unlock_at``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import unicodedata
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+import jwt
+
+from linkops.config import ApiSettings, SecuritySettings
+from linkops.db import Database
+from linkops.errors import AuthError, ConflictError, ForbiddenError, NotFoundError, ValidationError
+from linkops.timeutil import now_iso, parse_iso, to_iso, utcnow
+
+ALGORITHM = "HS256"
+MAX_TOKEN_BYTES = 4096
+ROLES = ("admin", "operator", "viewer")
+# scrypt cost: ~50 ms on a small VM; the parameters are stored with each hash.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+ATTEMPT_FAILED, ATTEMPT_OK, ATTEMPT_REFUSED_LOCKED = 0, 1, 2
+
+
+def normalize_username(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).strip().casefold()
+
+
+def validate_username(name: str) -> str:
+    norm = normalize_username(name)
+    if not norm or len(norm) > 64 or any(ch.isspace() or not ch.isprintable() for ch in norm):
+        raise ValidationError(
+            "username must be 1-64 printable characters without spaces",
+            details={"field": "username"},
+        )
+    return norm
+
+
+def validate_password(password: str) -> None:
+    if len(password) < 8:
+        raise ValidationError(
+            "password must be at least 8 characters", details={"field": "password"}
+        )
+    if len(password) > 1024:
+        raise ValidationError("password is too long", details={"field": "password"})
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32
+    )
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        digest = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt_b64),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=32,
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest, base64.b64decode(digest_b64))
+
+
+# A real hash of a random password: unknown users cost the same KDF work as known ones.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+@attrs.frozen
+class User:
+    username: str
+    role: str
+    password_version: int
+
+
+@attrs.frozen
+class Session:
+    """What a valid token proves."""
+
+    user: User
+    jti: str
+    expires_at: datetime
+
+
+@attrs.frozen
+class LoginResult:
+    token: str
+    user: User
+    expires_at: datetime
+
+
+# -- user management (blocking; used by the CLI and inside db.write) ------------------------
+
+
+def add_user(conn: sqlite3.Connection, username: str, password: str, role: str = "admin") -> User:
+    norm = validate_username(username)
+    validate_password(password)
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}", details={"field": "role"})
+    if conn.execute("SELECT 1 FROM users WHERE username_norm = ?", (norm,)).fetchone():
+        raise ConflictError(f"user {username.strip()!r} already exists", code="USER_EXISTS")
+    now = now_iso()
+    conn.execute(
+        "INSERT INTO users (username, username_norm, password_hash, role, password_version,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
+        (username.strip(), norm, hash_password(password), role, now, now),
+    )
+    return User(username=norm, role=role, password_version=1)
+
+
+def change_password(conn: sqlite3.Connection, username: str, password: str) -> User:
+    norm = normalize_username(username)
+    validate_password(password)
+    row = conn.execute(
+        "SELECT role, password_version FROM users WHERE username_norm = ?", (norm,)
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"no user {username.strip()!r}", code="USER_NOT_FOUND")
+    version = int(row["password_version"]) + 1
+    conn.execute(
+        "UPDATE users SET password_hash = ?, password_version = ?, updated_at = ?"
+        " WHERE username_norm = ?",
+        (hash_password(password), version, now_iso(), norm),
+    )
+    # A new password also ends the lockout and clears the failure history.
+    conn.execute("DELETE FROM auth_attempts WHERE username_norm = ?", (norm,))
+    return User(username=norm, role=str(row["role"]), password_version=version)
+
+
+class AuthService:
+    """Login, token checks and logout (see the module docstring)."""
+
+    def __init__(self, db: Database, api: ApiSettings, security: SecuritySettings) -> None:
+        self.db = db
+        self.api = api
+        self.security = security
+        self._key = api.jwt_secret.encode()
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def issue_token(self, user: User, *, now: datetime | None = None) -> LoginResult:
+        issued = (now or utcnow()).replace(microsecond=0)
+        expires = issued + timedelta(hours=self.api.jwt_expiration_hours)
+        claims = {
+            "sub": user.username,
+            "role": user.role,
+            "iat": int(issued.timestamp()),
+            "exp": int(expires.timestamp()),
+            "jti": uuid.uuid4().hex,
+            "pwv": user.password_version,
+        }
+        token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return LoginResult(token=token, user=user, expires_at=expires)
+
+    def decode_token(self, token: str, *, now: datetime | None = None) -> dict[str, Any]:
+        """Check signature, algorithm and times; does not consult the database."""
+        if not token or len(token) > MAX_TOKEN_BYTES:
+            raise AuthError("invalid token", code="TOKEN_INVALID")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                options={
+                    "require": ["exp", "iat", "sub", "jti"],
+                    "verify_iat": False,
+                    "verify_exp": now is None,
+                },
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token expired", code="TOKEN_EXPIRED") from None
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            raise AuthError("invalid token", code="TOKEN_INVALID") from None
+        if not all(isinstance(claims.get(k), str) for k in ("sub", "jti")) or not isinstance(
+            claims.get("exp"), int
+        ):
+            raise AuthError("invalid token", code="TOKEN_INVALID")
+        if now is not None and claims["exp"] <= int(now.timestamp()):
+            raise AuthError("token expired", code="TOKEN_EXPIRED")
+        return claims
+
+    async def authenticate(self, token: str) -> Session:
+        claims = self.decode_token(token)
+
+        def check(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            if conn.execute(
+                "SELECT 1 FROM revoked_tokens WHERE jti = ?", (claims["jti"],)
+            ).fetchone():
+                return None
+            row: sqlite3.Row | None = conn.execute(
+                "SELECT username_norm, role, password_version FROM users WHERE username_norm = ?",
+                (claims["sub"],),
+            ).fetchone()
+            return row
+
+        row = await self.db.read(check)
+        if row is None or row["password_version"] != claims.get("pwv"):
+            raise AuthError("token revoked", code="TOKEN_INVALID")
+        user = User(
+            username=row["username_norm"],
+            role=row["role"],
+            password_version=row["password_version"],
+        )
+        return Session(
+            user=user,
+            jti=claims["jti"],
+            expires_at=datetime.fromtimestamp(claims["exp"], tz=utcnow().tzinfo),
+        )
+
+    async def revoke(self, session: Session) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)",
+                (session.jti, to_iso(session.expires_at)),
+            )
+            # Revocations are only needed until the token would have expired anyway.
+            conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (now_iso(),))
+
+        await self.db.write(write)
+
+    # -- login -----------------------------------------------------------------------------
+
+    def _lock_state(self, conn: sqlite3.Connection, norm: str, now: datetime) -> datetime | None:
+        """When the lock on ``norm`` ends, or None when it is not locked.
+
+        Locked when some ``max_failed_attempts`` consecutive failures (after the last success)
+        lie within ``failure_window_minutes`` and the last of them is less than
+        ``lockout_duration_minutes`` ago.
+        """
+        lock = timedelta(minutes=self.security.lockout_duration_minutes)
+        window = timedelta(minutes=self.security.failure_window_minutes)
+        last_ok = conn.execute(
+            "SELECT MAX(attempted_at) FROM auth_attempts WHERE username_norm = ? AND success = ?",
+            (norm, ATTEMPT_OK),
+        ).fetchone()[0]
+        rows = conn.execute(
+            "SELECT attempted_at FROM auth_attempts WHERE username_norm = ? AND success = ?"
+            " AND attempted_at > ? ORDER BY attempted_at",
+            (norm, ATTEMPT_FAILED, max(to_iso(now - lock - window), last_ok or "")),
+        ).fetchall()
+        times = [parse_iso(r[0]) for r in rows]
+        n = self.security.max_failed_attempts
+        for i in range(len(times) - n, -1, -1):
+            if times[i + n - 1] - times[i] <= window:
+                unlock = times[i + n - 1] + lock
+                return unlock if unlock > now else None
+        return None
+
+    async def login(
+        self, username: str, password: str, remote_addr: str | None = None
+    ) -> LoginResult:
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise ValidationError("username and password must be strings")
+        norm = normalize_username(username)
+        if not norm or len(norm) > 256 or len(password) > 1024:
+            raise AuthError("invalid username or password", code="INVALID_CREDENTIALS")
+        now = utcnow()
+
+        def attempt(conn: sqlite3.Connection) -> tuple[str, User | None, datetime | None]:
+            unlock_at = self._lock_state(conn, norm, now)
+            if unlock_at is not None:
+                conn.execute(
+                    "INSERT INTO auth_attempts (username_norm, success, remote_addr, attempted_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (norm, ATTEMPT_REFUSED_LOCKED, remote_addr, to_iso(now)),
+                )
+                return "locked", None, unlock_at
+            row = conn.execute(
+                "SELECT password_hash, role, password_version FROM users WHERE username_norm = ?",
+                (norm,),
+            ).fetchone()
+            ok = verify_password(password, row["password_hash"] if row else _DUMMY_HASH)
+            ok = ok and row is not None
+            conn.execute(
+                "INSERT INTO auth_attempts (username_norm, success, remote_addr, attempted_at)"
+                " VALUES (?, ?, ?, ?)",
+                (norm, ATTEMPT_OK if ok else ATTEMPT_FAILED, remote_addr, to_iso(now)),
+            )
+            if not ok or row is None:
+                return "failed", None, None
+            return "ok", User(norm, row["role"], row["password_version"]), None
+
+        outcome, user, unlock_at = await self.db.write(attempt)
+        if outcome == "locked":
+            raise ForbiddenError(
+                "account is locked after too many failed logins",
+                code="ACCOUNT_LOCKED",
+                details={"unlock_at": to_iso(unlock_at) if unlock_at else None},
+            )
+        if outcome == "failed" or user is None:
+            raise AuthError("invalid username or password", code="INVALID_CREDENTIALS")
+        return self.issue_token(user)

@@ -1,0 +1,164 @@
+"""``linkops`` command line (SPEC §7b). Exit: 0 ok, 1 failure (one line on stderr), 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+
+import trio
+
+from linkops import __version__, config
+from linkops.errors import ConfigError, LinkOpsError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    """A failure the CLI reports as one line on stderr with exit code 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="linkops", description="LinkOps control plane")
+    parser.add_argument("--version", action="version", version=f"linkops {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--config",
+            metavar="FILE",
+            help="config file (default: $LINKOPS_CONFIG or /etc/linkops/config.ini)",
+        )
+        return p
+
+    with_config(sub.add_parser("serve", help="run the service (what systemd starts)"))
+    with_config(sub.add_parser("check-config", help="validate config, keys and repository access"))
+    with_config(sub.add_parser("sync", help="one Git sync of the configuration repository"))
+    sub.add_parser("enroll-id", help="print a new LINKOPS-<uuid4> client ID")
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = with_config(user_sub.add_parser("add", help="create a user"))
+    add.add_argument("name")
+    add.add_argument("--role", default="admin", choices=("admin", "operator", "viewer"))
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    passwd = with_config(user_sub.add_parser("passwd", help="change a user's password"))
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true")
+
+    demo = sub.add_parser("demo", help="sandbox fleet + config repo + demo admin + the service")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--hosts", type=int, default=0, help="extra VPS hosts in the sandbox")
+    demo.add_argument("--workdir", help="keep the demo's files here (default: a temp dir)")
+    return parser
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat: ") != password:
+            raise CliError("passwords do not match")
+    if not password:
+        raise CliError("empty password")
+    return password
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from linkops import server
+    from linkops.logs import setup_logging
+
+    settings = config.load(args.config)
+    setup_logging(settings.logging)
+    trio.run(server.run, settings)
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from linkops import checks
+
+    settings = config.load(args.config)
+    problems = trio.run(checks.check_all, settings)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_FAILURE
+    print(f"{settings.source}: ok")
+    return EXIT_OK
+
+
+def _open_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from linkops.db import Database
+
+    settings = config.load(args.config)
+    return Database(settings.database.path)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from linkops import auth
+
+    password = _read_password(args.password_stdin)
+    db = _open_db(args)
+    try:
+        if args.user_command == "add":
+            user = db.write_sync(lambda c: auth.add_user(c, args.name, password, args.role))
+            print(f"created user {user.username} ({user.role})")
+        else:
+            user = db.write_sync(lambda c: auth.change_password(c, args.name, password))
+            print(f"password changed for {user.username}; older tokens are no longer valid")
+    finally:
+        db.close()
+    return EXIT_OK
+
+
+def cmd_enroll_id(args: argparse.Namespace) -> int:
+    print(f"LINKOPS-{uuid.uuid4()}")
+    return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from linkops import checks
+
+    settings = config.load(args.config)
+    message = trio.run(checks.sync_once, settings)
+    print(message)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from linkops import demo
+
+    return demo.main(args)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": cmd_serve,
+    "check-config": cmd_check_config,
+    "user": cmd_user,
+    "enroll-id": cmd_enroll_id,
+    "sync": cmd_sync,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, CliError) as exc:
+        print(f"linkops: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except LinkOpsError as exc:
+        print(f"linkops: {exc.message}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE

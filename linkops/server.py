@@ -1,0 +1,167 @@
+"""The root nursery: services, ``hypercorn.trio.serve``, signals and readiness.
+
+Shape (modelled on hypercorn's ``worker_serve``)::
+
+    run(settings)
+      └─ root nursery
+           ├─ signal watcher        SIGTERM/SIGINT → graceful shutdown
+           ├─ background services   git sync loop, health monitor, … (each ``run(task_status)``)
+           └─ hypercorn.trio.serve  shutdown_trigger = ``shutdown_requested.wait``
+
+*Shutdown* (SIGTERM or SIGINT): log it, tell systemd STOPPING=1, set ``services.closing`` (SSE
+streams and terminal sockets end cleanly), let each service stop its work (operations kill
+their remote processes and record ``stopped``), then trigger Hypercorn's graceful shutdown and
+finally cancel the background services. Every step has a deadline, so the process exits 0
+within :data:`SHUTDOWN_SECONDS` plus Hypercorn's graceful timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from linkops import __version__, sdnotify
+from linkops.auth import AuthService
+from linkops.config import Settings
+from linkops.db import Database
+from linkops.services import Services
+from linkops.web.app import create_app
+
+log = logging.getLogger("linkops.server")
+
+SHUTDOWN_SECONDS = 8.0
+GRACEFUL_SECONDS = 3.0
+
+
+class BackgroundService(Protocol):
+    async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
+
+
+def build_services(settings: Settings, db: Database) -> Services:
+    return Services(settings=settings, db=db, auth=AuthService(db, settings.api, settings.security))
+
+
+def background_services(services: Services) -> list[BackgroundService]:
+    found: list[BackgroundService] = []
+    for name in ("inventory", "health", "operations", "terminal"):
+        service = getattr(services, name, None)
+        if service is not None and hasattr(service, "run"):
+            found.append(service)
+    return found
+
+
+async def _shutdown_services(services: Services) -> None:
+    """Ask each service to wind down (stop operations, close terminals)."""
+    async with trio.open_nursery() as nursery:
+        for name in ("operations", "terminal", "health", "inventory", "ssh"):
+            service: Any = getattr(services, name, None)
+            shutdown: Callable[[], Awaitable[None]] | None = getattr(service, "shutdown", None)
+            if shutdown is not None:
+                nursery.start_soon(shutdown)
+
+
+async def _first_signal(signals: Any, stop: trio.Event) -> None:
+    async for signum in signals:
+        log.info("service.signal", extra={"context": {"signal": signal.Signals(signum).name}})
+        stop.set()
+        return
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"{settings.api.host}:{settings.api.port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = GRACEFUL_SECONDS
+    config.keep_alive_timeout = 75
+    config.websocket_ping_interval = settings.terminal.websocket_ping_interval
+    config.include_server_header = False
+    return config
+
+
+@attrs.frozen
+class Running:
+    """What :func:`run` hands to ``task_status.started``: where it listens and how to stop it."""
+
+    binds: list[str]
+    services: Services
+    stop: trio.Event
+
+
+async def run(
+    settings: Settings,
+    *,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the service until SIGTERM/SIGINT (or ``Running.stop`` is set); returns normally
+    after a graceful shutdown."""
+    db = Database(settings.database.path)
+    services = build_services(settings, db)
+    app = create_app(services)
+    shutdown_requested = trio.Event()
+    stop = trio.Event()
+
+    async def watch_signals() -> None:
+        if handle_signals:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_first_signal, signals, stop)
+                    await stop.wait()
+                    nursery.cancel_scope.cancel()
+        else:
+            await stop.wait()
+        await graceful_shutdown()
+
+    async def graceful_shutdown() -> None:
+        sdnotify.stopping()
+        services.closing.set()
+        with trio.move_on_after(SHUTDOWN_SECONDS) as scope:
+            await _shutdown_services(services)
+        if scope.cancelled_caught:
+            log.warning(
+                "service.shutdown_deadline", extra={"context": {"seconds": SHUTDOWN_SECONDS}}
+            )
+        shutdown_requested.set()
+
+    try:
+        async with trio.open_nursery() as root:
+            root.start_soon(watch_signals)
+            async with trio.open_nursery() as background:
+                for service in background_services(services):
+                    await background.start(service.run)
+                binds: list[str] = await root.start(
+                    lambda task_status: hypercorn_serve(
+                        app,
+                        hypercorn_config(settings),
+                        shutdown_trigger=shutdown_requested.wait,
+                        task_status=task_status,
+                    )
+                )
+                log.info(
+                    "service.start",
+                    extra={
+                        "context": {
+                            "version": __version__,
+                            "binds": binds,
+                            "config": str(settings.source),
+                            "database": str(settings.database.path),
+                        }
+                    },
+                )
+                sdnotify.ready()
+                task_status.started(Running(binds=binds, services=services, stop=stop))
+                await shutdown_requested.wait()
+                background.cancel_scope.cancel()
+            # Hypercorn finishes its graceful shutdown; then nothing is left but the watcher.
+            root.cancel_scope.deadline = trio.current_time() + GRACEFUL_SECONDS + 2
+    finally:
+        db.close()
+        log.info("service.stop", extra={"context": {"version": __version__}})

@@ -1,0 +1,1 @@
+"""The HTTP/SSE/WebSocket layer: thin Quart-Trio routes over the services."""

@@ -1,0 +1,86 @@
+"""``create_app(services)``: the Quart-Trio application with every blueprint registered."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from quart import Response, request, send_from_directory
+from quart_trio import QuartTrio
+from werkzeug.exceptions import NotFound
+
+from linkops.services import Services
+from linkops.web import auth_routes, errors, health_routes
+
+# Browsers get a strict policy: our own scripts only, no framing, no inline script. xterm.js
+# sets inline styles, hence 'unsafe-inline' for styles alone.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
+
+
+def frontend_dir() -> Path:
+    """The installed ``linkops.frontend`` package, else ``frontend/`` in a source checkout."""
+    spec = importlib.util.find_spec("linkops.frontend")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parents[2] / "frontend"
+
+
+def _optional_blueprints() -> list[object]:
+    """Route modules of areas that may be built separately; each exposes ``blueprint``."""
+    import importlib
+
+    found = []
+    for name in (
+        "inventory_routes",
+        "operations_routes",
+        "terminal_routes",
+        "tables_routes",
+        "links_routes",
+    ):
+        if importlib.util.find_spec(f"linkops.web.{name}") is not None:
+            found.append(importlib.import_module(f"linkops.web.{name}").blueprint)
+    return found
+
+
+def create_app(services: Services) -> QuartTrio:
+    app = QuartTrio("linkops", static_folder=None)
+    app.config["LINKOPS_SERVICES"] = services
+    app.config["MAX_CONTENT_LENGTH"] = services.settings.api.max_body_bytes
+    # Streams (SSE) set their own timeouts; ordinary responses must not hang forever.
+    app.config["RESPONSE_TIMEOUT"] = 60
+    app.config["BODY_TIMEOUT"] = 30
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    errors.register(app)
+    app.register_blueprint(health_routes.blueprint)
+    app.register_blueprint(auth_routes.blueprint)
+    for blueprint in _optional_blueprints():
+        app.register_blueprint(blueprint)  # type: ignore[arg-type]
+
+    static_root = frontend_dir()
+
+    @app.get("/")
+    async def index() -> Response:
+        return await send_from_directory(static_root, "index.html")
+
+    @app.get("/<path:path>")
+    async def static_file(path: str) -> Response:
+        if path.startswith("api/"):
+            raise NotFound()
+        return await send_from_directory(static_root, path)
+
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        else:
+            response.headers.setdefault("Content-Security-Policy", CSP)
+        return response
+
+    return app

@@ -1,0 +1,137 @@
+"""What every route module uses: the services, the authenticated user, JSON bodies.
+
+Authentication (see docs/security.md):
+- Non-browser clients send ``Authorization: Bearer <token>`` on any route, SSE and the
+  WebSocket handshake included.
+- Browsers get the same token in an HttpOnly, SameSite=Strict cookie at login (JavaScript
+  never sees it, and EventSource/WebSocket carry it without a token in the URL). Because a
+  cookie is ambient authority, a cookie-authenticated request that changes state must also
+  carry ``X-Requested-With: linkops`` (a header a cross-site form cannot set), and WebSocket
+  upgrades must come from an allowed ``Origin``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar, cast
+
+from quart import current_app, g, request, websocket
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from linkops.auth import Session, User
+from linkops.errors import AuthError, ForbiddenError, ValidationError
+from linkops.services import Services
+
+SESSION_COOKIE = "linkops_session"
+CSRF_HEADER = "X-Requested-With"
+CSRF_VALUE = "linkops"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def services() -> Services:
+    return cast(Services, current_app.config["LINKOPS_SERVICES"])
+
+
+def _bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise AuthError("malformed Authorization header", code="TOKEN_INVALID")
+    return value.strip()
+
+
+async def _session_from(headers: Any, cookies: Any, method: str) -> Session:
+    token = _bearer(headers.get("Authorization"))
+    if token is None:
+        token = cookies.get(SESSION_COOKIE)
+        if token is None:
+            raise AuthError("authentication required", code="TOKEN_INVALID")
+        if method not in SAFE_METHODS and headers.get(CSRF_HEADER) != CSRF_VALUE:
+            raise ForbiddenError(
+                f"cookie-authenticated requests that change state need {CSRF_HEADER}: {CSRF_VALUE}",
+                code="CSRF_CHECK_FAILED",
+            )
+    return await services().auth.authenticate(token)
+
+
+async def authenticate_request() -> Session:
+    session: Session = await _session_from(request.headers, request.cookies, request.method)
+    g.linkops_session = session
+    return session
+
+
+def origin_allowed(origin: str | None, host: str | None) -> bool:
+    """Same-origin (scheme-agnostic host:port match) or listed in ``[api] cors_origins``."""
+    if not origin:
+        # Non-browser clients send no Origin; they must use a bearer token instead.
+        return False
+    if origin in services().settings.api.cors_origins:
+        return True
+    _, _, rest = origin.partition("://")
+    return bool(host) and rest.rstrip("/") == host
+
+
+async def authenticate_websocket() -> Session:
+    """Auth for a WebSocket handshake: bearer token, or cookie plus an allowed Origin."""
+    headers = websocket.headers
+    has_bearer = headers.get("Authorization") is not None
+    if not has_bearer and not origin_allowed(headers.get("Origin"), headers.get("Host")):
+        raise ForbiddenError("WebSocket origin not allowed", code="ORIGIN_NOT_ALLOWED")
+    # GET semantics for the upgrade itself: the Origin check above is the CSRF defence.
+    session: Session = await _session_from(headers, websocket.cookies, "GET")
+    g.linkops_session = session
+    return session
+
+
+def authenticated(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Route decorator: 401 unless the request carries a valid token."""
+
+    @wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        await authenticate_request()
+        return await fn(*args, **kwargs)
+
+    return wrapper
+
+
+def current_session() -> Session:
+    session = g.get("linkops_session")
+    if session is None:
+        raise AuthError("authentication required", code="TOKEN_INVALID")
+    return cast(Session, session)
+
+
+def current_user() -> User:
+    return current_session().user
+
+
+async def json_body() -> dict[str, Any]:
+    """The request body as a JSON object, or a VALIDATION_ERROR saying what is wrong."""
+    try:
+        raw = await request.get_data(cache=True, as_text=False)
+    except RequestEntityTooLarge:
+        raise
+    if not raw:
+        raise ValidationError("request body must be a JSON object", code="VALIDATION_ERROR")
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValidationError(
+            f"malformed JSON: {exc}",
+            code="MALFORMED_JSON",
+            details={"position": getattr(exc, "pos", None)},
+        ) from None
+    if not isinstance(value, dict):
+        raise ValidationError("request body must be a JSON object", code="VALIDATION_ERROR")
+    return value
+
+
+def query_arg(name: str) -> str | None:
+    value = request.args.get(name)
+    return value if value not in (None, "") else None

@@ -1,0 +1,22 @@
+"""``GET /api/health`` (no auth): liveness and version."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, jsonify
+
+from linkops import __version__
+from linkops.timeutil import now_iso
+from linkops.web.common import services
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/api/health")
+async def health() -> Response:
+    svc = services()
+    return jsonify({
+        "status": "shutting_down" if svc.closing.is_set() else "ok",
+        "version": __version__,
+        "time": now_iso(),
+        "schema_version": svc.db.schema_version,
+    })
