@@ -27,14 +27,15 @@ Usage in :mod:`linkops.server`::
     sdnotify.ready()          # after the port is bound and migrations ran
     sdnotify.status("serving on 127.0.0.1:8000")
     sdnotify.stopping()       # first thing on SIGTERM
-    interval = sdnotify.watchdog_interval()   # None unless WatchdogSec= is set
-    # ... and then, while running, sdnotify.watchdog() every `interval` seconds
+    nursery.start_soon(sdnotify.watchdog_loop)   # returns at once without WatchdogSec=
 """
 
 from __future__ import annotations
 
 import os
 import socket
+
+import trio
 
 __all__ = [
     "notify",
@@ -43,6 +44,7 @@ __all__ = [
     "stopping",
     "watchdog",
     "watchdog_interval",
+    "watchdog_loop",
 ]
 
 
@@ -136,6 +138,24 @@ def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
         except ValueError:
             return None
     return usec / 1_000_000 / 2
+
+
+async def watchdog_loop() -> None:
+    """Ping the watchdog every :func:`watchdog_interval` seconds, forever.
+
+    Returns at once when no watchdog is armed. Run it in the root nursery: it pings from
+    the Trio thread, so a loop blocked by a synchronous call stops the pings and systemd
+    restarts the service, which is the point of having a watchdog.
+
+    *Cancellation*: cancelled at its ``trio.sleep``; cancelling it stops the pings (do that
+    only when the process is about to exit, or systemd kills it after ``WatchdogSec=``).
+    """
+    interval = watchdog_interval()
+    if interval is None:
+        return
+    while True:
+        watchdog()
+        await trio.sleep(interval)
 
 
 def _one_line(text: str) -> str:

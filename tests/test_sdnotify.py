@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from linkops import sdnotify
 
@@ -125,3 +126,30 @@ def test_watchdog_interval_reads_process_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("WATCHDOG_USEC", "4000000")
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     assert sdnotify.watchdog_interval() == 2.0
+
+
+async def test_watchdog_loop_pings_periodically(
+    path_socket: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")  # 0.1 s timeout: a ping every 0.05 s
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    path_socket.setblocking(False)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sdnotify.watchdog_loop)
+            await trio.sleep(0.5)
+            nursery.cancel_scope.cancel()
+    pings = []
+    while True:
+        try:
+            pings.append(path_socket.recv(64).decode())
+        except BlockingIOError:
+            break
+    assert set(pings) == {"WATCHDOG=1"}
+    assert 5 <= len(pings) <= 15
+
+
+async def test_watchdog_loop_returns_without_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    with trio.fail_after(1):
+        await sdnotify.watchdog_loop()
