@@ -1,0 +1,122 @@
+"""The one cattrs converter of LinkOps, and the walk that turns its errors into field paths.
+
+The converter is *strict*: YAML already gives typed scalars, so nothing is coerced. ``"22"`` is
+not a port, ``yes`` is not a string and a lone string is not a list of tags (cattrs' defaults
+would happily turn each of those into something else). Unknown keys are refused so a typo such
+as ``proxyjump`` cannot silently drop a setting.
+
+*Errors*: :func:`structure` raises cattrs' exception groups unchanged; :func:`error_paths`
+flattens one into ``(path, message)`` pairs, where ``path`` is a tuple of attribute names and
+list indexes relative to the structured value (``("enrollment", "clientId")``,
+``("tags", 2)``). :func:`cattrs.transform_error` renders the same information as
+``… @ $.links.vps-01.port``; the inventory loader needs the tuple to find the YAML line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    ForbiddenExtraKeysError,
+    IterableValidationNote,
+)
+
+T = TypeVar("T")
+PathPart = str | int
+
+
+class FieldError(ValueError):
+    """A structuring failure below the value being converted (e.g. one item of a list)."""
+
+    def __init__(self, message: str, subpath: tuple[PathPart, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.subpath = subpath
+
+
+def _structure_int(value: Any, _: type) -> int:
+    # bool is an int subclass; `port: true` must not become port 1.
+    if type(value) is not int:
+        raise FieldError("must be an integer")
+    return value
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise FieldError("must be a string")
+    return value
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise FieldError("must be true or false")
+    return value
+
+
+def _structure_str_tuple(value: Any, _: type) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise FieldError("must be a list of strings")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise FieldError("must be a string", (index,))
+    return tuple(value)
+
+
+def _structure_mapping(value: Any, _: type) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise FieldError("must be a mapping")
+    for key in value:
+        if not isinstance(key, str):
+            raise FieldError(f"key {key!r} must be a string")
+    return dict(value)
+
+
+def make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook(int, _structure_int)
+    converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(bool, _structure_bool)
+    # Generic aliases are not classes: match them with predicates.
+    converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
+    converter.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_mapping)
+    return converter
+
+
+converter = make_converter()
+
+
+def structure(value: Any, cls: type[T]) -> T:
+    """Structure ``value`` into ``cls`` with the strict converter (errors: see module doc)."""
+    return converter.structure(value, cls)
+
+
+def _leaf_messages(exc: BaseException, path: tuple[PathPart, ...]) -> list[
+    tuple[tuple[PathPart, ...], str]
+]:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        return [((*path, name), "unknown field") for name in sorted(exc.extra_fields)]
+    if isinstance(exc, FieldError):
+        return [(path + exc.subpath, exc.message)]
+    if isinstance(exc, KeyError):
+        return [(path, "required field missing")]
+    if isinstance(exc, BaseExceptionGroup):
+        found: list[tuple[tuple[PathPart, ...], str]] = []
+        for sub in exc.exceptions:
+            sub_path = path
+            for note in getattr(sub, "__notes__", ()):
+                if isinstance(note, AttributeValidationNote):
+                    sub_path = (*path, note.name)
+                elif isinstance(note, IterableValidationNote):
+                    sub_path = (*path, note.index)
+            found.extend(_leaf_messages(sub, sub_path))
+        return found
+    if isinstance(exc, ValueError | TypeError):
+        return [(path, str(exc) or "invalid value")]
+    return [(path, f"invalid value ({type(exc).__name__})")]
+
+
+def error_paths(exc: BaseException) -> list[tuple[tuple[PathPart, ...], str]]:
+    """Every failure inside a cattrs error as ``(path, message)``, in document order."""
+    return _leaf_messages(exc, ())

@@ -1,0 +1,423 @@
+"""The configuration repository through the ``git`` CLI, run with :func:`trio.run_process`.
+
+One public operation, :meth:`GitCheckout.update`: bring the local checkout to the head of the
+remote branch (first time: ``git init`` + fetch, i.e. a clone; later: fetch + ``reset --hard``
+to the fetched commit, so a force-push simply moves us and is reported as ``forced``; there is
+never a merge).
+
+Hardening, because the repository's content is not trusted:
+
+- The URL is checked before git runs: only ``https://``, ``ssh://``, ``user@host:path``,
+  ``file://`` and absolute paths; ``transport::address`` (``ext::``), a leading ``-`` and
+  control characters are refused. Only the URL's own protocol is allowed
+  (``protocol.allow=never`` plus ``protocol.<scheme>.allow=always``).
+- No hooks (``core.hooksPath=/dev/null``, ``init --template=``), no fsmonitor, no submodules,
+  no system/global config (``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL=/dev/null``), ``HOME``
+  is a private temporary directory, ssh reads no config file (``-F /dev/null``).
+- Never a prompt: ``GIT_TERMINAL_PROMPT=0``, ``GIT_ASKPASS`` always set, ``BatchMode=yes``,
+  stdin is ``/dev/null``.
+- Every git call has a deadline (``[git] timeout_seconds``) and fetch/checkout a size limit
+  (``[git] max_repo_mb``, watched while git runs). On either, the whole process group (git and
+  its ssh) is killed.
+- Secrets never reach argv, a URL, a log line or an error: a token travels in the
+  environment to a tiny ``GIT_ASKPASS`` helper; credentials embedded in the configured URL are
+  taken out of it; git's stderr is scrubbed before it is quoted.
+
+*Cancellation*: cancelling :meth:`GitCheckout.update` kills the running git process group
+and leaves the checkout wherever it was (the next update repairs it with ``reset --hard``).
+
+*Errors*: :class:`~linkops.errors.UnavailableError` ``GIT_UNREACHABLE`` (remote problems;
+``details.reason`` is ``auth``, ``not_found``, ``network``, ``timeout``, ``host_key``,
+``branch_not_found`` or ``git_error``), ``GIT_REPO_TOO_LARGE``;
+:class:`~linkops.errors.ValidationError` ``INVALID_REPOSITORY_URL`` / ``INVALID_BRANCH``;
+:class:`~linkops.ssh.errors.SshKeyError` for a deploy key that is missing or not 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+import trio
+
+from linkops.errors import LinkOpsError, UnavailableError, ValidationError
+from linkops.ssh.keys import check_key_file
+
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+SIZE_POLL_SECONDS = 0.25
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SCP_RE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:(?!//)")
+_BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+_URL_CREDENTIALS_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+
+ASKPASS_SCRIPT = """#!/bin/sh
+# Answers git's credential prompts from the environment; never prints anything else.
+case "$1" in
+    Username*) printf '%s\\n' "$LINKOPS_GIT_USERNAME" ;;
+    *) printf '%s\\n' "$LINKOPS_GIT_TOKEN" ;;
+esac
+"""
+
+
+@attrs.frozen
+class RemoteUrl:
+    """A checked remote: what git gets (no password), what people see, the credentials."""
+
+    url: str
+    protocol: str  # "https", "ssh" or "file": the one protocol git may use
+    display: str
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+
+
+def strip_credentials(text: str) -> str:
+    """Remove ``user:password@`` from every URL in ``text`` (for logs, errors, the API)."""
+    return _URL_CREDENTIALS_RE.sub(lambda m: m.group("scheme"), text)
+
+
+def parse_remote_url(raw: str) -> RemoteUrl:
+    """Check a repository URL (see the module docstring); raises ``INVALID_REPOSITORY_URL``."""
+    url = raw.strip()
+
+    def refuse(why: str) -> ValidationError:
+        return ValidationError(f"[git] repository_url {strip_credentials(url)!r}: {why}",
+                               code="INVALID_REPOSITORY_URL",
+                               details={"repository": strip_credentials(url)})
+
+    if not url:
+        raise refuse("is empty")
+    if url.startswith("-"):
+        raise refuse("must not start with '-'")
+    if re.search(r"[\x00-\x20\x7f]", url):
+        raise refuse("must not contain whitespace or control characters")
+    scheme_match = _SCHEME_RE.match(url)
+    if "::" in url.split("/", 1)[0] and not scheme_match:
+        raise refuse("transport::address URLs (such as ext::) are not allowed")
+    if scheme_match:
+        scheme = scheme_match.group(1).lower()
+        if scheme not in ("https", "ssh", "file"):
+            raise refuse(f"scheme {scheme}:// is not allowed (use https, ssh or file)")
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if scheme != "file" and (not host or host.startswith("-")):
+            raise refuse("needs a host name that does not start with '-'")
+        netloc = parts.netloc.rpartition("@")[2]
+        user = parts.username
+        if scheme == "ssh" and user:
+            if user.startswith("-"):
+                raise refuse("user name must not start with '-'")
+            netloc = f"{user}@{netloc}"  # the ssh login name is not a secret
+        clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        return RemoteUrl(
+            url=clean,
+            protocol=scheme,
+            display=clean,
+            username=user if scheme == "https" else None,
+            password=parts.password if scheme == "https" else None,
+        )
+    if url.startswith("/"):
+        return RemoteUrl(url=url, protocol="file", display=url)
+    if _SCP_RE.match(url):
+        return RemoteUrl(url=url, protocol="ssh", display=url)
+    raise refuse("must be https://, ssh://, user@host:path, file:// or an absolute path")
+
+
+def check_branch(branch: str) -> str:
+    if (not _BRANCH_RE.match(branch) or branch.startswith(("-", "/")) or ".." in branch
+            or branch.endswith((".lock", "/", "."))):
+        raise ValidationError(f"[git] branch {branch!r} is not a valid branch name",
+                              code="INVALID_BRANCH", details={"branch": branch})
+    return branch
+
+
+@attrs.frozen
+class UpdateResult:
+    commit: str
+    previous: str | None
+    forced: bool
+
+
+@attrs.frozen
+class _Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue  # git removes temporary files while we walk
+    return total
+
+
+def _reason(stderr: str) -> tuple[str, str]:
+    text = stderr.lower()
+    table = (
+        ("host_key", ("host key verification failed", "remote host identification has changed")),
+        ("auth", ("permission denied", "authentication failed", "could not read username",
+                  "could not read password", "terminal prompts disabled", "invalid username",
+                  "http basic: access denied", "403")),
+        ("branch_not_found", ("couldn't find remote ref",)),
+        ("not_found", ("does not appear to be a git repository", "repository not found",
+                       "not found", "no such file or directory")),
+        ("network", ("connection refused", "could not resolve", "timed out", "no route",
+                     "network is unreachable", "connection reset", "connection closed",
+                     "failed to connect", "unable to access")),
+    )
+    messages = {
+        "host_key": "the server's host key was refused",
+        "auth": "authentication failed",
+        "branch_not_found": "the branch does not exist on the remote",
+        "not_found": "repository not found",
+        "network": "the remote could not be reached",
+    }
+    for reason, needles in table:
+        if any(needle in text for needle in needles):
+            return reason, messages[reason]
+    return "git_error", "git failed"
+
+
+class GitCheckout:
+    """The local checkout of the configuration repository (see the module docstring).
+
+    *Resource handling*: every call creates a private temporary directory next to
+    ``checkout`` (``HOME`` and the askpass helper) and removes it before returning.
+    """
+
+    def __init__(
+        self,
+        *,
+        remote: RemoteUrl,
+        branch: str,
+        checkout: Path,
+        timeout: float,
+        max_bytes: int,
+        ssh_key: Path | None,
+        known_hosts: Path,
+        token: str | None,
+    ) -> None:
+        self.remote = remote
+        self.branch = check_branch(branch)
+        self.checkout = checkout
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.ssh_key = ssh_key
+        self.known_hosts = known_hosts
+        # A password embedded in the URL counts as the token when no token is configured.
+        self._token = token or remote.password
+        self._secrets = [s for s in (self._token,) if s]
+
+    # -- environment ----------------------------------------------------------------------
+
+    def _config_pairs(self) -> list[tuple[str, str]]:
+        return [
+            ("core.hooksPath", "/dev/null"),
+            ("core.fsmonitor", "false"),
+            ("core.symlinks", "true"),
+            ("credential.helper", ""),
+            ("protocol.allow", "never"),
+            (f"protocol.{self.remote.protocol}.allow", "always"),
+            ("submodule.recurse", "false"),
+            ("fetch.recurseSubmodules", "false"),
+            ("transfer.fsckObjects", "true"),
+            ("gc.auto", "0"),
+            ("maintenance.auto", "false"),
+            ("advice.detachedHead", "false"),
+            ("init.defaultBranch", "main"),
+            ("http.followRedirects", "initial"),
+        ]
+
+    def _ssh_command(self) -> str:
+        connect = max(1, int(min(self.timeout, 30)))
+        parts = [
+            "ssh", "-F", "/dev/null",
+            "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes",
+            "-o", "StrictHostKeyChecking=accept-new",
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", f"ConnectTimeout={connect}",
+            "-o", "ServerAliveInterval=15",
+            "-o", "ServerAliveCountMax=2",
+            "-o", "PasswordAuthentication=no",
+            "-o", "KbdInteractiveAuthentication=no",
+        ]
+        if self.ssh_key is not None:
+            parts += ["-i", str(self.ssh_key)]
+        return shlex.join(parts)
+
+    def _env(self, home: Path, askpass: Path) -> dict[str, str]:
+        env = {
+            "PATH": SAFE_PATH,
+            "HOME": str(home),
+            "LANG": "C",
+            "LC_ALL": "C",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+            "GIT_ASKPASS": str(askpass),
+            "SSH_ASKPASS": "/bin/false",
+            "SSH_ASKPASS_REQUIRE": "never",
+            "GIT_SSH_COMMAND": self._ssh_command(),
+            "GIT_SSH_VARIANT": "ssh",
+            "GIT_PROTOCOL_FROM_USER": "0",
+            "GIT_ALLOW_PROTOCOL": self.remote.protocol,
+            "GIT_NO_REPLACE_OBJECTS": "1",
+            "LINKOPS_GIT_USERNAME": self.remote.username or "x-access-token",
+            "LINKOPS_GIT_TOKEN": self._token or "",
+        }
+        pairs = self._config_pairs()
+        env["GIT_CONFIG_COUNT"] = str(len(pairs))
+        for index, (key, value) in enumerate(pairs):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
+        return env
+
+    def scrub(self, text: str) -> str:
+        text = strip_credentials(text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    # -- running git ----------------------------------------------------------------------
+
+    async def _run(self, env: dict[str, str], args: Sequence[str], *, watch: bool = False,
+                   what: str = "git") -> _Outcome:
+        too_large = False
+
+        async def kill_group(process: trio.Process) -> None:
+            # git spawns ssh and helpers; kill the whole session we started, not just git.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        async def watch_size(scope: trio.CancelScope) -> None:
+            nonlocal too_large
+            while True:
+                await trio.sleep(SIZE_POLL_SECONDS)
+                if await trio.to_thread.run_sync(_dir_size, self.checkout) > self.max_bytes:
+                    too_large = True
+                    scope.cancel()
+                    return
+
+        result: subprocess.CompletedProcess[bytes] | None = None
+        try:
+            with trio.fail_after(self.timeout):
+                async with trio.open_nursery() as nursery:
+                    if watch:
+                        nursery.start_soon(watch_size, nursery.cancel_scope)
+                    result = await trio.run_process(
+                        ["git", *args], env=env, stdin=subprocess.DEVNULL,
+                        capture_stdout=True, capture_stderr=True, check=False,
+                        start_new_session=True, deliver_cancel=kill_group,
+                    )
+                    nursery.cancel_scope.cancel()
+        except trio.TooSlowError:
+            raise UnavailableError(
+                f"git {what} from {self.remote.display} timed out after {self.timeout:g} s",
+                code="GIT_UNREACHABLE",
+                details={"repository": self.remote.display, "reason": "timeout"},
+            ) from None
+        if too_large or result is None:
+            raise self._too_large()
+        return _Outcome(result.returncode, result.stdout.decode("utf-8", "replace"),
+                        result.stderr.decode("utf-8", "replace"))
+
+    def _too_large(self) -> UnavailableError:
+        limit_mb = self.max_bytes // (1024 * 1024)
+        return UnavailableError(
+            f"repository {self.remote.display} is larger than [git] max_repo_mb = {limit_mb}",
+            code="GIT_REPO_TOO_LARGE",
+            details={"repository": self.remote.display, "limit_mb": limit_mb},
+        )
+
+    async def _git(self, env: dict[str, str], *args: str, what: str,
+                   watch: bool = False) -> str:
+        outcome = await self._run(env, ["-C", str(self.checkout), *args], watch=watch,
+                                  what=what)
+        if outcome.returncode != 0:
+            raise self._failure(what, outcome.stderr, local=what not in ("fetch",))
+        return outcome.stdout.strip()
+
+    def _failure(self, what: str, stderr: str, *, local: bool) -> LinkOpsError:
+        lines = [line for line in self.scrub(stderr).splitlines() if line.strip()]
+        tail = " | ".join(lines[-3:])[:500]
+        details = {"repository": self.remote.display, "stderr": tail}
+        if local:
+            return LinkOpsError(f"git {what} failed in {self.checkout}: {tail}",
+                                code="GIT_ERROR", details=details)
+        reason, summary = _reason(stderr)
+        details["reason"] = reason
+        return UnavailableError(f"git {what} from {self.remote.display}: {summary} ({tail})",
+                                code="GIT_UNREACHABLE", details=details)
+
+    # -- the operation --------------------------------------------------------------------
+
+    async def update(self) -> UpdateResult:
+        """Fetch the branch and move the checkout to its head (see the module docstring)."""
+        if self.remote.protocol == "ssh" and self.ssh_key is not None:
+            await trio.to_thread.run_sync(check_key_file, self.ssh_key)
+        parent = self.checkout.parent
+        await trio.to_thread.run_sync(lambda: parent.mkdir(parents=True, exist_ok=True))
+        private = Path(await trio.to_thread.run_sync(
+            lambda: tempfile.mkdtemp(prefix=".linkops-git-", dir=parent)))
+        try:
+            askpass = private / "askpass.sh"
+            home = private / "home"
+            await trio.to_thread.run_sync(self._prepare_private, home, askpass)
+            env = self._env(home, askpass)
+            return await self._update(env)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(lambda: shutil.rmtree(private, ignore_errors=True))
+
+    @staticmethod
+    def _prepare_private(home: Path, askpass: Path) -> None:
+        home.mkdir(mode=0o700)
+        askpass.write_text(ASKPASS_SCRIPT, encoding="utf-8")
+        askpass.chmod(0o700)
+
+    async def _update(self, env: dict[str, str]) -> UpdateResult:
+        if not (self.checkout / ".git").is_dir():
+            if self.checkout.exists() and any(self.checkout.iterdir()):
+                raise LinkOpsError(
+                    f"[git] local_path {self.checkout} exists and is not a LinkOps checkout; "
+                    "remove it or choose another path", code="GIT_ERROR")
+            outcome = await self._run(env, ["init", "-q", "--template=", str(self.checkout)],
+                                      what="init")
+            if outcome.returncode != 0:
+                raise self._failure("init", outcome.stderr, local=True)
+        head = await self._run(env, ["-C", str(self.checkout), "rev-parse", "-q", "--verify",
+                                     "HEAD^{commit}"], what="rev-parse")
+        previous = head.stdout.strip() if head.returncode == 0 else None
+        tracking = f"refs/remotes/origin/{self.branch}"
+        await self._git(env, "fetch", "--quiet", "--no-tags", "--no-recurse-submodules",
+                        "--no-write-fetch-head", "--", self.remote.url,
+                        f"+refs/heads/{self.branch}:{tracking}", what="fetch", watch=True)
+        commit = await self._git(env, "rev-parse", "--verify", f"{tracking}^{{commit}}",
+                                 what="rev-parse")
+        forced = False
+        if previous is not None and previous != commit:
+            ancestor = await self._run(env, ["-C", str(self.checkout), "merge-base",
+                                             "--is-ancestor", previous, commit],
+                                       what="merge-base")
+            forced = ancestor.returncode != 0
+        await self._git(env, "reset", "-q", "--hard", commit, what="checkout", watch=True)
+        await self._git(env, "clean", "-q", "-ffdx", what="clean")
+        if await trio.to_thread.run_sync(_dir_size, self.checkout) > self.max_bytes:
+            raise self._too_large()
+        return UpdateResult(commit=commit, previous=previous, forced=forced)

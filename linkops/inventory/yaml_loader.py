@@ -1,0 +1,147 @@
+"""Safe YAML loading with line numbers (ruamel.yaml), for the configuration repository.
+
+Loading is two passes over text that is at most :data:`MAX_YAML_BYTES` long:
+
+1. The event stream is scanned first. Anchors and aliases are refused outright (they are the
+   "billion laughs" amplifier, and an inventory never needs them), as are explicit tags,
+   documents nested deeper than :data:`MAX_DEPTH` and more than one document.
+2. The round-trip loader (``YAML(typ="rt")``, which constructs only plain mappings, lists and
+   scalars) builds the tree; it refuses duplicate keys. The tree is then copied into plain
+   Python values, remembering the line of every key and list item.
+
+*Errors*: :class:`YamlProblem` with the 1-based line (or ``None``) and a message; the
+inventory loader adds file and entry.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+from typing import Any
+
+import attrs
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    DocumentStartEvent,
+    NodeEvent,
+)
+
+MAX_YAML_BYTES = 1024 * 1024
+MAX_DEPTH = 16
+
+Path_ = tuple[str | int, ...]
+
+
+class YamlProblem(Exception):
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+@attrs.frozen
+class LoadedYaml:
+    """Plain data (dict/list/str/int/float/bool/None) and the line of every path in it."""
+
+    data: Any
+    lines: dict[Path_, int]
+
+    def line_of(self, path: Path_) -> int | None:
+        """The line of ``path`` or of its nearest ancestor that exists in the file."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+
+def _mark_line(mark: Any) -> int | None:
+    line = getattr(mark, "line", None)
+    return line + 1 if isinstance(line, int) else None
+
+
+def _scan_events(text: str) -> None:
+    depth = 0
+    documents = 0
+    for event in YAML(typ="rt").parse(io.StringIO(text)):
+        line = _mark_line(event.start_mark)
+        if isinstance(event, AliasEvent) or (
+            isinstance(event, NodeEvent) and event.anchor is not None
+        ):
+            raise YamlProblem("anchors and aliases are not allowed", line)
+        tag = getattr(event, "tag", None)
+        if tag is not None:
+            raise YamlProblem(f"explicit tags are not allowed ({tag})", line)
+        if isinstance(event, DocumentStartEvent):
+            documents += 1
+            if documents > 1:
+                raise YamlProblem("only one YAML document is allowed", line)
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlProblem(f"nested deeper than {MAX_DEPTH} levels", line)
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+
+
+def _plain(value: Any, path: Path_, lines: dict[Path_, int]) -> Any:
+    if isinstance(value, CommentedMap):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            plain_key = _plain(key, path, {})
+            key_line = value.lc.key(key)[0] + 1
+            lines[(*path, plain_key)] = key_line
+            out[plain_key] = _plain(item, (*path, plain_key), lines)
+        return out
+    if isinstance(value, CommentedSeq):
+        items = []
+        for index, item in enumerate(value):
+            lines[(*path, index)] = value.lc.item(index)[0] + 1
+            items.append(_plain(item, (*path, index), lines))
+        return items
+    # ruamel returns str/int/float subclasses that carry formatting; keep only the value.
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, datetime.date):
+        # Dates are only ever metadata; keep them as text so they stay JSON.
+        return value.isoformat()
+    raise YamlProblem(f"unsupported YAML value of type {type(value).__name__}", None)
+
+
+def load_yaml(raw: bytes) -> LoadedYaml:
+    """Parse one YAML document (see the module docstring); raises :class:`YamlProblem`."""
+    if len(raw) > MAX_YAML_BYTES:
+        raise YamlProblem(f"file is larger than {MAX_YAML_BYTES} bytes", None)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise YamlProblem("not valid UTF-8", line) from None
+    try:
+        _scan_events(text)
+        loader = YAML(typ="rt")
+        loader.allow_duplicate_keys = False
+        tree = loader.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "malformed YAML"
+        if "duplicate key" in problem:
+            problem = problem.split(" with value", 1)[0]
+        raise YamlProblem(problem, _mark_line(mark)) from None
+    except YAMLError as exc:
+        raise YamlProblem(f"malformed YAML ({exc})", None) from None
+    except RecursionError:
+        raise YamlProblem("nested too deeply", None) from None
+    lines: dict[Path_, int] = {(): 1}
+    return LoadedYaml(_plain(tree, (), lines), lines)
