@@ -9,9 +9,15 @@ nox.options.reuse_existing_virtualenvs = True
 PYTHON = "3.11"
 
 
+def build_frontend(session: nox.Session) -> None:
+    """xterm.js and its fit addon from the npm lock into frontend/vendor/ (before install)."""
+    session.run("python", "frontend/build.py", external=True)
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole test suite (real sshd, git, SQLite and Chromium)."""
+    build_frontend(session)
     session.install(".[test]")
     session.run("pytest", *session.posargs)
 
@@ -27,6 +33,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """A sandbox fleet, a local config repo, a demo admin and the web UI on 127.0.0.1:8000."""
+    build_frontend(session)
     session.install(".")
     session.run("linkops", "demo", *session.posargs)
 
@@ -34,6 +41,7 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def package(session: nox.Session) -> None:
     """sdist and wheel (the wheel carries the frontend)."""
+    build_frontend(session)
     session.install("build")
     session.run("python", "-m", "build", "--outdir", "dist")
 

@@ -34,6 +34,9 @@ class ApiSettings:
     max_body_bytes: int = 1_048_576
     # Behind a TLS-terminating proxy the session cookie must be marked Secure.
     cookie_secure: bool = False
+    # On shutdown, how long idle keep-alive connections and unfinished requests get before
+    # they are cut (streams and terminals are ended by the service before this starts).
+    graceful_timeout: float = 3.0
 
 
 @attrs.frozen
@@ -203,6 +206,7 @@ def validate(s: Settings) -> None:
     _require(len(s.api.jwt_secret) >= 32, "[api] jwt_secret", "must be at least 32 characters")
     _require(0 < s.api.port < 65536, "[api] port", f"must be 1-65535, got {s.api.port}")
     _require(s.api.jwt_expiration_hours > 0, "[api] jwt_expiration_hours", "must be positive")
+    _require(0 <= s.api.graceful_timeout <= 60, "[api] graceful_timeout", "must be 0-60 seconds")
     _require(s.api.max_body_bytes >= 1024, "[api] max_body_bytes", "must be at least 1024")
     _require(
         s.ssh.host_key_policy in HOST_KEY_POLICIES,

@@ -12,7 +12,7 @@ Shape (modelled on hypercorn's ``worker_serve``)::
 streams and terminal sockets end cleanly), let each service stop its work (operations kill
 their remote processes and record ``stopped``), then trigger Hypercorn's graceful shutdown and
 finally cancel the background services. Every step has a deadline, so the process exits 0
-within :data:`SHUTDOWN_SECONDS` plus Hypercorn's graceful timeout.
+within :data:`SHUTDOWN_SECONDS` plus ``[api] graceful_timeout``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from linkops.web.app import create_app
 log = logging.getLogger("linkops.server")
 
 SHUTDOWN_SECONDS = 8.0
-GRACEFUL_SECONDS = 3.0
 
 
 class BackgroundService(Protocol):
@@ -79,7 +78,7 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.bind = [f"{settings.api.host}:{settings.api.port}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = GRACEFUL_SECONDS
+    config.graceful_timeout = settings.api.graceful_timeout
     config.keep_alive_timeout = 75
     config.websocket_ping_interval = settings.terminal.websocket_ping_interval
     config.include_server_header = False
@@ -109,14 +108,16 @@ async def run(
     shutdown_requested = trio.Event()
     stop = trio.Event()
 
-    async def watch_signals() -> None:
+    async def watch_signals(*, task_status: trio.TaskStatus[None]) -> None:
         if handle_signals:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                task_status.started()
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_first_signal, signals, stop)
                     await stop.wait()
                     nursery.cancel_scope.cancel()
         else:
+            task_status.started()
             await stop.wait()
         await graceful_shutdown()
 
@@ -133,7 +134,7 @@ async def run(
 
     try:
         async with trio.open_nursery() as root:
-            root.start_soon(watch_signals)
+            await root.start(watch_signals)
             async with trio.open_nursery() as background:
                 for service in background_services(services):
                     await background.start(service.run)
@@ -161,7 +162,7 @@ async def run(
                 await shutdown_requested.wait()
                 background.cancel_scope.cancel()
             # Hypercorn finishes its graceful shutdown; then nothing is left but the watcher.
-            root.cancel_scope.deadline = trio.current_time() + GRACEFUL_SECONDS + 2
+            root.cancel_scope.deadline = trio.current_time() + settings.api.graceful_timeout + 2
     finally:
         db.close()
         log.info("service.stop", extra={"context": {"version": __version__}})

@@ -21,6 +21,7 @@ import trio
 from linkops import auth, config, server
 from linkops.config import Settings
 from linkops.db import Database
+from linkops.logs import setup_logging
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "correct-horse-battery"
@@ -90,6 +91,7 @@ def add_admin(settings: Settings, name: str = ADMIN, password: str = ADMIN_PASSW
 @pytest.fixture
 async def running(settings: Settings, nursery: trio.Nursery) -> AsyncIterator[server.Running]:
     add_admin(settings)
+    setup_logging(settings.logging)
     handle: server.Running = await nursery.start(
         lambda task_status: server.run(settings, handle_signals=False, task_status=task_status)
     )

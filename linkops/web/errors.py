@@ -45,23 +45,23 @@ def error_response(
     return response
 
 
+def _log_error(status: int, code: str, message: str) -> None:
+    """One line per failed request: enough context to find it, never the request body."""
+    context = {
+        "path": request.path,
+        "method": request.method,
+        "status": status,
+        "code": code,
+        "message": message,
+    }
+    log.log(logging.WARNING if status >= 500 else logging.INFO, "api.error",
+            extra={"context": context})
+
+
 def register(app: Quart) -> None:
     @app.errorhandler(LinkOpsError)
     async def linkops_error(exc: LinkOpsError) -> Response:
-        level = logging.WARNING if exc.status >= 500 else logging.INFO
-        log.log(
-            level,
-            "api.error",
-            extra={
-                "context": {
-                    "path": request.path,
-                    "method": request.method,
-                    "status": exc.status,
-                    "code": exc.code,
-                    "message": exc.message,
-                }
-            },
-        )
+        _log_error(exc.status, exc.code, exc.message)
         return error_response(exc.status, exc.code, exc.message, exc.details)
 
     @app.errorhandler(HTTPException)
@@ -73,6 +73,7 @@ def register(app: Quart) -> None:
             405: f"method {request.method} not allowed on {request.path}",
             413: "request body too large",
         }.get(status, exc.description or exc.name)
+        _log_error(status, code, message)
         response = error_response(status, code, message)
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]

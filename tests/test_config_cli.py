@@ -1,0 +1,96 @@
+"""Configuration loading and the command line: bad input is one clear line and exit 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from linkops import cli, config
+from linkops.errors import ConfigError
+from tests.fixtures_core import write_config
+
+
+def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "linkops", *args],
+        input=stdin, capture_output=True, text=True, timeout=60,
+        env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "named"),
+    [
+        ("api", {"jwt_secret": ""}, "[api] jwt_secret"),
+        ("api", {"jwt_secret": "short"}, "[api] jwt_secret"),
+        ("api", {"port": "eighty"}, "[api] port"),
+        ("api", {"port": "70000"}, "[api] port"),
+        ("ssh", {"host_key_policy": "yolo"}, "[ssh] host_key_policy"),
+        ("ssh", {"keys_directory": "/nonexistent/keys"}, "[ssh] keys_directory"),
+        ("security", {"enrollment_required": "maybe"}, "[security] enrollment_required"),
+        ("operations", {"default_concurrency": "500"}, "[operations] default_concurrency"),
+        ("terminal", {"max_panes_per_workspace": "9"}, "[terminal] max_panes_per_workspace"),
+        ("api", {"surprise": "1"}, "[api] surprise"),
+        ("nonsense", {"a": "b"}, "[nonsense]"),
+        ("database", {"path": "/nonexistent/dir/x.db"}, "[database] path"),
+    ],
+)
+def test_bad_settings_name_section_and_key(tmp_path: Path, section: str, values: dict[str, str],
+                                           named: str) -> None:
+    path = write_config(tmp_path, **{section: values})
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert named in str(info.value)
+
+
+def test_serve_with_broken_config_exits_1_naming_the_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path, api={"jwt_secret": ""})
+    result = run_cli("serve", "--config", str(path))
+    assert result.returncode == 1
+    assert "[api] jwt_secret" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_and_env_variable(tmp_path: Path) -> None:
+    result = run_cli("check-config", env={"LINKOPS_CONFIG": str(tmp_path / "nope.ini")})
+    assert result.returncode == 1 and "not found" in result.stderr
+    good = write_config(tmp_path)
+    os.environ["LINKOPS_CONFIG"] = str(good)
+    try:
+        assert config.load(None).source == good
+    finally:
+        del os.environ["LINKOPS_CONFIG"]
+
+
+def test_usage_errors_exit_2() -> None:
+    assert cli.main(["frobnicate"]) == 2
+    assert cli.main(["user"]) == 2
+
+
+def test_enroll_id_format() -> None:
+    result = run_cli("enroll-id")
+    assert result.returncode == 0
+    value = result.stdout.strip()
+    assert value.startswith("LINKOPS-") and len(value) == len("LINKOPS-") + 36
+
+
+def test_user_add_and_passwd_with_stdin(tmp_path: Path) -> None:
+    path = str(write_config(tmp_path))
+    added = run_cli("user", "add", "Alice", "--password-stdin", "--config", path,
+                    stdin="s3cret-password\n")
+    assert added.returncode == 0, added.stderr
+    again = run_cli("user", "add", "alice ", "--password-stdin", "--config", path,
+                    stdin="s3cret-password\n")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    short = run_cli("user", "passwd", "alice", "--password-stdin", "--config", path, stdin="x\n")
+    assert short.returncode == 1 and "at least 8" in short.stderr
+    changed = run_cli("user", "passwd", "ALICE", "--password-stdin", "--config", path,
+                      stdin="another-password\n")
+    assert changed.returncode == 0, changed.stderr
+    # The password is never echoed back.
+    assert "another-password" not in changed.stdout + changed.stderr
