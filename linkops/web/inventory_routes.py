@@ -1,0 +1,73 @@
+"""``/api/links``, ``/api/scripts`` and ``/api/git/*``: the inventory and its Git sync.
+
+Thin routes over :class:`linkops.inventory.InventoryService` (``services().inventory``).
+A failed ``POST /api/git/sync`` answers with the structured error of the sync (400 for bad
+repository content with ``details.file/line/entry``, 503 ``GIT_UNREACHABLE`` for the remote);
+the failure is recorded either way and the previous inventory stays active.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, jsonify, request
+
+from linkops.errors import UnavailableError
+from linkops.inventory import InventoryService, LinkQuery
+from linkops.web.common import authenticated, services
+
+blueprint = Blueprint("inventory", __name__)
+
+
+def _inventory() -> InventoryService:
+    service = getattr(services(), "inventory", None)
+    if not isinstance(service, InventoryService):
+        raise UnavailableError("the inventory service is not running", code="NOT_AVAILABLE")
+    return service
+
+
+@blueprint.get("/api/links")
+@authenticated
+async def list_links() -> Response:
+    args = request.args
+    query = LinkQuery.from_args(
+        types=args.getlist("type"),
+        statuses=args.getlist("status"),
+        enrolled=args.get("enrolled"),
+        tags=args.getlist("tag"),
+        sort=args.get("sort"),
+        direction=args.get("dir"),
+    )
+    links = await _inventory().list_links(query)
+    return jsonify({"links": links, "count": len(links)})
+
+
+@blueprint.get("/api/links/<link_id>")
+@authenticated
+async def get_link(link_id: str) -> Response:
+    return jsonify(await _inventory().get_link(link_id))
+
+
+@blueprint.get("/api/scripts")
+@authenticated
+async def list_scripts() -> Response:
+    scripts = await _inventory().list_scripts()
+    return jsonify({"scripts": scripts, "count": len(scripts)})
+
+
+@blueprint.get("/api/scripts/<script_id>")
+@authenticated
+async def get_script(script_id: str) -> Response:
+    return jsonify(await _inventory().get_script(script_id))
+
+
+@blueprint.get("/api/git/status")
+@authenticated
+async def git_status() -> Response:
+    return jsonify(await _inventory().status())
+
+
+@blueprint.post("/api/git/sync")
+@authenticated
+async def git_sync() -> Response:
+    result = await _inventory().sync(trigger="api")
+    result.raise_for_error()
+    return jsonify(result.to_dict())
