@@ -1,0 +1,236 @@
+"""The bounded buffers between SSH readers and a WebSocket writer.
+
+- :class:`Scrollback`: the last ``scrollback_bytes`` of a pane's output (a ring of text
+  chunks), replayed when a socket (re-)attaches.
+- :class:`Outbox`: one pane's queue towards one socket. :meth:`Outbox.put_output` *waits*
+  while the queue holds :data:`OUTBOX_CAPACITY` characters or more: the pane's SSH reader
+  stops reading, paramiko's window fills up and the remote program blocks. A slow browser
+  therefore costs bounded memory, and only the flooding pane is slowed down.
+- :class:`Attachment`: one socket's view of a workspace — an outbox per pane, a small queue of
+  workspace-level messages, and one wake-up for the writer. :meth:`Attachment.take_round`
+  serves the panes round-robin, at most :data:`FRAME_CHARS` per pane per round, coalescing
+  consecutive output chunks into one frame.
+
+*Cancellation*: :meth:`Outbox.put_output` is a checkpoint and can be cancelled; the text is
+already in the scrollback by then (see :mod:`linkops.terminal.session`). Closing an outbox or
+an attachment wakes every waiter; they return ``False`` instead of raising.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Final
+
+import trio
+
+from linkops.terminal import protocol
+
+OUTBOX_CAPACITY: Final = 64 * 1024
+FRAME_CHARS: Final = 32 * 1024
+# Workspace-level messages (pongs, protocol errors) a client may leave unread before we give
+# up on it: a client that floods us with bad frames but never reads is closed.
+CONTROL_CAPACITY: Final = 256
+
+
+class Scrollback:
+    """A ring of the most recent output, at most ``limit`` characters."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(0, limit)
+        self._chunks: deque[str] = deque()
+        self._size = 0
+
+    def append(self, text: str) -> None:
+        if not text or self.limit == 0:
+            return
+        if len(text) >= self.limit:
+            self._chunks.clear()
+            self._chunks.append(text[-self.limit:])
+            self._size = self.limit
+            return
+        self._chunks.append(text)
+        self._size += len(text)
+        while self._size > self.limit:
+            head = self._chunks[0]
+            excess = self._size - self.limit
+            if len(head) <= excess:
+                self._chunks.popleft()
+                self._size -= len(head)
+            else:
+                self._chunks[0] = head[excess:]
+                self._size -= excess
+
+    def snapshot(self) -> str:
+        text = "".join(self._chunks)
+        # Keep the ring compact: one chunk from now on.
+        self._chunks.clear()
+        if text:
+            self._chunks.append(text)
+        return text
+
+    def __len__(self) -> int:
+        return self._size
+
+
+class Wakeup:
+    """A reusable "something to send" flag for one writer task."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event = trio.Event()
+
+
+class Outbox:
+    """One pane's bounded queue of messages for one socket (see the module docstring)."""
+
+    def __init__(self, pane: str, wakeup: Wakeup, capacity: int = OUTBOX_CAPACITY) -> None:
+        self.pane = pane
+        self.capacity = capacity
+        self._wakeup = wakeup
+        # Items are ("out", text, replay) or ("msg", message dict, None).
+        self._items: deque[tuple[str, Any, bool]] = deque()
+        self._chars = 0
+        self._space = trio.lowlevel.ParkingLot()
+        self.closed = False
+
+    @property
+    def pending_chars(self) -> int:
+        return self._chars
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    async def put_output(self, text: str) -> bool:
+        """Queue terminal output, waiting while the queue is full. ``False`` once closed."""
+        while self._chars >= self.capacity and not self.closed:
+            await self._space.park()
+        if self.closed:
+            await trio.lowlevel.checkpoint()
+            return False
+        self._push_output(text, replay=False)
+        await trio.lowlevel.checkpoint()
+        return True
+
+    def put_replay(self, text: str) -> None:
+        """Scrollback for a fresh socket: bounded by the scrollback size, never waits."""
+        if text and not self.closed:
+            self._push_output(text, replay=True)
+
+    def put_message(self, message: dict[str, Any]) -> None:
+        """A status message (rare, tiny): never waits, keeps its order with the output."""
+        if not self.closed:
+            self._items.append(("msg", message, False))
+            self._wakeup.set()
+
+    def _push_output(self, text: str, *, replay: bool) -> None:
+        self._items.append(("out", text, replay))
+        self._chars += len(text)
+        self._wakeup.set()
+
+    def take(self, limit: int = FRAME_CHARS) -> list[dict[str, Any]]:
+        """Up to ``limit`` characters of output (consecutive chunks joined into one frame),
+        plus the status messages queued in between, in order."""
+        frames: list[dict[str, Any]] = []
+        budget = limit
+        parts: list[str] = []
+        parts_replay = False
+
+        def flush() -> None:
+            if parts:
+                frames.append(protocol.stdout(self.pane, "".join(parts), replay=parts_replay))
+                parts.clear()
+
+        while self._items and budget > 0:
+            kind, payload, replay = self._items[0]
+            if kind == "msg":
+                flush()
+                frames.append(payload)
+                self._items.popleft()
+                continue
+            if parts and replay != parts_replay:
+                flush()
+            parts_replay = replay
+            text: str = payload
+            if len(text) > budget:
+                parts.append(text[:budget])
+                self._items[0] = (kind, text[budget:], replay)
+                self._chars -= budget
+                budget = 0
+                break
+            parts.append(text)
+            self._items.popleft()
+            self._chars -= len(text)
+            budget -= len(text)
+        flush()
+        if self._chars < self.capacity:
+            self._space.unpark_all()
+        return frames
+
+    def close(self) -> None:
+        self.closed = True
+        self._items.clear()
+        self._chars = 0
+        self._space.unpark_all()
+
+
+class Attachment:
+    """One WebSocket attached to a workspace: its outboxes and why it must close."""
+
+    def __init__(self, workspace_id: str, username: str, panes: Iterable[str]) -> None:
+        self.workspace_id = workspace_id
+        self.username = username
+        self.wakeup = Wakeup()
+        self.outboxes = {pane: Outbox(pane, self.wakeup) for pane in panes}
+        self._control: deque[dict[str, Any]] = deque()
+        self._next = 0
+        self.closed = trio.Event()
+        self.close_code = protocol.CLOSE_NORMAL
+        self.close_reason = ""
+
+    def send_control(self, message: dict[str, Any]) -> None:
+        """A workspace-level message; closes the attachment (1008) when the client never reads
+        and keeps provoking replies."""
+        if len(self._control) >= CONTROL_CAPACITY:
+            self.close(protocol.CLOSE_POLICY, "too many unread replies")
+            return
+        self._control.append(message)
+        self.wakeup.set()
+
+    def has_pending(self) -> bool:
+        return bool(self._control) or any(self.outboxes.values())
+
+    def coalescing_useful(self, frame_chars: int = FRAME_CHARS) -> bool:
+        """True when only small output is waiting: worth a few ms to gather more."""
+        if self._control:
+            return False
+        return all(box.pending_chars < frame_chars for box in self.outboxes.values())
+
+    def take_round(self) -> list[dict[str, Any]]:
+        """One fair round: control messages, then each pane once, starting after the pane
+        that went first last time."""
+        frames = list(self._control)
+        self._control.clear()
+        names = list(self.outboxes)
+        if names:
+            start = self._next % len(names)
+            self._next = start + 1
+            for name in names[start:] + names[:start]:
+                frames.extend(self.outboxes[name].take())
+        return frames
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed.is_set():
+            return
+        self.close_code = code
+        self.close_reason = reason
+        for box in self.outboxes.values():
+            box.close()
+        self.closed.set()
+        self.wakeup.set()

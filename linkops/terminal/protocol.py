@@ -1,0 +1,163 @@
+"""The terminal WebSocket's message format: parse what the browser sends, build what we send.
+
+One socket carries every pane of a workspace. Each frame is one JSON object (text frame)::
+
+    client → server
+      {"pane": "A", "type": "stdin",  "data": "ls -l\\r"}
+      {"pane": "A", "type": "resize", "cols": 120, "rows": 40}   (also "data": {cols, rows})
+      {"type": "ping"}                                            (keeps an idle socket open)
+    server → client
+      {"pane": "A", "type": "stdout", "data": "…"}                ("replay": true for scrollback)
+      {"pane": "A", "type": "status", "data": "connecting|enrolled|connected|closed|error",
+       "message": "…", "target": "vps-01"}
+      {"pane": null, "type": "status", "data": "error", "code": "MALFORMED_MESSAGE", …}
+      {"pane": null, "type": "pong"}
+
+Sizes are clamped to ``2..500`` columns × ``1..200`` rows. A frame larger than
+:data:`MAX_FRAME_BYTES` closes the socket with 1009, a binary frame with 1003; every other
+mistake (bad JSON, unknown type or pane, wrong field types) is answered with an ``error``
+status and the socket stays open.
+
+*Errors*: :class:`ProtocolError` carries the code for the error message and, when the
+mistake is fatal for the socket, the WebSocket close code.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from typing import Any, Final
+
+import attrs
+
+from linkops.models import PANES
+from linkops.terminal.workspaces import clamp_size
+
+MAX_FRAME_BYTES: Final = 64 * 1024
+CLOSE_NORMAL: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_UNSUPPORTED: Final = 1003
+CLOSE_POLICY: Final = 1008
+CLOSE_TOO_BIG: Final = 1009
+CLOSE_INTERNAL: Final = 1011
+# Application codes (4000-4999 are ours): another socket took over the workspace; the
+# workspace was deleted.
+CLOSE_REPLACED: Final = 4001
+CLOSE_WORKSPACE_GONE: Final = 4004
+STATUSES: Final = ("connecting", "enrolled", "connected", "closed", "error")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str, *, pane: str | None = None,
+                 close_code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.pane = pane
+        self.close_code = close_code
+
+
+@attrs.frozen
+class Stdin:
+    pane: str
+    data: str
+
+
+@attrs.frozen
+class Resize:
+    pane: str
+    cols: int
+    rows: int
+
+
+@attrs.frozen
+class Ping:
+    pass
+
+
+ClientMessage = Stdin | Resize | Ping
+
+
+def _int_field(value: Any, name: str, pane: str) -> int:
+    # bool is an int subclass; "cols": true is a client bug, not 1 column.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError("INVALID_MESSAGE", f"resize needs a numeric {name}", pane=pane)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ProtocolError("INVALID_MESSAGE", f"resize {name} must be finite", pane=pane)
+    return int(value)
+
+
+def parse_client_message(raw: str | bytes, panes: tuple[str, ...] = PANES) -> ClientMessage:
+    """Decode one frame. ``panes`` are the pane names of the workspace.
+
+    *Errors*: :class:`ProtocolError`; ``close_code`` is set for binary or oversized frames.
+    """
+    if isinstance(raw, bytes):
+        raise ProtocolError("UNSUPPORTED_FRAME", "binary frames are not supported; send JSON "
+                            "text", close_code=CLOSE_UNSUPPORTED)
+    # len(str) <= UTF-8 length <= 4 * len(str): check cheaply before encoding.
+    if len(raw) > MAX_FRAME_BYTES or (len(raw) * 4 > MAX_FRAME_BYTES
+                                      and len(raw.encode("utf-8", "surrogatepass"))
+                                      > MAX_FRAME_BYTES):
+        raise ProtocolError("FRAME_TOO_LARGE", f"frames are limited to {MAX_FRAME_BYTES} bytes",
+                            close_code=CLOSE_TOO_BIG)
+    try:
+        message = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError("MALFORMED_MESSAGE", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("MALFORMED_MESSAGE", "frame must be a JSON object")
+    kind = message.get("type")
+    if kind == "ping":
+        return Ping()
+    pane = message.get("pane")
+    if kind not in ("stdin", "resize"):
+        raise ProtocolError("UNKNOWN_TYPE", f"unknown message type {kind!r} (expected stdin, "
+                            "resize or ping)", pane=pane if isinstance(pane, str) else None)
+    if not isinstance(pane, str) or pane not in panes:
+        raise ProtocolError("UNKNOWN_PANE", f"unknown pane {pane!r} (this workspace has "
+                            f"{', '.join(panes)})")
+    if kind == "stdin":
+        data = message.get("data")
+        if not isinstance(data, str):
+            raise ProtocolError("INVALID_MESSAGE", "stdin data must be a string", pane=pane)
+        return Stdin(pane=pane, data=data)
+    nested = message.get("data")
+    size: dict[str, Any] = nested if isinstance(nested, dict) else message
+    cols = _int_field(size.get("cols"), "cols", pane)
+    rows = _int_field(size.get("rows"), "rows", pane)
+    cols, rows = clamp_size(cols, rows)
+    return Resize(pane=pane, cols=cols, rows=rows)
+
+
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+def stdout(pane: str, text: str, *, replay: bool = False) -> dict[str, Any]:
+    message: dict[str, Any] = {"pane": pane, "type": "stdout", "data": text}
+    if replay:
+        message["replay"] = True
+    return message
+
+
+def status(pane: str | None, state: str, message: str = "", **extra: Any) -> dict[str, Any]:
+    assert state in STATUSES, state
+    return {"pane": pane, "type": "status", "data": state, "message": message, **extra}
+
+
+def error(exc: ProtocolError) -> dict[str, Any]:
+    return status(exc.pane, "error", exc.message, code=exc.code)
+
+
+class OutputDecoder:
+    """Incremental UTF-8: a character split across reads stays whole; bad bytes → U+FFFD."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, data: bytes) -> str:
+        return str(self._decoder.decode(data))
+
+    def flush(self) -> str:
+        return str(self._decoder.decode(b"", final=True))

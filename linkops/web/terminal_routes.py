@@ -1,0 +1,138 @@
+"""Terminal workspaces over HTTP and the workspace WebSocket (thin: decode, authorize, call).
+
+- ``POST   /api/terminal/workspaces {layout, max_panes?}`` → 201 workspace
+- ``GET    /api/terminal/workspaces`` → ``{workspaces: [...]}`` (the caller's own)
+- ``GET    /api/terminal/workspaces/{id}`` → workspace (404 for anyone but the owner)
+- ``PATCH  /api/terminal/workspaces/{id} {layout}`` → workspace
+- ``DELETE /api/terminal/workspaces/{id}`` → ``{success: true}`` (closes its shells)
+- ``PUT    /api/terminal/workspaces/{id}/panes {panes: [{pane, target}]}`` → workspace
+- ``POST   /api/terminal/workspaces/{id}/connect-all`` → ``{workspace_id, panes: [...]}``
+- ``POST   /api/terminal/workspaces/{id}/panes/{pane}/connect|disconnect`` → pane
+- ``WS     /api/terminal/workspaces/{id}/ws`` — see :mod:`linkops.terminal.protocol`. The
+  handshake is refused *before* it is accepted (403 origin / 401 token / 404 workspace), so
+  nothing of the workspace is touched for a refused caller.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from quart import Blueprint, Response, jsonify, websocket
+
+from linkops.errors import LinkOpsError, UnavailableError
+from linkops.terminal.service import TerminalService
+from linkops.terminal.socket import serve_socket
+from linkops.terminal.workspaces import parse_assignments
+from linkops.web.common import (
+    authenticate_websocket,
+    authenticated,
+    current_user,
+    json_body,
+    services,
+)
+from linkops.web.errors import error_response
+
+blueprint = Blueprint("terminal", __name__)
+
+BASE = "/api/terminal/workspaces"
+
+
+def _terminal() -> TerminalService:
+    service = getattr(services(), "terminal", None)
+    if service is None:
+        raise UnavailableError("the terminal service is not configured",
+                               code="SERVICE_UNAVAILABLE")
+    return cast(TerminalService, service)
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    response = jsonify(value)
+    response.status_code = status
+    return response
+
+
+@blueprint.post(BASE)
+@authenticated
+async def create_workspace() -> Response:
+    body = await json_body()
+    workspace = await _terminal().create_workspace(current_user().username, body.get("layout"),
+                                                   body.get("max_panes"))
+    return _json(workspace.to_json(), 201)
+
+
+@blueprint.get(BASE)
+@authenticated
+async def list_workspaces() -> Response:
+    found = await _terminal().list_workspaces(current_user().username)
+    return _json({"workspaces": [w.to_json() for w in found]})
+
+
+@blueprint.get(f"{BASE}/<workspace_id>")
+@authenticated
+async def get_workspace(workspace_id: str) -> Response:
+    workspace = await _terminal().get_workspace(current_user().username, workspace_id)
+    return _json(workspace.to_json())
+
+
+@blueprint.patch(f"{BASE}/<workspace_id>")
+@authenticated
+async def set_layout(workspace_id: str) -> Response:
+    body = await json_body()
+    workspace = await _terminal().set_layout(current_user().username, workspace_id,
+                                             body.get("layout"))
+    return _json(workspace.to_json())
+
+
+@blueprint.delete(f"{BASE}/<workspace_id>")
+@authenticated
+async def delete_workspace(workspace_id: str) -> Response:
+    await _terminal().delete_workspace(current_user().username, workspace_id)
+    return _json({"success": True, "workspace_id": workspace_id})
+
+
+@blueprint.put(f"{BASE}/<workspace_id>/panes")
+@authenticated
+async def assign_panes(workspace_id: str) -> Response:
+    assignments = parse_assignments(await json_body())
+    workspace = await _terminal().assign_panes(current_user().username, workspace_id,
+                                               assignments)
+    return _json(workspace.to_json())
+
+
+@blueprint.post(f"{BASE}/<workspace_id>/connect-all")
+@authenticated
+async def connect_all(workspace_id: str) -> Response:
+    results = await _terminal().connect_all(current_user().username, workspace_id)
+    return _json({"workspace_id": workspace_id, "panes": results})
+
+
+@blueprint.post(f"{BASE}/<workspace_id>/panes/<pane>/connect")
+@authenticated
+async def connect_pane(workspace_id: str, pane: str) -> Response:
+    state = await _terminal().connect_pane(current_user().username, workspace_id, pane)
+    return _json({"workspace_id": workspace_id, **state.to_json()})
+
+
+@blueprint.post(f"{BASE}/<workspace_id>/panes/<pane>/disconnect")
+@authenticated
+async def disconnect_pane(workspace_id: str, pane: str) -> Response:
+    state = await _terminal().disconnect_pane(current_user().username, workspace_id, pane)
+    return _json({"workspace_id": workspace_id, **state.to_json()})
+
+
+@blueprint.websocket(f"{BASE}/<workspace_id>/ws")
+async def workspace_socket(workspace_id: str) -> Response | None:
+    try:
+        session = await authenticate_websocket()
+        terminal = _terminal()
+        attachment = await terminal.attach(session.user.username, workspace_id)
+    except LinkOpsError as exc:
+        # Returned before accept(): Quart answers the upgrade with this HTTP response.
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+    try:
+        await websocket.accept()
+    except BaseException:
+        terminal.detach(attachment)
+        raise
+    await serve_socket(websocket, terminal, attachment, closing=services().closing)
+    return None
