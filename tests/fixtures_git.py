@@ -189,7 +189,8 @@ def _keygen(path: Path) -> None:
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"sshd exited: {process.stderr.read() if process.stderr else ''!r}")
+            error = process.stderr.read() if process.stderr else b""
+            raise AssertionError(f"sshd exited: {error!r}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
                 if sock.recv(4).startswith(b"SSH-"):
