@@ -52,7 +52,6 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="sandbox fleet + config repo + demo admin + the service")
     demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--hosts", type=int, default=0, help="extra VPS hosts in the sandbox")
     demo.add_argument("--workdir", help="keep the demo's files here (default: a temp dir)")
     return parser
 

@@ -28,10 +28,9 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from linkops import __version__, sdnotify
-from linkops.auth import AuthService
 from linkops.config import Settings
 from linkops.db import Database
-from linkops.services import Services
+from linkops.services import Services, build_services
 from linkops.web.app import create_app
 
 log = logging.getLogger("linkops.server")
@@ -41,10 +40,6 @@ SHUTDOWN_SECONDS = 8.0
 
 class BackgroundService(Protocol):
     async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
-
-
-def build_services(settings: Settings, db: Database) -> Services:
-    return Services(settings=settings, db=db, auth=AuthService(db, settings.api, settings.security))
 
 
 def background_services(services: Services) -> list[BackgroundService]:
@@ -59,7 +54,7 @@ def background_services(services: Services) -> list[BackgroundService]:
 async def _shutdown_services(services: Services) -> None:
     """Ask each service to wind down (stop operations, close terminals)."""
     async with trio.open_nursery() as nursery:
-        for name in ("operations", "terminal", "health", "inventory", "ssh"):
+        for name in ("operations", "terminal", "health", "inventory"):
             service: Any = getattr(services, name, None)
             shutdown: Callable[[], Awaitable[None]] | None = getattr(service, "shutdown", None)
             if shutdown is not None:
@@ -164,5 +159,7 @@ async def run(
             # Hypercorn finishes its graceful shutdown; then nothing is left but the watcher.
             root.cancel_scope.deadline = trio.current_time() + settings.api.graceful_timeout + 2
     finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await services.ssh.aclose()
         db.close()
         log.info("service.stop", extra={"context": {"version": __version__}})

@@ -1,6 +1,6 @@
 """The service container: every long-lived object the routes and the root nursery share.
 
-Built once by :func:`linkops.server.build_services`; routes reach it through
+Built once by :func:`build_services`; routes reach it through
 ``linkops.web.common.services()``. Services never import Quart.
 """
 
@@ -12,6 +12,12 @@ import trio
 from linkops.auth import AuthService
 from linkops.config import Settings
 from linkops.db import Database
+from linkops.inventory.sync import InventoryService
+from linkops.ssh.bridge import SshManager
+from linkops.ssh.enrollment import EnrollmentService
+from linkops.ssh.health import HealthMonitor
+from linkops.tables.service import TableService
+from linkops.terminal.service import TerminalService
 
 
 @attrs.define
@@ -19,6 +25,27 @@ class Services:
     settings: Settings
     db: Database
     auth: AuthService
+    ssh: SshManager
+    inventory: InventoryService
+    enrollment: EnrollmentService
+    health: HealthMonitor
+    terminal: TerminalService
+    tables: TableService
     # Set when the service begins to shut down: SSE streams and terminal sockets watch it and
     # end cleanly instead of being cut off by the server's graceful-shutdown deadline.
     closing: trio.Event = attrs.field(factory=trio.Event)
+
+
+def build_services(settings: Settings, db: Database) -> Services:
+    ssh = SshManager(settings.ssh)
+    return Services(
+        settings=settings,
+        db=db,
+        auth=AuthService(db, settings.api, settings.security),
+        ssh=ssh,
+        inventory=InventoryService(settings, db),
+        enrollment=EnrollmentService(db, ssh, concurrency=settings.health.concurrency),
+        health=HealthMonitor(db, ssh, settings.health),
+        terminal=TerminalService(db, settings, ssh),
+        tables=TableService(db, settings.api.jwt_secret.encode()),
+    )

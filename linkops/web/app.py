@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
-
 from quart import Response, request, send_from_directory
 from quart_trio import QuartTrio
 from werkzeug.exceptions import NotFound
 
+from linkops.resources import bundled_dir
 from linkops.services import Services
 from linkops.web import auth_routes, errors, health_routes
 
@@ -19,14 +18,6 @@ CSP = (
     "img-src 'self' data:; connect-src 'self'; font-src 'self' data:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 )
-
-
-def frontend_dir() -> Path:
-    """The installed ``linkops.frontend`` package, else ``frontend/`` in a source checkout."""
-    spec = importlib.util.find_spec("linkops.frontend")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    return Path(__file__).resolve().parents[2] / "frontend"
 
 
 def _optional_blueprints() -> list[object]:
@@ -60,7 +51,7 @@ def create_app(services: Services) -> QuartTrio:
     for blueprint in _optional_blueprints():
         app.register_blueprint(blueprint)  # type: ignore[arg-type]
 
-    static_root = frontend_dir()
+    static_root = bundled_dir("frontend")
 
     @app.get("/")
     async def index() -> Response:
