@@ -1,0 +1,216 @@
+"""Blocking paramiko connections: one hop, a ProxyJump chain, and command channels.
+
+This module imports no trio; everything here runs in worker threads started by
+:mod:`linkops.ssh.bridge`. It owns *how* one SSH connection is made:
+
+1. TCP connect (``connection_timeout``) — or, for a hop behind a ProxyJump, a ``direct-tcpip``
+   channel opened on the previous hop's transport;
+2. SSH handshake with banner/handshake timeouts, host key types we already know preferred;
+3. host key decision (:class:`~linkops.ssh.known_hosts.KnownHosts`) **before** authentication,
+   so a changed key never sees our public key or signature;
+4. public-key authentication (``auth_timeout``) and keepalives.
+
+One attempt only: retries with backoff belong to the caller (the bridge), which can sleep
+cancellably between attempts.
+
+*Errors*: every failure is a :class:`~linkops.ssh.errors.SshError` whose ``reason`` says
+``timeout``, ``connect``, ``host_key``, ``auth`` or ``key``; ``details`` names the hop.
+
+*Resource handling*: a failed attempt closes every transport and socket it opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import paramiko
+
+from linkops.ssh.errors import HostKeyMismatchError, SshAuthError, SshError
+from linkops.ssh.keys import HostKeyPin, load_private_key
+from linkops.ssh.known_hosts import KnownHosts
+
+# paramiko logs every failed handshake as an ERROR with a traceback; our SshError already says
+# what failed, with the link's name, so its chatter stays out of the service log.
+PARAMIKO_LOG = "linkops.ssh.paramiko"
+logging.getLogger(PARAMIKO_LOG).setLevel(logging.CRITICAL)
+
+
+@attrs.frozen
+class HopSpec:
+    """Everything that identifies one SSH hop (hashable: part of the pool key)."""
+
+    link_id: str
+    host: str
+    port: int
+    user: str
+    key_path: Path
+    host_key_pin: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.link_id} ({self.user}@{self.host}:{self.port})"
+
+
+@attrs.frozen
+class Timeouts:
+    connect: float = 30.0
+    banner: float = 30.0
+    auth: float = 30.0
+    keepalive: int = 15
+
+
+def _fail(hop: HopSpec, target: str, what: str, reason: str, exc: BaseException | None) -> SshError:
+    detail = f": {exc}" if exc is not None and str(exc) else (
+        f": {type(exc).__name__}" if exc is not None else "")
+    return SshError(
+        f"SSH to {hop.label} failed ({what}){detail}",
+        reason=reason,
+        details={"target": target, "hop": hop.link_id, "host": hop.host, "port": hop.port},
+    )
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return True
+    text = str(exc).lower()
+    return "timed out" in text or "timeout" in text or "banner" in text
+
+
+def _open_socket(hop: HopSpec, target: str, timeouts: Timeouts,
+                 via: paramiko.Transport | None) -> socket.socket | paramiko.Channel:
+    if via is None:
+        try:
+            sock = socket.create_connection((hop.host, hop.port), timeout=timeouts.connect)
+            # Small request/reply packets (keystrokes, keepalives, exec requests) would
+            # otherwise wait ~40 ms for Nagle + delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as exc:
+            reason = "timeout" if _is_timeout(exc) else "connect"
+            raise _fail(hop, target, "TCP connect", reason, exc)
+    try:
+        return via.open_channel(
+            "direct-tcpip", (hop.host, hop.port), ("127.0.0.1", 0), timeout=timeouts.connect
+        )
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        reason = "timeout" if _is_timeout(exc) else "connect"
+        raise _fail(hop, target, "ProxyJump tunnel", reason, exc)
+
+
+def open_hop(
+    hop: HopSpec,
+    *,
+    target: str,
+    timeouts: Timeouts,
+    known_hosts: KnownHosts,
+    via: paramiko.Transport | None = None,
+) -> paramiko.Transport:
+    """Open, verify and authenticate one hop. See the module docstring for the steps.
+
+    *Errors*: :class:`SshError` and subclasses; nothing is left open on failure.
+    """
+    key = load_private_key(hop.key_path)
+    try:
+        pin = HostKeyPin.parse(hop.host_key_pin) if hop.host_key_pin else None
+    except ValueError as exc:
+        # A pin we cannot read must never degrade to "no pin".
+        raise HostKeyMismatchError(f"pinned host key of {hop.label} is invalid: {exc}",
+                                   details={"target": target, "hop": hop.link_id})
+    sock = _open_socket(hop, target, timeouts, via)
+    transport: paramiko.Transport | None = None
+    try:
+        transport = paramiko.Transport(sock)
+        transport.set_log_channel(PARAMIKO_LOG)
+        transport.banner_timeout = timeouts.banner
+        transport.handshake_timeout = timeouts.banner
+        transport.auth_timeout = timeouts.auth
+        preferred = [pin.key_type] if pin is not None and pin.key_type else (
+            known_hosts.preferred_key_types(hop.host, hop.port))
+        if preferred:
+            _prefer_host_key_types(transport, preferred)
+        # start_client(timeout=…) returns silently on timeout: wait on our own event.
+        negotiated = threading.Event()
+        try:
+            transport.start_client(event=negotiated)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise _fail(hop, target, "SSH handshake", "connect", exc)
+        if not negotiated.wait(timeouts.connect):
+            raise _fail(hop, target, f"no SSH handshake within {timeouts.connect:g} s",
+                        "timeout", None)
+        if not transport.is_active():
+            cause = transport.get_exception() or paramiko.SSHException("negotiation failed")
+            raise _fail(hop, target, "SSH handshake", "timeout" if _is_timeout(cause) else
+                        "connect", cause)
+        server_key = transport.get_remote_server_key()
+        known_hosts.verify(hop.host, hop.port, server_key, pin=pin, target=target,
+                           hop=hop.link_id)
+        try:
+            transport.auth_publickey(hop.user, key)
+        except paramiko.AuthenticationException as exc:
+            raise SshAuthError(
+                f"SSH to {hop.label}: the server refused key {hop.key_path.name} for user "
+                f"{hop.user} ({exc})",
+                details={"target": target, "hop": hop.link_id, "key": hop.key_path.name},
+            )
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise _fail(hop, target, "authentication", "timeout" if _is_timeout(exc) else
+                        "connect", exc)
+        if not transport.is_authenticated():
+            raise SshAuthError(f"SSH to {hop.label}: authentication did not complete",
+                               details={"target": target, "hop": hop.link_id})
+        if timeouts.keepalive > 0:
+            transport.set_keepalive(timeouts.keepalive)
+        return transport
+    except BaseException:
+        if transport is not None:
+            transport.close()
+        sock.close()
+        raise
+
+
+def _prefer_host_key_types(transport: paramiko.Transport, preferred: Sequence[str]) -> None:
+    # RSA keys are negotiated as rsa-sha2-*; paramiko lists those, not "ssh-rsa".
+    wanted: list[str] = []
+    for name in preferred:
+        wanted.extend(["rsa-sha2-512", "rsa-sha2-256"] if name == "ssh-rsa" else [name])
+    options = transport.get_security_options()
+    current = list(options.key_types)
+    first = [k for k in wanted if k in current]
+    if first:
+        options.key_types = first + [k for k in current if k not in first]
+
+
+def open_chain(
+    hops: Sequence[HopSpec],
+    *,
+    target: str,
+    timeouts: Timeouts,
+    known_hosts: KnownHosts,
+) -> list[paramiko.Transport]:
+    """Open the hops in order (outermost ProxyJump first); the last one is the target.
+
+    *Errors*: the first hop's :class:`SshError`; hops already opened are closed.
+    """
+    opened: list[paramiko.Transport] = []
+    try:
+        for hop in hops:
+            opened.append(open_hop(hop, target=target, timeouts=timeouts,
+                                   known_hosts=known_hosts, via=opened[-1] if opened else None))
+        return opened
+    except BaseException:
+        close_chain(opened)
+        raise
+
+
+def close_chain(transports: Sequence[paramiko.Transport]) -> None:
+    """Close the target first, then the hops it was tunnelled through."""
+    for transport in reversed(transports):
+        try:
+            transport.close()
+        except Exception:  # noqa: S110 - closing a dead transport may raise; nothing to do
+            pass

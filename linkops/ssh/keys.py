@@ -1,0 +1,112 @@
+"""Private keys from the keys directory and host-key pins (blocking, no trio).
+
+Owns the SPEC §4 key rules: ``keyRef`` names a plain file inside ``[ssh] keys_directory``
+(no path separators, no ``..``), and a key whose permission bits are not exactly ``0600`` is
+refused with an error naming the file, before it is ever read. Also parses the optional
+``ssh.hostKey`` pin of a link (a full public key line or a ``SHA256:`` fingerprint).
+
+*Errors*: :class:`~linkops.ssh.errors.SshKeyError` (``SSH_KEY_INVALID``) naming the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+from pathlib import Path
+
+import attrs
+import paramiko
+
+from linkops.ssh.errors import SshKeyError
+
+REQUIRED_MODE = 0o600
+
+
+def resolve_key_path(keys_directory: Path, key_ref: str) -> Path:
+    """The file a ``keyRef`` names; refuses anything that is not a plain file name."""
+    if (
+        not key_ref
+        or key_ref in (".", "..")
+        or "/" in key_ref
+        or "\\" in key_ref
+        or "\x00" in key_ref
+    ):
+        raise SshKeyError(f"keyRef {key_ref!r} must be a file name inside {keys_directory}",
+                          details={"key": key_ref})
+    return keys_directory / key_ref
+
+
+def check_key_file(path: Path) -> None:
+    """Refuse a key that is missing, not a regular file, or whose mode is not 0600."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise SshKeyError(f"SSH key {path} does not exist", details={"key": str(path)})
+    except OSError as exc:
+        raise SshKeyError(f"SSH key {path} cannot be read: {exc.strerror}",
+                          details={"key": str(path)})
+    if not stat.S_ISREG(st.st_mode):
+        raise SshKeyError(f"SSH key {path} is not a regular file", details={"key": str(path)})
+    mode = stat.S_IMODE(st.st_mode)
+    if mode != REQUIRED_MODE:
+        raise SshKeyError(
+            f"SSH key {path} has mode {mode:04o}; it must be 0600 (chmod 600 {path})",
+            details={"key": str(path), "mode": f"{mode:04o}"},
+        )
+
+
+def load_private_key(path: Path) -> paramiko.PKey:
+    """Check the mode, then load an unencrypted private key (RSA, ECDSA or Ed25519)."""
+    check_key_file(path)
+    try:
+        return paramiko.PKey.from_path(path)
+    except paramiko.PasswordRequiredException:
+        raise SshKeyError(f"SSH key {path} is encrypted; LinkOps needs an unencrypted key",
+                          details={"key": str(path)})
+    except (paramiko.SSHException, OSError, ValueError) as exc:
+        raise SshKeyError(f"SSH key {path} cannot be loaded: {exc}", details={"key": str(path)})
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style ``SHA256:<base64 without padding>`` of a public key."""
+    return str(key.fingerprint)
+
+
+def public_key_line(key: paramiko.PKey) -> str:
+    """``<type> <base64>`` as in known_hosts and authorized_keys."""
+    return f"{key.get_name()} {key.get_base64()}"
+
+
+@attrs.frozen
+class HostKeyPin:
+    """A link's pinned host key: either a full key (type + base64) or a SHA256 fingerprint."""
+
+    fingerprint: str
+    key_type: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> HostKeyPin:
+        """Parse ``ssh-ed25519 AAAA… [comment]`` or ``SHA256:…``; ValueError when neither."""
+        text = text.strip()
+        if text.startswith("SHA256:"):
+            body = text.removeprefix("SHA256:")
+            try:
+                raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+            except binascii.Error:
+                raise ValueError(f"host key fingerprint {text!r} is not valid base64")
+            if len(raw) != 32:
+                raise ValueError(f"host key fingerprint {text!r} is not a SHA256 digest")
+            return cls(fingerprint=f"SHA256:{body.rstrip('=')}")
+        parts = text.split()
+        if len(parts) < 2:
+            raise ValueError("a pinned host key is 'TYPE BASE64' or 'SHA256:…'")
+        try:
+            key = paramiko.PKey.from_type_string(parts[0], base64.b64decode(parts[1]))
+        except (binascii.Error, paramiko.SSHException, ValueError) as exc:
+            raise ValueError(f"pinned host key cannot be parsed: {exc}")
+        return cls(fingerprint=fingerprint(key), key_type=key.get_name())
+
+    def matches(self, key: paramiko.PKey) -> bool:
+        return fingerprint(key) == self.fingerprint
