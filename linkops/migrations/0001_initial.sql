@@ -112,6 +112,8 @@ CREATE TABLE operation_logs (
     ended_at TEXT,
     error TEXT,
     remote_killed INTEGER,
+    -- The remote process group of a running task, so a restarted service can kill it.
+    remote_pgid INTEGER,
     UNIQUE (operation_id, target, script, position)
 );
 CREATE INDEX operation_logs_op ON operation_logs (operation_id, target, position);

@@ -1,0 +1,238 @@
+"""The event stream of one operation: an :class:`EventHub` with a replay log, and SSE framing.
+
+Events are numbered 1, 2, 3, … per operation (the SSE ``id``). Kinds: ``operation`` (the
+operation's state), ``task_start``, ``output``, ``task_end`` and ``operation_end`` (always the
+last one).
+
+*Replay log* (what a late or reconnecting subscriber gets): every lifecycle event is kept. Output
+events are kept while the task's kept output stays under ``task_output_limit`` bytes and the
+operation's under ``total_output_limit``; the first output event that does not fit is replaced
+by ONE ``output`` event with ``truncated: true`` and a notice text, and that task's later output
+is only sent live. A subscriber resuming with ``Last-Event-ID`` gets every *kept* event after
+that id, in order, without duplicates; the ids it skips are exactly the dropped output chunks,
+marked by the notice. The complete (bounded) output of every task is in the database anyway.
+
+*Fan-out*: each subscriber has its own bounded memory channel. :meth:`EventHub.publish` is
+synchronous and uses ``send_nowait``; a subscriber whose channel is full is dropped (its channel
+closed), and :func:`follow` then re-subscribes from its last id, reading what it missed from the
+replay log. So a slow browser never slows the SSH pumps or the other subscribers.
+
+*SSE*: :func:`encode_sse` puts the JSON on one ``data:`` line; every field is split on CR/LF
+anyway, so no output can forge an event.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import attrs
+import trio
+
+SUBSCRIBER_BUFFER = 512
+HEARTBEAT_SECONDS = 15.0
+OUTPUT_NOTICE = "[linkops: live output beyond the replay limit is not replayed; " \
+    "the full (bounded) output is in the operation's logs]\n"
+
+EVENT_KINDS = ("operation", "task_start", "output", "task_end", "operation_end")
+
+
+@attrs.frozen
+class Event:
+    id: int
+    kind: str
+    data: dict[str, Any]
+
+
+class Subscription:
+    """What :meth:`EventHub.subscribe` returns: the backlog, then a live channel."""
+
+    def __init__(self, backlog: list[Event], receive: trio.MemoryReceiveChannel[Event]) -> None:
+        self.backlog = backlog
+        self.receive = receive
+
+
+class EventHub:
+    """Sequence numbers, replay log and subscribers of one operation (see module docstring).
+
+    *Cancellation*: nothing here awaits; publishing can happen from any Trio task.
+    """
+
+    def __init__(self, *, task_output_limit: int, total_output_limit: int) -> None:
+        self._log: list[Event] = []
+        self._next_id = 1
+        self._subscribers: list[trio.MemorySendChannel[Event]] = []
+        self._task_output: dict[tuple[str, str, int], int] = {}
+        self._noticed: set[tuple[str, str, int]] = set()
+        self._total_output = 0
+        self._task_output_limit = task_output_limit
+        self._total_output_limit = total_output_limit
+        self.closed = False
+        self.dropped_subscribers = 0
+
+    @property
+    def last_id(self) -> int:
+        return self._next_id - 1
+
+    def publish(self, kind: str, data: dict[str, Any]) -> Event:
+        """Number, log (if it fits) and fan out one event. Never blocks."""
+        if self.closed:
+            raise RuntimeError("publish on a closed EventHub")
+        event = Event(self._next_id, kind, data)
+        self._next_id += 1
+        self._retain(event)
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(event)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                # Behind (or gone): drop it; follow() resumes it from the replay log.
+                self._subscribers.remove(channel)
+                channel.close()
+                self.dropped_subscribers += 1
+        if kind == "operation_end":
+            self.close()
+        return event
+
+    def _retain(self, event: Event) -> None:
+        if event.kind != "output":
+            self._log.append(event)
+            return
+        key = (str(event.data.get("target")), str(event.data.get("script")),
+               int(event.data.get("position", 0)))
+        size = len(str(event.data.get("data", "")).encode("utf-8", "surrogatepass"))
+        kept = self._task_output.get(key, 0)
+        if (key not in self._noticed and kept + size <= self._task_output_limit
+                and self._total_output + size <= self._total_output_limit):
+            self._task_output[key] = kept + size
+            self._total_output += size
+            self._log.append(event)
+        elif key not in self._noticed:
+            self._noticed.add(key)
+            notice = dict(event.data, data=OUTPUT_NOTICE, truncated=True)
+            self._log.append(Event(event.id, "output", notice))
+
+    def subscribe(self, after: int = 0) -> Subscription:
+        """Events after ``after`` from the log plus a channel for the ones still to come.
+
+        Both are taken in the same synchronous step, so nothing falls between them. On a
+        closed hub the channel is already closed.
+        """
+        backlog = [e for e in self._log if e.id > after]
+        send, receive = trio.open_memory_channel[Event](SUBSCRIBER_BUFFER)
+        if self.closed:
+            send.close()
+        else:
+            self._subscribers.append(send)
+        return Subscription(backlog, receive)
+
+    def close(self) -> None:
+        """End every subscription (after ``operation_end``)."""
+        self.closed = True
+        for channel in self._subscribers:
+            channel.close()
+        self._subscribers.clear()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+
+PING = Event(0, "ping", {})
+
+
+async def follow(
+    hub: EventHub,
+    after: int = 0,
+    *,
+    heartbeat: float = HEARTBEAT_SECONDS,
+    closing: trio.Event | None = None,
+    closing_grace: float = 6.0,
+) -> AsyncIterator[Event]:
+    """Every event after ``after``, in order and without duplicates, until ``operation_end``.
+
+    Yields :data:`PING` after ``heartbeat`` seconds without an event. When ``closing`` is set
+    (service shutdown) the stream keeps delivering for ``closing_grace`` seconds — long enough
+    for the ``stopped`` end of a running operation — and then ends.
+
+    *Cancellation*: safe at every await; the subscription's channel is closed on exit.
+    """
+    last = after
+    stop_at = math.inf
+    while True:
+        sub = hub.subscribe(last)
+        with sub.receive:
+            for event in sub.backlog:
+                last = event.id
+                yield event
+                if event.kind == "operation_end":
+                    return
+            if hub.closed and not sub.backlog:
+                return
+            idle_since = trio.current_time()
+            while True:
+                now = trio.current_time()
+                wait = idle_since + heartbeat - now
+                if closing is not None and closing.is_set() and stop_at == math.inf:
+                    stop_at = now + closing_grace
+                if now >= stop_at:
+                    return
+                # Poll at most once a second so a shutdown is noticed promptly.
+                with trio.move_on_after(max(0.0, min(wait, 1.0, stop_at - now))):
+                    try:
+                        event = await sub.receive.receive()
+                    except trio.EndOfChannel:
+                        break  # dropped as too slow, or the hub closed: re-read the log
+                    if event.id <= last:
+                        continue
+                    last = event.id
+                    yield event
+                    if event.kind == "operation_end":
+                        return
+                    idle_since = trio.current_time()
+                    continue
+                if trio.current_time() >= idle_since + heartbeat:
+                    yield PING
+                    idle_since = trio.current_time()
+
+
+async def replay(events: Iterable[Event], after: int = 0) -> AsyncIterator[Event]:
+    """A finished operation rebuilt from the database (see ``history.replay_events``)."""
+    for event in events:
+        if event.id > after:
+            yield event
+
+
+# -- SSE framing ------------------------------------------------------------------------------
+
+def _field(name: str, value: str) -> bytes:
+    # One line per CR/LF-separated piece: a value can never start a new field or event.
+    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "".join(f"{name}: {line}\n" for line in lines).encode("utf-8", "surrogatepass")
+
+
+def encode_sse(event: Event) -> bytes:
+    """``id``/``event``/``data`` of one event; a heartbeat is the comment ``: ping``."""
+    if event is PING or event.kind == "ping":
+        return b": ping\n\n"
+    payload = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    return (
+        _field("id", str(event.id)) + _field("event", event.kind) + _field("data", payload)
+        + b"\n"
+    )
+
+
+def sse_comment(text: str) -> bytes:
+    return b"".join(b": " + line.encode() + b"\n" for line in text.splitlines() or [""]) + b"\n"
+
+
+def parse_last_event_id(raw: str | None) -> int:
+    """``Last-Event-ID`` as an int; anything unparsable means "from the start"."""
+    if raw is None:
+        return 0
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        return 0
+    return max(value, 0)

@@ -1,0 +1,292 @@
+"""Running one operation: a nursery of per-host tasks under a ``trio.CapacityLimiter``.
+
+Shape::
+
+    OperationRun.run()                 cancel_scope  ← stop() / service shutdown
+      └─ nursery
+           ├─ host task (target 1)     async with limiter:  (at most `concurrency` hosts)
+           │     connect → re-check the client ID → script 1 → script 2 → …
+           └─ host task (target N)     a failing script skips the rest on that host
+
+Per script a :class:`~linkops.operations.remote.RemoteScript` runs under its own deadline
+(``[operations] script_timeout``): a timeout kills the remote process group and ends the task
+``timeout`` (exit code null, error ``EXECUTION_TIMEOUT``). Stop cancels the operation's scope:
+every running script kills its remote group (shielded, bounded), records ``stopped``, and the
+operation ends ``stopped``.
+
+*Ordering of truth*: each state change is committed to the database before its event is
+published, so an event a client saw is always backed by a row.
+
+*Errors*: no exception leaves :meth:`OperationRun.run`: SSH failures become failed tasks, a
+bug becomes a failed operation with its message logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+from linkops.config import Settings
+from linkops.db import Database
+from linkops.errors import LinkOpsError
+from linkops.models import Link
+from linkops.operations import store
+from linkops.operations.events import EventHub
+from linkops.operations.output import TaskOutput
+from linkops.operations.remote import RemoteScript
+from linkops.operations.status import operation_outcome, result_counts
+from linkops.operations.validate import Plan, PlannedScript
+from linkops.ssh.bridge import SshConnection, SshManager
+from linkops.ssh.machines import store_enrollment
+from linkops.timeutil import now_iso
+
+log = logging.getLogger("linkops.operations")
+
+CLIENT_ID_TIMEOUT = 15.0
+
+
+class OperationRun:
+    """One operation in flight (registry entry of the service)."""
+
+    def __init__(self, op_id: str, plan: Plan, *, db: Database, settings: Settings,
+                 ssh: SshManager, hub: EventHub, links: Mapping[str, Link]) -> None:
+        self.id = op_id
+        self.plan = plan
+        self.db = db
+        self.settings = settings
+        self.ssh = ssh
+        self.hub = hub
+        self.links = links
+        self.cancel_scope = trio.CancelScope()
+        self.stop_requested = False
+        self.stop_reason: str | None = None
+        self.done = trio.Event()
+        self.status = "queued"
+        self.statuses: dict[str, list[str]] = {
+            t.id: ["pending"] * len(plan.scripts) for t in plan.targets}
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def stop(self, reason: str = "stopped by user") -> None:
+        """Cancel everything (remote processes are killed by the tasks' cleanup)."""
+        if not self.stop_requested:
+            self.stop_requested = True
+            self.stop_reason = reason
+        self.cancel_scope.cancel()
+
+    # -- the operation ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        started_at = now_iso()
+        t0 = time.monotonic()
+        error: str | None = None
+        try:
+            with self.cancel_scope:
+                await self.db.write(store.mark_running(self.id, started_at))
+                self.status = "running"
+                self.hub.publish("operation", {
+                    "operation_id": self.id, "status": "running",
+                    "scripts": [s.id for s in self.plan.scripts],
+                    "targets": [t.id for t in self.plan.targets],
+                    "flags": self.plan.flags, "concurrency": self.plan.concurrency,
+                    "started": started_at,
+                })
+                limiter = trio.CapacityLimiter(self.plan.concurrency)
+                async with trio.open_nursery() as nursery:
+                    for target in self.plan.targets:
+                        nursery.start_soon(self._host, target, limiter)
+        except Exception as exc:  # a bug, not a host failure: keep the service alive
+            error = f"internal error: {exc}"
+            log.exception("operation.internal_error", extra={"context": {"operation": self.id}})
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._finish(t0, error)
+
+    async def _finish(self, t0: float, error: str | None) -> None:
+        for statuses in self.statuses.values():  # never started: recorded as skipped
+            statuses[:] = ["skipped" if s == "pending" else s for s in statuses]
+        status = operation_outcome(self.statuses, stopped=self.stop_requested)
+        if error is not None and status != "stopped":
+            status = "failed"
+        result = result_counts(self.statuses)
+        ended_at = now_iso()
+        duration = round(time.monotonic() - t0, 3)
+        if self.stop_requested:
+            error = error or self.stop_reason
+        try:
+            await self.db.write(store.finish_operation(self.id, status, result, ended_at,
+                                                       duration, error))
+        except Exception:
+            log.exception("operation.record_failed", extra={"context": {"operation": self.id}})
+        self.status = status
+        log.info("operation.end", extra={"context": {
+            "operation": self.id, "status": status, "duration": duration, "result": result}})
+        self.hub.publish("operation_end", {
+            "operation_id": self.id, "status": status, "result": result,
+            "ended": ended_at, "duration": duration, "error": error,
+        })
+        self.done.set()
+
+    # -- one host --------------------------------------------------------------------------
+
+    async def _host(self, target: Link, limiter: trio.CapacityLimiter) -> None:
+        async with limiter:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await self._host_body(target)
+            except Exception as exc:
+                log.exception("operation.host_error", extra={"context": {
+                    "operation": self.id, "target": target.id}})
+                await self._fail_remaining(target, 0, f"internal error: {exc}")
+            finally:
+                self.in_flight -= 1
+
+    async def _connect(self, target: Link) -> SshConnection:
+        return await self.ssh.connect(target, self.links)
+
+    async def _host_body(self, target: Link) -> None:
+        try:
+            conn = await self._connect(target)
+        except LinkOpsError as exc:
+            log.warning("operation.ssh_failed", extra={"context": {
+                "operation": self.id, "target": target.id, "error": exc.message}})
+            await self._fail_remaining(target, 0, f"{exc.code}: {exc.message}")
+            return
+        try:
+            if self.plan.require_enrollment or target.enrollment.required:
+                problem = await self._check_client_id(conn, target)
+                if problem is not None:
+                    await self._fail_remaining(target, 0, problem)
+                    return
+            for position, script in enumerate(self.plan.scripts):
+                status = await self._script(conn, target, position, script)
+                if status != "success":
+                    await self._skip(target, range(position + 1, len(self.plan.scripts)),
+                                     f"skipped: {script.id} ended {status}")
+                    return
+        finally:
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
+
+    async def _check_client_id(self, conn: SshConnection, target: Link) -> str | None:
+        """Read the client ID over this very connection; None when it matches."""
+        path = target.enrollment.clientIdPath
+        try:
+            result = await conn.run(f"cat -- {shlex.quote(path)}", timeout=CLIENT_ID_TIMEOUT)
+        except LinkOpsError as exc:
+            return f"CLIENT_ID_MISMATCH: cannot read {path}: {exc.message}"
+        found = result.stdout.decode("utf-8", "replace").strip()
+        if result.exit_code == 0 and found == target.enrollment.clientId.strip():
+            return None
+        why = f"{path} not readable (exit {result.exit_code})" if result.exit_code != 0 else (
+            f"client ID in {path} does not match the inventory")
+        now = now_iso()
+        await self.db.write(lambda c: store_enrollment(c, target.id, False, now, why))
+        return f"CLIENT_ID_MISMATCH: {why}"
+
+    # -- one script ------------------------------------------------------------------------
+
+    def _base(self, target: Link, position: int, script: PlannedScript) -> dict[str, Any]:
+        return {"target": target.id, "script": script.id, "position": position}
+
+    async def _script(self, conn: SshConnection, target: Link, position: int,
+                      script: PlannedScript) -> str:
+        base = self._base(target, position, script)
+        started_at = now_iso()
+        t0 = time.monotonic()
+        await self.db.write(store.task_started(self.id, target.id, position, started_at))
+        self.statuses[target.id][position] = "running"
+        self.hub.publish("task_start", {**base, "started": started_at, "name": script.name})
+        output = TaskOutput(self.settings.operations.output_buffer_size)
+
+        async def sink(stream: str, chunk: bytes) -> None:
+            text = output.feed(stream, chunk)
+            if text:
+                self.hub.publish("output", {**base, "stream": stream, "data": text})
+
+        async def on_pgid(pgid: int) -> None:
+            await self.db.write(store.task_pgid(self.id, target.id, position, pgid))
+
+        remote = RemoteScript(conn, lambda: self._connect(target), script.content, script.args,
+                              sink=sink, on_pgid=on_pgid)
+        status = "failed"
+        error: str | None = None
+        try:
+            outcome = await remote.run(self.settings.operations.script_timeout)
+            if outcome.timed_out:
+                status = "timeout"
+                error = (f"EXECUTION_TIMEOUT: no exit within "
+                         f"{self.settings.operations.script_timeout:g} s")
+            else:
+                status = "success" if outcome.exit_code == 0 else "failed"
+                if outcome.exit_code is not None and outcome.exit_code < 0:
+                    error = "the remote process ended without an exit status (signal?)"
+        except trio.Cancelled:
+            status = "stopped"
+            error = self.stop_reason or "stopped"
+            raise
+        except LinkOpsError as exc:
+            error = f"{exc.code}: {exc.message}"
+            log.warning("operation.task_failed", extra={"context": {
+                "operation": self.id, "target": target.id, "script": script.id,
+                "error": error}})
+        finally:
+            with trio.CancelScope(shield=True):
+                for stream, text in output.finish().items():
+                    if text:
+                        self.hub.publish("output", {**base, "stream": stream, "data": text})
+                outcome = remote.outcome
+                ended_at = now_iso()
+                duration = round(time.monotonic() - t0, 3)
+                values = {
+                    "status": status, "exit_code": outcome.exit_code,
+                    "stdout": output.text("stdout"), "stderr": output.text("stderr"),
+                    "output_truncated": int(output.truncated), "duration": duration,
+                    "ended_at": ended_at, "error": error or outcome.error,
+                    "remote_killed": None if outcome.remote_killed is None
+                    else int(outcome.remote_killed),
+                }
+                await self.db.write(store.task_finished(self.id, target.id, position, values))
+                self.statuses[target.id][position] = status
+                self.hub.publish("task_end", {
+                    **base, "status": status, "exit_code": outcome.exit_code,
+                    "duration": duration, "ended": ended_at, "error": values["error"],
+                    "remote_killed": outcome.remote_killed,
+                    "output_truncated": output.truncated,
+                })
+        return status
+
+    async def _fail_remaining(self, target: Link, first: int, error: str) -> None:
+        """The task at ``first`` failed before running (connection, client ID); skip the rest."""
+        script = self.plan.scripts[first]
+        base = self._base(target, first, script)
+        now = now_iso()
+        with trio.CancelScope(shield=True):
+            await self.db.write(store.task_finished(self.id, target.id, first, {
+                "status": "failed", "error": error, "started_at": now, "ended_at": now,
+                "duration": 0.0}))
+            self.statuses[target.id][first] = "failed"
+            self.hub.publish("task_end", {**base, "status": "failed", "exit_code": None,
+                                          "duration": 0.0, "ended": now, "error": error,
+                                          "remote_killed": None})
+            await self._skip(target, range(first + 1, len(self.plan.scripts)),
+                             f"skipped: {error}")
+
+    async def _skip(self, target: Link, positions: range, reason: str) -> None:
+        if not positions:
+            return
+        with trio.CancelScope(shield=True):
+            await self.db.write(store.skip_tasks(self.id, target.id, list(positions), reason))
+        for position in positions:
+            self.statuses[target.id][position] = "skipped"
+            script = self.plan.scripts[position]
+            self.hub.publish("task_end", {**self._base(target, position, script),
+                                          "status": "skipped", "exit_code": None,
+                                          "duration": None, "error": reason,
+                                          "remote_killed": None})

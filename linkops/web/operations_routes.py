@@ -1,0 +1,74 @@
+"""``/api/operations*``: run, stop, view, history and the SSE event stream (thin routes)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from quart import Blueprint, Response, jsonify, request
+
+from linkops.errors import UnavailableError
+from linkops.operations.events import encode_sse, parse_last_event_id, sse_comment
+from linkops.operations.service import OperationsService
+from linkops.web.common import authenticated, current_user, json_body, query_arg, services
+
+blueprint = Blueprint("operations", __name__)
+
+SSE_RETRY_MS = 3000
+
+
+def _operations() -> OperationsService:
+    service = getattr(services(), "operations", None)
+    if service is None:
+        raise UnavailableError("operations are not available", code="SERVICE_UNAVAILABLE")
+    return cast(OperationsService, service)
+
+
+@blueprint.post("/api/operations/run")
+@authenticated
+async def run_operation() -> tuple[Response, int]:
+    body = await json_body()
+    op_id = await _operations().submit(body, current_user().username)
+    return jsonify({"operation_id": op_id, "status": "queued"}), 202
+
+
+@blueprint.get("/api/operations")
+@authenticated
+async def list_operations() -> Response:
+    params = {name: query_arg(name) for name in ("status", "from", "to", "limit", "cursor",
+                                                 "page")}
+    return jsonify(await _operations().history(params))
+
+
+@blueprint.get("/api/operations/<op_id>")
+@authenticated
+async def get_operation(op_id: str) -> Response:
+    return jsonify(await _operations().detail(op_id))
+
+
+@blueprint.post("/api/operations/<op_id>/stop")
+@authenticated
+async def stop_operation(op_id: str) -> Response:
+    await _operations().stop(op_id)
+    return jsonify({"success": True, "operation_id": op_id})
+
+
+@blueprint.get("/api/operations/<op_id>/events")
+@authenticated
+async def operation_events(op_id: str) -> Response:
+    after = parse_last_event_id(request.headers.get("Last-Event-ID"))
+    svc = services()
+    events = await _operations().events(op_id, after, closing=svc.closing)
+
+    async def body() -> AsyncIterator[bytes]:
+        # A first line at once: proxies and EventSource see the stream is open.
+        yield f"retry: {SSE_RETRY_MS}\n".encode() + sse_comment(f"operation {op_id}")
+        async for event in events:
+            yield encode_sse(event)
+
+    response = Response(body(), mimetype="text/event-stream")
+    response.timeout = None  # a stream lives as long as it must
+    headers: Any = response.headers
+    headers["Cache-Control"] = "no-store"
+    headers["X-Accel-Buffering"] = "no"
+    return response
