@@ -1,0 +1,208 @@
+// DOM helpers shared by every view. Data from hosts, YAML and users only ever enters the page
+// as text (textContent / text nodes / attribute values), never as HTML: h() has no innerHTML
+// path at all, so a host that prints "<script>" shows those characters literally.
+
+import { ApiError } from "./api.js";
+
+/** Create an element: h("button", {class: "btn", onclick: fn, text: "Go"}, child, ...). */
+export function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  setProps(el, props);
+  appendAll(el, children);
+  return el;
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** Same as h() for SVG elements (icons, topology lines). */
+export function s(tag, props, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  setProps(el, props);
+  appendAll(el, children);
+  return el;
+}
+
+function setProps(el, props) {
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") el.setAttribute("class", value);
+    else if (key === "text") el.textContent = String(value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key === "style" && typeof value === "object") Object.assign(el.style, value);
+    else if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2), value);
+    } else if (key === "value" && "value" in el) el.value = value;
+    else if (key === "checked" || key === "selected" || key === "disabled") el[key] = Boolean(value);
+    else if (value === true) el.setAttribute(key, "");
+    else el.setAttribute(key, String(value));
+  }
+}
+
+function appendAll(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+/** Parse an API time: ISO-8601 string or epoch milliseconds. */
+export function toDate(value) {
+  if (value === null || value === undefined || value === "") return null;
+  const d = typeof value === "number" ? new Date(value) : new Date(String(value));
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+export function relTime(value) {
+  const d = toDate(value);
+  if (!d) return "—";
+  const secs = Math.round((Date.now() - d.getTime()) / 1000);
+  const abs = Math.abs(secs);
+  const sfx = secs >= 0 ? " ago" : " from now";
+  if (abs < 5) return "just now";
+  if (abs < 60) return `${abs}s${sfx}`;
+  if (abs < 3600) return `${Math.round(abs / 60)} min${sfx}`;
+  if (abs < 86400) return `${Math.round(abs / 3600)} h${sfx}`;
+  return `${Math.round(abs / 86400)} d${sfx}`;
+}
+
+export function fmtTime(value) {
+  const d = toDate(value);
+  return d ? d.toLocaleString() : "—";
+}
+
+export function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined || seconds === "") return "—";
+  const n = Number(seconds);
+  if (!Number.isFinite(n)) return String(seconds);
+  if (n < 1) return `${Math.round(n * 1000)} ms`;
+  if (n < 60) return `${n.toFixed(n < 10 ? 1 : 0)}s`;
+  const m = Math.floor(n / 60);
+  const sec = Math.round(n % 60);
+  return m < 60 ? `${m}m${String(sec).padStart(2, "0")}s` : `${Math.floor(m / 60)}h${m % 60}m`;
+}
+
+// ---- notifications ------------------------------------------------------------------------
+
+/** A toast that stays for `ms` (errors stay longer and can be dismissed). */
+export function toast(message, kind = "info", detail = "", ms) {
+  const box = document.getElementById("toasts");
+  if (!box) return;
+  const close = h("button", { class: "toast-close", "aria-label": "Dismiss", text: "×" });
+  const el = h(
+    "div",
+    { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status" },
+    h("div", { class: "toast-body" }, h("div", { class: "toast-msg", text: message }),
+      detail ? h("div", { class: "toast-detail", text: detail }) : null),
+    close,
+  );
+  const remove = () => el.remove();
+  close.addEventListener("click", remove);
+  box.append(el);
+  setTimeout(remove, ms ?? (kind === "error" ? 12000 : 4000));
+  // Keep the stack short so an error storm cannot cover the page.
+  while (box.children.length > 5) box.firstElementChild.remove();
+}
+
+/** Describe an error's details in one line of plain words. */
+export function describeDetails(details) {
+  if (!details || typeof details !== "object") return "";
+  const parts = [];
+  for (const [key, value] of Object.entries(details)) {
+    if (value === null || value === undefined) continue;
+    let text;
+    if (Array.isArray(value)) {
+      text = value.map((v) => (typeof v === "object" ? JSON.stringify(v) : String(v))).join(", ");
+    } else if (typeof value === "object") text = JSON.stringify(value);
+    else text = String(value);
+    parts.push(`${key.replace(/_/g, " ")}: ${text}`);
+  }
+  return parts.join(" · ");
+}
+
+/** Show any failure to the user; `context` says what was being done ("Verify vps-01"). */
+export function showError(err, context = "") {
+  if (err instanceof ApiError) {
+    if (err.status === 401) return; // the app is already on its way back to the login page
+    const msg = context ? `${context}: ${err.message}` : err.message;
+    toast(msg, "error", [err.code, describeDetails(err.details)].filter(Boolean).join(" — "));
+  } else {
+    const msg = err && err.message ? err.message : String(err);
+    toast(context ? `${context}: ${msg}` : msg, "error");
+  }
+}
+
+/** Copy text to the clipboard with a fallback for non-secure origins (plain http on a LAN). */
+export async function copyText(text) {
+  try {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return true;
+    }
+  } catch {
+    // fall through to the textarea method
+  }
+  const ta = h("textarea", { class: "offscreen", "aria-hidden": "true" });
+  ta.value = text;
+  document.body.append(ta);
+  ta.select();
+  let ok = false;
+  try {
+    ok = document.execCommand("copy");
+  } catch {
+    ok = false;
+  }
+  ta.remove();
+  return ok;
+}
+
+/** A small status pill; `kind` picks the colour (ok, bad, warn, info, muted). */
+export function badge(text, kind = "muted", title) {
+  return h("span", { class: `badge badge-${kind}`, text, title });
+}
+
+export function statusKind(status) {
+  const s = String(status || "").toLowerCase();
+  if (["success", "online", "ok", "enrolled", "connected", "completed"].includes(s)) return "ok";
+  if (["failed", "offline", "error", "timeout", "interrupted", "closed"].includes(s)) return "bad";
+  if (["partial", "stopped", "skipped", "connecting"].includes(s)) return "warn";
+  if (["running", "queued"].includes(s)) return "info";
+  return "muted";
+}
+
+/** Trigger a download of `text` as a file. */
+export function downloadText(filename, text) {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
+  const a = h("a", { href: url, download: filename, class: "offscreen" });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+/** A glyph per link type, drawn with SVG primitives (no external assets). */
+export function typeIcon(type) {
+  const t = String(type || "").toLowerCase();
+  const svgEl = s("svg", { class: "type-icon", viewBox: "0 0 24 24", "aria-hidden": "true" });
+  if (t === "proxmox") {
+    svgEl.append(
+      s("path", { d: "M12 3l8 4-8 4-8-4z" }),
+      s("path", { d: "M4 11l8 4 8-4" }),
+      s("path", { d: "M4 15l8 4 8-4" }),
+    );
+  } else if (t === "vm") {
+    svgEl.append(
+      s("rect", { x: 3, y: 4, width: 18, height: 12, rx: 1.5 }),
+      s("path", { d: "M8 20h8M12 16v4" }),
+    );
+  } else {
+    svgEl.append(
+      s("rect", { x: 3, y: 4, width: 18, height: 6, rx: 1 }),
+      s("rect", { x: 3, y: 13, width: 18, height: 6, rx: 1 }),
+      s("path", { d: "M6 7h1M6 16h1" }),
+    );
+  }
+  return svgEl;
+}

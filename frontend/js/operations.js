@@ -1,0 +1,297 @@
+// Operations tab: active/history lists, the run form (runform.js) and the live output of one
+// operation (SSE stream rendered by OpLog; finished operations from their stored logs).
+
+import * as api from "./api.js";
+import { $, badge, downloadText, fmtDuration, h, relTime, showError, statusKind, toast } from "./dom.js";
+import { OpLog, taskStatus } from "./oplog.js";
+import { initRunForm, refreshRunForm } from "./runform.js";
+import { store } from "./store.js";
+
+const POLL_MS = 4000;
+const PAGE_SIZE = 15;
+const ACTIVE = new Set(["queued", "running"]);
+
+let listMode = "active";
+let page = 1;
+let timer = null;
+let lastErrorShown = 0;
+
+// The operation shown in the output pane.
+let current = null; // {id, status, log: OpLog, source: EventSource|null}
+
+export function init() {
+  $("#ops-show-active").addEventListener("click", () => setMode("active"));
+  $("#ops-show-history").addEventListener("click", () => setMode("history"));
+  $("#ops-status").addEventListener("change", () => {
+    page = 1;
+    refreshList();
+  });
+  $("#ops-prev").addEventListener("click", () => {
+    if (page > 1) page -= 1;
+    refreshList();
+  });
+  $("#ops-next").addEventListener("click", () => {
+    page += 1;
+    refreshList();
+  });
+  $("#op-stop").addEventListener("click", stopCurrent);
+  $("#op-download").addEventListener("click", () => {
+    if (current) downloadText(`${current.id}.log`, current.log.fullText());
+  });
+  initRunForm({ onStarted: (id, op) => openOperation(id, op) });
+}
+
+export function show() {
+  refreshRunForm();
+  refreshList();
+  if (!timer) timer = setInterval(refreshList, POLL_MS);
+}
+
+export function hide() {
+  clearInterval(timer);
+  timer = null;
+}
+
+function setMode(mode) {
+  listMode = mode;
+  page = 1;
+  $("#ops-show-active").setAttribute("aria-pressed", String(mode === "active"));
+  $("#ops-show-history").setAttribute("aria-pressed", String(mode === "history"));
+  refreshList();
+}
+
+// ---- lists --------------------------------------------------------------------------------
+
+function parseList(value) {
+  if (Array.isArray(value)) return value;
+  if (typeof value === "string") {
+    try {
+      const v = JSON.parse(value);
+      return Array.isArray(v) ? v : [v];
+    } catch {
+      return value ? [value] : [];
+    }
+  }
+  return [];
+}
+
+/** One row shape for both sources (table rows and /api/operations items). */
+function normaliseOp(r) {
+  return {
+    id: r.id,
+    status: String(r.status || "unknown"),
+    scripts: parseList(r.scripts).map((s) => (typeof s === "object" ? s.id || s.name : s)),
+    targets: parseList(r.targets),
+    started: r.started ?? r.started_at ?? r.created_at ?? null,
+    duration: r.duration ?? null,
+  };
+}
+
+async function refreshList() {
+  if (document.hidden) return;
+  const status = $("#ops-status").value;
+  try {
+    let ops;
+    let hasNext;
+    if (listMode === "active") {
+      // tbl_operations holds exactly the queued and running operations.
+      const filters = status ? [{ col: "status", op: "eq", val: status }] : [];
+      const r = await api.tableQuery("tbl_operations", { filters, page: { size: 100 } });
+      ops = r.rows.map(normaliseOp);
+      hasNext = false;
+      page = 1;
+    } else {
+      const r = await api.operations({ status, page, pageSize: PAGE_SIZE });
+      ops = r.operations.map(normaliseOp);
+      hasNext = r.hasNext;
+      if (!ops.length && page > 1) {
+        page -= 1;
+        return refreshList();
+      }
+    }
+    renderList(ops);
+    $("#ops-page").textContent = `Page ${page}`;
+    $("#ops-prev").disabled = page <= 1;
+    $("#ops-next").disabled = !hasNext;
+  } catch (err) {
+    if (Date.now() - lastErrorShown > 60000) {
+      lastErrorShown = Date.now();
+      showError(err, "Loading operations");
+    }
+  }
+}
+
+function renderList(ops) {
+  $("#ops-empty").hidden = ops.length > 0;
+  $("#ops-empty").textContent = listMode === "active" ? "No operation is running." : "No operations match.";
+  $("#ops-table tbody").replaceChildren(
+    ...ops.map((op) => {
+      const view = h("button", { class: "btn btn-small", type: "button", text: "View", "aria-label": `View ${op.id}` });
+      view.addEventListener("click", () => openOperation(op.id));
+      const stop = ACTIVE.has(op.status)
+        ? h("button", { class: "btn btn-small btn-danger", type: "button", text: "Stop", "aria-label": `Stop ${op.id}` })
+        : null;
+      if (stop) stop.addEventListener("click", () => stopOperation(op.id, stop));
+      const targets = op.targets.length > 3
+        ? `${op.targets.slice(0, 3).join(", ")} +${op.targets.length - 3}`
+        : op.targets.join(", ");
+      return h(
+        "tr",
+        { dataset: { op: op.id }, class: current && current.id === op.id ? "row-selected" : null },
+        h("td", {}, h("span", { class: `dot dot-${statusKind(op.status)}` }), " ", h("span", { text: op.status })),
+        h("td", { class: "mono", text: op.id }),
+        h("td", { text: op.scripts.join(", ") }),
+        h("td", { text: targets, title: op.targets.join(", ") }),
+        h("td", { text: relTime(op.started), title: op.started || "" }),
+        h("td", { class: "num", text: fmtDuration(op.duration) }),
+        h("td", { class: "cell-actions" }, view, stop),
+      );
+    }),
+  );
+}
+
+// ---- live output --------------------------------------------------------------------------
+
+function setCurrentStatus(status) {
+  current.status = status;
+  const s = String(status).toLowerCase();
+  $("#op-live-status").replaceChildren(badge(s, statusKind(s)));
+  $("#op-stop").disabled = !ACTIVE.has(s);
+}
+
+function closeCurrent() {
+  if (!current) return;
+  if (current.source) current.source.close();
+  current.log.destroy();
+  current = null;
+}
+
+async function scriptMeta(ids) {
+  let catalogue = [];
+  try {
+    catalogue = await store.scripts();
+  } catch {
+    catalogue = []; // names are cosmetic; ids are enough to render
+  }
+  return ids.map((id) => {
+    const found = catalogue.find((s) => s.id === id);
+    return { id, name: found ? found.name : id };
+  });
+}
+
+/**
+ * Show operation `id`. Running operations are followed over SSE (which replays from the
+ * start); finished ones are rendered from GET /api/operations/{id} logs. `known` lets the run
+ * form pass scripts/targets so the QUEUED headers appear before the first event.
+ */
+export async function openOperation(id, known = null) {
+  closeCurrent();
+  $("#op-live-title").textContent = `Output · ${id}`;
+  $("#op-download").disabled = false;
+  let detail = null;
+  if (!known) {
+    try {
+      detail = await api.operation(id);
+    } catch (err) {
+      showError(err, `Loading ${id}`);
+      return;
+    }
+  }
+  const src = known || detail;
+  const scripts = await scriptMeta(parseList(src.scripts).map((s) => (typeof s === "object" ? s.id : s)));
+  const targets = parseList(src.targets).map((t) => (typeof t === "object" ? t.id : t));
+  const log = new OpLog($("#op-live-body"), { id, scripts, targets });
+  current = { id, status: "queued", log, source: null };
+  setCurrentStatus(detail ? detail.status : "queued");
+  if (detail && !ACTIVE.has(String(detail.status))) {
+    renderStoredLogs(detail);
+    return;
+  }
+  follow(id);
+}
+
+function renderStoredLogs(detail) {
+  for (const entry of detail.logs || []) {
+    const { target, script } = entry;
+    if (entry.stdout) current.log.append(target, script, "stdout", entry.stdout);
+    if (entry.stderr) current.log.append(target, script, "stderr", entry.stderr);
+    current.log.setStatus(target, script, taskStatus(entry.status), entry.exit_code);
+  }
+  current.log.finish(detail.status);
+}
+
+function follow(id) {
+  const mine = current;
+  const source = new EventSource(api.operationEventsUrl(id));
+  mine.source = source;
+  const parse = (ev) => {
+    try {
+      return JSON.parse(ev.data);
+    } catch {
+      return {};
+    }
+  };
+  source.addEventListener("operation", (ev) => {
+    const d = parse(ev);
+    if (d.status && current === mine) setCurrentStatus(d.status);
+  });
+  source.addEventListener("task_start", (ev) => {
+    const d = parse(ev);
+    mine.log.setStatus(d.target, d.script, "RUNNING");
+    if (current === mine && mine.status === "queued") setCurrentStatus("running");
+  });
+  source.addEventListener("output", (ev) => {
+    const d = parse(ev);
+    mine.log.append(d.target, d.script, d.stream || "stdout", d.data || "");
+  });
+  source.addEventListener("task_end", (ev) => {
+    const d = parse(ev);
+    mine.log.setStatus(d.target, d.script, d.status || (d.exit_code === 0 ? "SUCCESS" : "FAILED"), d.exit_code);
+  });
+  source.addEventListener("operation_end", (ev) => {
+    const d = parse(ev);
+    // The stream ends after this event; closing stops EventSource from reconnecting.
+    source.close();
+    mine.log.finish(d.status);
+    if (current === mine) {
+      setCurrentStatus(d.status || "success");
+      refreshList();
+    }
+  });
+  source.addEventListener("error", async () => {
+    if (current !== mine) return;
+    if (source.readyState === EventSource.CONNECTING) {
+      $("#op-live-status").replaceChildren(badge("reconnecting…", "warn"));
+      return; // EventSource resumes with Last-Event-ID on its own
+    }
+    // Closed by the server without operation_end (or refused): fall back to the stored record.
+    try {
+      const detail = await api.operation(mine.id);
+      if (current !== mine) return;
+      setCurrentStatus(detail.status);
+      if (!ACTIVE.has(String(detail.status))) {
+        mine.log.finish(detail.status);
+      } else {
+        toast(`Live output of ${mine.id} was interrupted`, "error", "Reopen the operation to resume.");
+      }
+    } catch (err) {
+      showError(err, `Following ${mine.id}`);
+    }
+  });
+}
+
+async function stopOperation(id, btn) {
+  if (btn) btn.disabled = true;
+  try {
+    await api.stopOperation(id);
+    toast(`Stop requested for ${id}`, "ok");
+  } catch (err) {
+    showError(err, `Stop ${id}`);
+    if (btn) btn.disabled = false;
+  }
+  refreshList();
+}
+
+function stopCurrent() {
+  if (current) stopOperation(current.id, $("#op-stop"));
+}

@@ -1,0 +1,187 @@
+// Overview tab: tbl_infrastructure, tbl_recent_activity and tbl_link_health through the table
+// query endpoint, refreshed every few seconds while the tab (and the browser tab) is visible.
+
+import * as api from "./api.js";
+import { $, badge, h, relTime, showError, statusKind, typeIcon } from "./dom.js";
+
+const POLL_MS = 5000;
+let timer = null;
+let ctx = null;
+let inFlight = false;
+let lastErrorShown = 0;
+
+export function init(context) {
+  ctx = context;
+  $("#activity-all").addEventListener("click", () => ctx.selectTab("operations"));
+}
+
+export function show() {
+  if (timer) return;
+  refresh();
+  timer = setInterval(refresh, POLL_MS);
+}
+
+export function hide() {
+  clearInterval(timer);
+  timer = null;
+}
+
+async function refresh() {
+  if (inFlight || document.hidden) return;
+  inFlight = true;
+  try {
+    const [infra, activity, health] = await Promise.all([
+      api.tableQuery("tbl_infrastructure"),
+      api.tableQuery("tbl_recent_activity", {
+        sort: [{ col: "at", dir: "desc" }],
+        page: { size: 8 },
+      }),
+      api.tableQuery("tbl_link_health", { page: { size: 200 } }),
+    ]);
+    renderInfra(infra);
+    renderActivity(activity);
+    renderHealth(health);
+  } catch (err) {
+    // A poll failing every 5 s must not flood the screen: one toast per minute at most.
+    if (Date.now() - lastErrorShown > 60000) {
+      lastErrorShown = Date.now();
+      showError(err, "Refreshing the overview");
+    }
+  } finally {
+    inFlight = false;
+  }
+}
+
+const TYPE_LABEL = { VPS: "VPS", Proxmox: "Proxmox hosts", VM: "Virtual machines" };
+
+function renderInfra({ rows, meta }) {
+  const body = $("#infra-body");
+  $("#infra-asof").textContent = meta.as_of ? `as of ${relTime(meta.as_of)}` : "";
+  if (!rows.length) {
+    body.replaceChildren(h("p", { class: "empty", text: "No links in the inventory yet." }));
+    return;
+  }
+  const total = rows.reduce((n, r) => n + Number(r.total || 0), 0);
+  const enrolled = rows.reduce((n, r) => n + Number(r.enrolled || 0), 0);
+  const online = rows.reduce((n, r) => n + Number(r.online || 0), 0);
+  body.replaceChildren(
+    h(
+      "ul",
+      { class: "infra-list" },
+      rows.map((r) =>
+        h(
+          "li",
+          { class: "infra-row" },
+          typeIcon(r.type),
+          h("span", { class: "infra-count", text: r.total ?? 0 }),
+          h("span", { class: "infra-label", text: TYPE_LABEL[r.type] || r.type || "Other" }),
+          h(
+            "span",
+            { class: "infra-sub" },
+            badge(`${r.online ?? 0} online`, Number(r.online) ? "ok" : "muted"),
+            Number(r.offline) ? badge(`${r.offline} offline`, "bad") : null,
+            badge(`${r.enrolled ?? 0}/${r.total ?? 0} enrolled`,
+              Number(r.enrolled) === Number(r.total) ? "ok" : "warn"),
+          ),
+        ),
+      ),
+    ),
+    h("p", { class: "infra-total muted", text: `${total} links · ${online} online · ${enrolled} enrolled` }),
+  );
+}
+
+function parseList(value) {
+  if (Array.isArray(value)) return value;
+  if (typeof value !== "string") return [];
+  try {
+    const parsed = JSON.parse(value);
+    return Array.isArray(parsed) ? parsed : [String(parsed)];
+  } catch {
+    return value ? [value] : [];
+  }
+}
+
+function activityText(r) {
+  if (r.kind === "operation") {
+    const scripts = parseList(r.detail).join(", ") || "scripts";
+    const targets = parseList(r.target);
+    const on = targets.length > 2 ? `${targets.slice(0, 2).join(", ")} +${targets.length - 2}` : targets.join(", ");
+    return `${r.ref}: ${scripts} on ${on || "no targets"}`;
+  }
+  return `SSH session on ${r.target || "?"}`;
+}
+
+function renderActivity({ rows }) {
+  const body = $("#activity-body");
+  if (!rows.length) {
+    body.replaceChildren(h("p", { class: "empty", text: "Nothing has happened yet." }));
+    return;
+  }
+  body.replaceChildren(
+    h(
+      "ul",
+      { class: "activity-list" },
+      rows.map((r) => {
+        const kind = statusKind(r.status);
+        const mark = kind === "ok" ? "✓" : kind === "bad" ? "✕" : kind === "info" ? "◌" : "•";
+        const item = h(
+          "li",
+          { class: `activity-row activity-${kind}` },
+          h("span", { class: `activity-mark mark-${kind}`, "aria-hidden": "true", text: mark }),
+          h("span", { class: "activity-text", text: activityText(r) }),
+          badge(String(r.status || ""), kind),
+          h("span", { class: "muted activity-when", text: relTime(r.at), title: r.at || "" }),
+        );
+        if (r.kind === "operation") {
+          const open = h("button", {
+            class: "btn btn-link btn-small",
+            type: "button",
+            text: "Open",
+            "aria-label": `Open operation ${r.ref}`,
+            onclick: () => ctx.viewOperation(r.ref),
+          });
+          item.append(open);
+        }
+        return item;
+      }),
+    ),
+  );
+}
+
+function renderHealth({ rows, meta }) {
+  const body = $("#health-body");
+  $("#health-asof").textContent = meta.as_of ? `as of ${relTime(meta.as_of)}` : "";
+  if (!rows.length) {
+    body.replaceChildren(h("p", { class: "empty", text: "No links to check." }));
+    return;
+  }
+  // The bar shows latency on a log scale up to 1 s, so 5 ms and 200 ms look different.
+  body.replaceChildren(
+    h(
+      "ul",
+      { class: "health-list" },
+      rows.map((r) => {
+        const status = String(r.status || "unknown");
+        const kind = statusKind(status);
+        const latency = r.latency_ms === null || r.latency_ms === undefined ? null : Number(r.latency_ms);
+        const width = status === "online" && latency !== null
+          ? Math.max(8, 100 - (Math.log10(Math.max(1, latency)) / 3) * 70)
+          : status === "offline" ? 100 : 30;
+        const label = status === "online"
+          ? `OK${latency !== null ? ` · ${Math.round(latency)} ms` : ""}`
+          : status === "offline" ? "Offline" : "Unknown";
+        return h(
+          "li",
+          { class: "health-row", title: r.health_error || "" },
+          typeIcon(r.type),
+          h("span", { class: "health-name", text: r.name || r.id }),
+          h("span", { class: "health-bar" },
+            h("span", { class: `health-fill fill-${kind}`, style: { width: `${width}%` } })),
+          h("span", { class: `health-label text-${kind}`, text: label }),
+          h("span", { class: "muted health-seen", text: r.last_seen ? `seen ${relTime(r.last_seen)}` : "never seen" }),
+          r.enrolled ? badge("enrolled ✓", "ok") : badge("not enrolled", "warn"),
+        );
+      }),
+    ),
+  );
+}

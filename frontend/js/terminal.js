@@ -1,0 +1,446 @@
+// Terminal tab: one workspace (1–4 panes A–D), each pane an xterm.js terminal bound to one
+// enrolled link. All panes share ONE WebSocket carrying JSON {pane, type, data}:
+//   client → server: {pane, type:"stdin", data} and {pane, type:"resize", cols, rows}
+//   server → client: {pane, type:"stdout", data} and {pane, type:"status", data, message}
+// The workspace id lives in sessionStorage so a page reload re-attaches to the same sessions.
+//
+// xterm.js is imported lazily: if the vendored files are missing, only this tab reports it and
+// the rest of the app keeps working.
+
+import * as api from "./api.js";
+import { $, $$, badge, copyText, h, showError, toast } from "./dom.js";
+import { store } from "./store.js";
+
+export const LAYOUTS = { single: 1, grid2x1: 2, grid1x3: 3, grid2x2: 4 };
+const PANES = ["A", "B", "C", "D"];
+const WS_KEY = "linkops.workspace";
+const LAYOUT_KEY = "linkops.layout";
+
+let xtermLib = null; // {Terminal, FitAddon}
+let layout = sessionStorage.getItem(LAYOUT_KEY) || "single";
+let workspaceId = sessionStorage.getItem(WS_KEY);
+let socket = null;
+let socketReady = null; // Promise resolved when the socket is open
+let closingOnPurpose = false;
+let retryDelay = 1000;
+let initialised = false;
+let enrolledLinks = [];
+const panes = {}; // A..D -> {el, body, select, status, statusText, target, term, fit, observer}
+
+if (!LAYOUTS[layout]) layout = "single";
+
+export function init() {
+  for (const btn of $$("#term-layouts .seg")) {
+    btn.addEventListener("click", () => setLayout(btn.dataset.layout));
+  }
+  $("#term-connect-all").addEventListener("click", connectAllPanes);
+  $("#term-disconnect-all").addEventListener("click", disconnectAllPanes);
+  for (const p of PANES) panes[p] = buildPane(p);
+  $("#term-grid").append(...PANES.map((p) => panes[p].el));
+  store.subscribe((list) => {
+    enrolledLinks = list.filter((l) => l.enrolled);
+    fillPickers();
+  });
+  applyLayout();
+  initialised = true;
+  // Re-attach straight away after a reload, even before the tab is opened again.
+  if (workspaceId) reattach();
+}
+
+export async function show() {
+  try {
+    await loadXterm();
+  } catch (err) {
+    showError(err, "Loading the terminal emulator (run python frontend/build.py)");
+    return;
+  }
+  try {
+    enrolledLinks = (await store.links()).filter((l) => l.enrolled);
+    fillPickers();
+  } catch (err) {
+    showError(err, "Loading links");
+  }
+  for (const p of visiblePanes()) ensureTerm(p);
+  requestAnimationFrame(fitAll);
+}
+
+export function hide() {
+  // Sessions keep running while another tab is shown; nothing to pause.
+}
+
+async function loadXterm() {
+  if (xtermLib) return xtermLib;
+  const [{ Terminal }, { FitAddon }] = await Promise.all([
+    import("../vendor/xterm/xterm.js"),
+    import("../vendor/xterm/addon-fit.js"),
+  ]);
+  xtermLib = { Terminal, FitAddon };
+  return xtermLib;
+}
+
+// ---- panes --------------------------------------------------------------------------------
+
+function buildPane(p) {
+  const select = h("select", { class: "pane-target", "aria-label": `Target of pane ${p}`, dataset: { pane: p } });
+  select.addEventListener("change", () => assignAndConnect(p, select.value));
+  const statusEl = h("span", { class: "pane-status" });
+  const connectBtn = h("button", { class: "btn btn-small", type: "button", text: "Connect", dataset: { paneAction: "connect" } });
+  connectBtn.addEventListener("click", () => assignAndConnect(p, select.value));
+  const disconnectBtn = h("button", { class: "btn btn-small btn-ghost", type: "button", text: "Disconnect", dataset: { paneAction: "disconnect" } });
+  disconnectBtn.addEventListener("click", () => disconnect(p));
+  const body = h("div", { class: "pane-body" });
+  const el = h(
+    "section",
+    { class: "pane", dataset: { pane: p }, "aria-label": `Terminal pane ${p}` },
+    h("header", { class: "pane-head" },
+      h("span", { class: "pane-letter", text: p }), select, statusEl,
+      h("span", { class: "spacer" }), connectBtn, disconnectBtn),
+    body,
+  );
+  const pane = { el, body, select, statusEl, connectBtn, disconnectBtn, target: "", status: "idle", term: null, fit: null };
+  setPaneStatus(pane, "idle");
+  return pane;
+}
+
+function visiblePanes() {
+  return PANES.slice(0, LAYOUTS[layout]);
+}
+
+function fillPickers() {
+  for (const p of PANES) {
+    const pane = panes[p];
+    const keep = pane.target || pane.select.value;
+    const opts = [h("option", { value: "", text: "— pick an enrolled link —" })];
+    for (const l of enrolledLinks) opts.push(h("option", { value: l.id, text: `${l.name} (${l.type})` }));
+    // A target the server still has on the pane stays listed even if the cache lags.
+    if (keep && !enrolledLinks.some((l) => l.id === keep)) opts.push(h("option", { value: keep, text: keep }));
+    pane.select.replaceChildren(...opts);
+    pane.select.value = keep || "";
+  }
+}
+
+function ensureTerm(p) {
+  const pane = panes[p];
+  if (pane.term || !xtermLib) return pane.term;
+  const term = new xtermLib.Terminal({
+    cursorBlink: true,
+    convertEol: false,
+    fontFamily: '"JetBrains Mono", "DejaVu Sans Mono", "Liberation Mono", monospace',
+    fontSize: 13,
+    scrollback: 5000,
+    allowProposedApi: false,
+    theme: { background: "#0c0f13", foreground: "#d7dde4", cursor: "#7cc4ff", selectionBackground: "#2d4a66" },
+  });
+  const fit = new xtermLib.FitAddon();
+  term.loadAddon(fit);
+  term.open(pane.body);
+  term.onData((data) => send({ pane: p, type: "stdin", data }));
+  term.onResize(({ cols, rows }) => send({ pane: p, type: "resize", cols, rows }));
+  // Ctrl+Shift+C / Ctrl+Shift+V copy and paste like a desktop terminal (Ctrl+C stays SIGINT).
+  term.attachCustomKeyEventHandler((ev) => {
+    if (ev.type !== "keydown" || !ev.ctrlKey || !ev.shiftKey) return true;
+    if (ev.code === "KeyC") {
+      const sel = term.getSelection();
+      if (sel) copyText(sel);
+      return false;
+    }
+    if (ev.code === "KeyV" && navigator.clipboard && navigator.clipboard.readText) {
+      navigator.clipboard.readText().then((t) => term.paste(t), (err) => showError(err, "Paste"));
+      return false;
+    }
+    return true;
+  });
+  pane.term = term;
+  pane.fit = fit;
+  let queued = false;
+  pane.observer = new ResizeObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      fitPane(p);
+    });
+  });
+  pane.observer.observe(pane.body);
+  window.__linkops.terminals[p] = term;
+  term.write(`\x1b[90mPane ${p}: pick an enrolled link and connect.\x1b[0m\r\n`);
+  return term;
+}
+
+function fitPane(p) {
+  const pane = panes[p];
+  if (!pane.fit || !pane.body.offsetWidth || !pane.body.offsetHeight) return;
+  try {
+    pane.fit.fit();
+  } catch {
+    // fit() throws while the element is detached/hidden; the next resize retries.
+  }
+}
+
+function fitAll() {
+  for (const p of visiblePanes()) fitPane(p);
+}
+
+function setPaneStatus(pane, status, message = "") {
+  pane.status = status;
+  const kind = { connected: "ok", enrolled: "ok", connecting: "warn", error: "bad", closed: "muted", idle: "muted" }[status] || "muted";
+  const label = status === "enrolled" ? "enrolled ✓" : status === "idle" ? "not connected" : status;
+  pane.statusEl.replaceChildren(badge(label, kind, message));
+  pane.el.dataset.status = status;
+  const live = status === "connected" || status === "enrolled" || status === "connecting";
+  pane.disconnectBtn.disabled = !live;
+  updateSummary();
+}
+
+function updateSummary() {
+  const vis = visiblePanes();
+  const n = vis.filter((p) => panes[p] && ["connected", "enrolled"].includes(panes[p].status)).length;
+  $("#term-summary").textContent = `${n}/${vis.length} connected`;
+}
+
+function setLayout(next) {
+  if (!LAYOUTS[next] || next === layout) return;
+  layout = next;
+  sessionStorage.setItem(LAYOUT_KEY, layout);
+  applyLayout();
+  if (xtermLib) for (const p of visiblePanes()) ensureTerm(p);
+  requestAnimationFrame(fitAll);
+}
+
+function applyLayout() {
+  $("#term-grid").dataset.layout = layout;
+  for (const btn of $$("#term-layouts .seg")) btn.setAttribute("aria-pressed", String(btn.dataset.layout === layout));
+  const vis = new Set(visiblePanes());
+  for (const p of PANES) panes[p].el.hidden = !vis.has(p);
+  updateSummary();
+}
+
+// ---- workspace and socket -----------------------------------------------------------------
+
+async function ensureWorkspace() {
+  if (workspaceId) return workspaceId;
+  // max_panes 4 lets the layout change without recreating the workspace (and its sessions).
+  workspaceId = await api.createWorkspace(layout, 4);
+  sessionStorage.setItem(WS_KEY, workspaceId);
+  return workspaceId;
+}
+
+function send(msg) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(msg));
+}
+
+function ensureSocket() {
+  if (socket && (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING)) {
+    return socketReady;
+  }
+  closingOnPurpose = false;
+  const ws = new WebSocket(api.workspaceSocketUrl(workspaceId));
+  socket = ws;
+  socketReady = new Promise((resolve, reject) => {
+    ws.addEventListener("open", () => {
+      retryDelay = 1000;
+      resolve();
+      // Tell the server every pane's size so PTYs match what the user sees.
+      for (const p of visiblePanes()) {
+        const t = panes[p].term;
+        if (t) send({ pane: p, type: "resize", cols: t.cols, rows: t.rows });
+      }
+    }, { once: true });
+    ws.addEventListener("error", () => reject(new Error("The terminal connection failed.")), { once: true });
+  });
+  socketReady.catch(() => {}); // a failed open is reported by the close handler
+  ws.addEventListener("message", (ev) => onMessage(ev.data));
+  ws.addEventListener("close", (ev) => onSocketClose(ws, ev));
+  return socketReady;
+}
+
+function onMessage(raw) {
+  let msg;
+  try {
+    msg = JSON.parse(raw);
+  } catch {
+    return;
+  }
+  const pane = panes[msg.pane];
+  if (msg.type === "error" && !pane) {
+    toast(`Terminal: ${msg.message || msg.data || "error"}`, "error");
+    return;
+  }
+  if (!pane) return;
+  if (msg.type === "stdout") {
+    const term = ensureTerm(msg.pane);
+    if (term) term.write(typeof msg.data === "string" ? msg.data : "");
+  } else if (msg.type === "status") {
+    const st = String(msg.data || msg.status || "");
+    setPaneStatus(pane, st, msg.message || "");
+    if (msg.target) {
+      pane.target = msg.target;
+      pane.select.value = msg.target;
+    }
+    if (st === "connected" || st === "enrolled") {
+      const t = pane.term;
+      if (t) send({ pane: msg.pane, type: "resize", cols: t.cols, rows: t.rows });
+    }
+    if (st === "error") {
+      toast(`Pane ${msg.pane}: ${msg.message || "connection error"}`, "error");
+      if (pane.term) pane.term.write(`\r\n\x1b[31m[${msg.message || "error"}]\x1b[0m\r\n`);
+    }
+    if (st === "closed" && pane.term) pane.term.write("\r\n\x1b[90m[session closed]\x1b[0m\r\n");
+  }
+}
+
+async function onSocketClose(ws, ev) {
+  if (ws !== socket) return;
+  socket = null;
+  if (closingOnPurpose || !workspaceId) return;
+  for (const p of PANES) {
+    if (["connected", "enrolled", "connecting"].includes(panes[p].status)) setPaneStatus(panes[p], "closed", "socket closed");
+  }
+  // Is the workspace still there? (401 goes to login; 404 means it is gone for good.)
+  try {
+    await api.getWorkspace(workspaceId);
+  } catch (err) {
+    if (err.status === 404) {
+      forgetWorkspace();
+      toast("The terminal workspace was closed by the server", "error");
+    } else if (err.status !== 401) {
+      showError(err, "Terminal connection lost");
+    }
+    return;
+  }
+  toast("Terminal connection lost; reconnecting…", "error", ev.reason || `code ${ev.code}`);
+  setTimeout(() => {
+    if (workspaceId && !socket) reattach();
+  }, retryDelay);
+  retryDelay = Math.min(retryDelay * 2, 30000);
+}
+
+function forgetWorkspace() {
+  workspaceId = null;
+  sessionStorage.removeItem(WS_KEY);
+  for (const p of PANES) {
+    panes[p].target = "";
+    setPaneStatus(panes[p], "idle");
+  }
+}
+
+/** After a reload: read the workspace back, restore layout and targets, reopen the socket. */
+async function reattach() {
+  try {
+    await loadXterm();
+    for (const p of visiblePanes()) ensureTerm(p);
+  } catch {
+    // Reported when the tab is opened; the socket can still re-attach.
+  }
+  let ws;
+  try {
+    ws = await api.getWorkspace(workspaceId);
+  } catch (err) {
+    if (err.status === 404) forgetWorkspace();
+    else showError(err, "Re-attaching the terminal workspace");
+    return;
+  }
+  const info = (ws && ws.workspace) || ws || {};
+  if (info.layout && LAYOUTS[info.layout] && LAYOUTS[info.layout] > LAYOUTS[layout]) setLayout(info.layout);
+  for (const entry of info.panes || []) {
+    const pane = panes[entry.pane];
+    if (!pane) continue;
+    pane.target = entry.target || "";
+    if (entry.status) setPaneStatus(pane, String(entry.status));
+  }
+  fillPickers();
+  try {
+    await ensureSocket();
+  } catch (err) {
+    showError(err, "Re-attaching the terminal workspace");
+  }
+}
+
+// ---- actions ------------------------------------------------------------------------------
+
+async function assignAndConnect(p, target) {
+  const pane = panes[p];
+  if (!target) {
+    toast(`Pane ${p}: pick a target first`, "error");
+    return;
+  }
+  try {
+    await ensureWorkspace();
+    await ensureSocket();
+    if (pane.target && pane.target !== target && pane.status !== "idle" && pane.status !== "closed") {
+      await api.disconnectPane(workspaceId, p);
+    }
+    await api.assignPanes(workspaceId, [{ pane: p, target }]);
+    pane.target = target;
+    if (xtermLib) ensureTerm(p);
+    setPaneStatus(pane, "connecting");
+    await api.connectPane(workspaceId, p);
+  } catch (err) {
+    setPaneStatus(pane, "error", err.message);
+    showError(err, `Pane ${p}`);
+  }
+}
+
+async function connectAllPanes() {
+  const assignments = visiblePanes()
+    .filter((p) => panes[p].select.value)
+    .map((p) => ({ pane: p, target: panes[p].select.value }));
+  if (!assignments.length) {
+    toast("Pick a target for at least one pane", "error");
+    return;
+  }
+  try {
+    await ensureWorkspace();
+    await ensureSocket();
+    await api.assignPanes(workspaceId, assignments);
+    for (const a of assignments) {
+      panes[a.pane].target = a.target;
+      if (xtermLib) ensureTerm(a.pane);
+      if (!["connected", "enrolled"].includes(panes[a.pane].status)) setPaneStatus(panes[a.pane], "connecting");
+    }
+    await api.connectAll(workspaceId);
+  } catch (err) {
+    showError(err, "Connect all");
+  }
+}
+
+async function disconnect(p) {
+  if (!workspaceId) return;
+  try {
+    await api.disconnectPane(workspaceId, p);
+    setPaneStatus(panes[p], "closed");
+  } catch (err) {
+    showError(err, `Disconnect pane ${p}`);
+  }
+}
+
+async function disconnectAllPanes() {
+  for (const p of PANES) {
+    if (["connected", "enrolled", "connecting"].includes(panes[p].status)) await disconnect(p);
+  }
+}
+
+/** Open `linkId` in pane `p` (used by the Links tab's "Terminal" action). */
+export async function openInPane(p, linkId) {
+  await show();
+  const pane = panes[p];
+  if (![...pane.select.options].some((o) => o.value === linkId)) {
+    pane.select.append(h("option", { value: linkId, text: linkId }));
+  }
+  pane.select.value = linkId;
+  await assignAndConnect(p, linkId);
+  if (pane.term) pane.term.focus();
+}
+
+/** Logout: close the socket and the workspace (and with it the SSH sessions). */
+export async function teardown() {
+  if (!initialised || !workspaceId) return;
+  closingOnPurpose = true;
+  if (socket) socket.close(1000, "logout");
+  try {
+    await api.deleteWorkspace(workspaceId);
+  } catch {
+    // The server drops the sessions when the token is revoked anyway.
+  }
+  forgetWorkspace();
+}
