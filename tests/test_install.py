@@ -29,17 +29,25 @@ VENV_FROM = Path(sys.prefix)
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks need root")
 
 
-@pytest.fixture(scope="session")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+def build_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this checkout, built once per test session (shared by test modules)."""
+    out = tmp_path_factory.getbasetemp() / "linkops-wheel"
+    found = sorted(out.glob("linkops-*.whl"))
+    if found:
+        return found[0]
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(REPO)],
         check=True,
         capture_output=True,
         timeout=120,
     )
-    (found,) = out.glob("linkops-*.whl")
-    return found
+    (wheel,) = out.glob("linkops-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory)
 
 
 def run_install(root: Path, wheel: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -147,7 +147,8 @@ def test_hardening_that_still_lets_it_work() -> None:
         assert values(key) == [], key
 
 
-def test_watchdog_interval_is_generous() -> None:
-    # The Trio loop pings every WatchdogSec/2; a minute tolerates a slow start of a ping
-    # under load but catches a blocked loop.
-    assert seconds(one("WatchdogSec")) >= 30
+def test_watchdog_if_armed_is_generous() -> None:
+    # The Trio loop pings every WatchdogSec/2; a minute tolerates a slow ping under load but
+    # catches a blocked loop. test_systemd_service checks the pings whenever it is armed.
+    for value in values("WatchdogSec"):
+        assert seconds(value) >= 30
