@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 from cattrs.errors import (
     AttributeValidationNote,
     ForbiddenExtraKeysError,
     IterableValidationNote,
 )
+from cattrs.gen import make_dict_structure_fn
 
 T = TypeVar("T")
 PathPart = str | int
@@ -73,8 +75,26 @@ def _structure_mapping(value: Any, _: type) -> dict[str, Any]:
     return dict(value)
 
 
+def _mapping_first(converter: cattrs.Converter) -> Any:
+    """attrs classes: refuse a non-mapping with a readable message before cattrs indexes it."""
+
+    def factory(cls: type[Any]) -> Any:
+        inner = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True,
+                                       _cattrs_detailed_validation=True)
+
+        def structure_class(value: Any, target: type[Any]) -> Any:
+            if not isinstance(value, dict):
+                raise FieldError("must be a mapping")
+            return inner(value, target)
+
+        return structure_class
+
+    return factory
+
+
 def make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook_factory(attrs.has, _mapping_first(converter))
     converter.register_structure_hook(int, _structure_int)
     converter.register_structure_hook(str, _structure_str)
     converter.register_structure_hook(bool, _structure_bool)
