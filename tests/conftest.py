@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures_core",
     "tests.fixtures_sandbox",
     "tests.fixtures_git",
+    "tests.fixtures_terminal",
+    "tests.fixtures_operations",
 ]

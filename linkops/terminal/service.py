@@ -37,7 +37,6 @@ pass through to the routes unchanged.
 from __future__ import annotations
 
 import logging
-import shlex
 from typing import Any, Final
 
 import attrs
@@ -54,6 +53,7 @@ from linkops.errors import (
 )
 from linkops.models import Link
 from linkops.ssh.bridge import SshConnection, SshManager
+from linkops.ssh.enrollment import check_client_id
 from linkops.terminal import protocol
 from linkops.terminal.buffers import Attachment
 from linkops.terminal.session import PaneSession
@@ -92,11 +92,6 @@ class _Runtime:
 
     def idle(self) -> bool:
         return not self.sessions and not self.connecting and self.attachment is None
-
-
-def normalize_client_id(text: str) -> str:
-    """SPEC §1: compare after stripping surrounding whitespace (newline, CRLF)."""
-    return text.strip()
 
 
 class TerminalService:
@@ -352,21 +347,20 @@ class TerminalService:
             session.attach(runtime.attachment.outboxes[pane])
 
     async def _check_client_id(self, conn: SshConnection, link: Link) -> None:
-        """Read the client ID over ``conn`` and compare it with the inventory's.
+        """Read the client ID over ``conn`` (the shell's own connection) and compare.
 
-        *Errors*: 403 ``CLIENT_ID_MISMATCH`` (missing file or different ID).
+        A mismatch also marks the link not enrolled, as a verification would.
+
+        *Errors*: 403 ``CLIENT_ID_MISMATCH`` (missing, unreadable or different ID).
         """
-        path = link.enrollment.clientIdPath
-        result = await conn.run(f"cat -- {shlex.quote(path)}",
-                                timeout=self.settings.ssh.command_timeout)
-        found = normalize_client_id(result.stdout.decode("utf-8", "replace"))
-        if result.exit_code != 0 or found != normalize_client_id(link.enrollment.clientId):
-            reason = (f"{path} could not be read" if result.exit_code != 0
-                      else f"{path} holds a different client ID")
+        result = await check_client_id(conn, link, timeout=self.settings.ssh.command_timeout)
+        if not result.enrolled:
+            await self.store.record_enrollment_failure(link.id, result.verified_at,
+                                                       result.error)
             raise ForbiddenError(
-                f"{link.id}: client ID check failed ({reason})", code="CLIENT_ID_MISMATCH",
-                details={"target": link.id, "client_id_found": result.exit_code == 0,
-                         "path": path})
+                result.error or f"{link.id}: client ID check failed", code="CLIENT_ID_MISMATCH",
+                details={"target": link.id, "client_id_found": result.client_id_found,
+                         "reason": result.reason})
 
     async def _session_closed(self, session: PaneSession, reason: str,
                               error: str | None) -> None:

@@ -33,9 +33,10 @@ from typing import Any, Final
 import attrs
 
 from linkops.config import TerminalSettings
-from linkops.db import Database, loads
+from linkops.db import Database
 from linkops.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
-from linkops.models import LAYOUT_PANES, PANES, Enrollment, Link, SshOptions
+from linkops.models import LAYOUT_PANES, PANES, Link
+from linkops.ssh.machines import link_from_row, load_links, store_enrollment
 from linkops.timeutil import now_iso
 
 WORKSPACE_PREFIX: Final = "ws-"
@@ -160,33 +161,6 @@ def parse_assignments(body: dict[str, Any]) -> list[Assignment]:
         seen.add(pane)
         result.append(Assignment(pane=pane, target=target or ""))
     return result
-
-
-def link_from_row(row: sqlite3.Row) -> Link:
-    """A :class:`Link` from a ``machines`` row (the columns the SSH layer needs).
-
-    *Why here*: the inventory package offers no row → Link function yet; this one reads only
-    the documented columns of migrations/0001_initial.sql.
-    """
-    keys = row.keys()
-    return Link(
-        id=row["id"],
-        type=row["type"],
-        host=row["host"],
-        port=int(row["port"]),
-        user=row["user"],
-        name=row["name"],
-        provider=row["provider"],
-        tags=tuple(loads(row["tags"], [])),
-        enrollment=Enrollment(
-            clientId=row["client_id"],
-            required=bool(row["enrollment_required"]),
-            clientIdPath=row["client_id_path"],
-        ),
-        ssh=SshOptions(keyRef=row["key_ref"], proxyJump=row["proxy_jump"],
-                       hostKey=row["host_key"] if "host_key" in keys else None),
-        metadata=loads(row["metadata"], {}),
-    )
 
 
 def _pane_from_row(row: sqlite3.Row) -> PaneState:
@@ -369,8 +343,12 @@ class WorkspaceStore:
 
     async def resolver_links(self) -> dict[str, Link]:
         """Every link by id (for ProxyJump chains)."""
-        rows = await self.db.fetchall("SELECT * FROM machines")
-        return {r["id"]: link_from_row(r) for r in rows}
+        return await load_links(self.db)
+
+    async def record_enrollment_failure(self, target: str, verified_at: str,
+                                        error: str | None) -> None:
+        """A connect found a wrong client ID: the link is no longer enrolled (SPEC §1)."""
+        await self.db.write(lambda c: store_enrollment(c, target, False, verified_at, error))
 
     async def set_pane(self, workspace_id: str, pane: str, **fields: Any) -> None:
         allowed = {"status", "error", "cols", "rows", "connected_at", "disconnected_at",

@@ -1,0 +1,171 @@
+"""Fixtures for the terminal area: a running service wired to the sandbox fleet, two users,
+and a small WebSocket client that sorts frames by pane.
+
+- ``term_env``: the real service (``server.run``) whose SSH settings point at the shared
+  sandbox fleet, ``machines`` rows for ``sbx-01..03`` (enrolled), ``sbx-unenrolled`` (a real
+  host, ``enrolled = 0``) and ``sbx-wrongid`` (a real host whose inventory client ID differs
+  from the file: ``enrolled = 1`` in the DB, so only the fresh check at connect catches it);
+  users ``admin`` and ``bob`` with bearer-token httpx clients.
+- :class:`TermSocket`: ``open_websocket_url`` plus per-pane output buffers and statuses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from linkops import config, server
+from linkops.db import Database
+from linkops.sandbox import Sandbox
+from tests.fixtures_core import ADMIN_PASSWORD, add_admin, base_url, login, write_config
+from tests.fixtures_sandbox import fleet_links, insert_machines, make_ssh_env
+
+BOB = "bob"
+ENROLLED = ("sbx-01", "sbx-02", "sbx-03")
+
+
+@attrs.define
+class TermEnv:
+    running: server.Running
+    http: httpx.AsyncClient
+    bob: httpx.AsyncClient
+    token: str
+    bob_token: str
+    tmp: Path
+
+    @property
+    def db(self) -> Database:
+        return self.running.services.db
+
+    @property
+    def base(self) -> str:
+        return base_url(self.running)
+
+    def ws_url(self, workspace_id: str) -> str:
+        return self.base.replace("http://", "ws://") + f"/api/terminal/workspaces/{workspace_id}/ws"
+
+    async def workspace(self, layout: str = "grid2x1", **panes: str) -> str:
+        """Create a workspace and assign ``pane=target`` pairs; returns its id."""
+        r = await self.http.post("/api/terminal/workspaces", json={"layout": layout})
+        assert r.status_code == 201, r.text
+        workspace_id = str(r.json()["workspace_id"])
+        if panes:
+            r = await self.http.put(
+                f"/api/terminal/workspaces/{workspace_id}/panes",
+                json={"panes": [{"pane": p, "target": t} for p, t in panes.items()]})
+            assert r.status_code == 200, r.text
+        return workspace_id
+
+    async def connect(self, workspace_id: str, pane: str) -> httpx.Response:
+        return await self.http.post(
+            f"/api/terminal/workspaces/{workspace_id}/panes/{pane}/connect")
+
+    @asynccontextmanager
+    async def socket(self, workspace_id: str, token: str | None = None
+                     ) -> AsyncIterator[TermSocket]:
+        headers = [("Authorization", f"Bearer {token or self.token}")]
+        async with open_websocket_url(self.ws_url(workspace_id), extra_headers=headers,
+                                      max_message_size=16 * 1024 * 1024) as ws:
+            yield TermSocket(ws)
+
+
+@attrs.define
+class TermSocket:
+    """Reads frames and keeps, per pane, all stdout text and every status seen."""
+
+    ws: WebSocketConnection
+    out: dict[str | None, str] = attrs.field(factory=dict)
+    statuses: dict[str | None, list[dict[str, Any]]] = attrs.field(factory=dict)
+    frames: int = 0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send_message(json.dumps(message))
+
+    async def stdin(self, pane: str, data: str) -> None:
+        await self.send({"pane": pane, "type": "stdin", "data": data})
+
+    async def pump_one(self) -> dict[str, Any]:
+        raw = await self.ws.get_message()
+        message: dict[str, Any] = json.loads(raw)
+        self.frames += 1
+        pane = message.get("pane")
+        if message.get("type") == "stdout":
+            self.out[pane] = self.out.get(pane, "") + message["data"]
+        else:
+            self.statuses.setdefault(pane, []).append(message)
+        return message
+
+    async def until_output(self, pane: str, needle: str) -> str:
+        """Read frames until ``needle`` appears in ``pane``'s output; returns that output."""
+        while needle not in self.out.get(pane, ""):
+            await self.pump_one()
+        return self.out[pane]
+
+    async def until_status(self, pane: str | None, state: str) -> dict[str, Any]:
+        seen = 0
+        while True:
+            for message in self.statuses.get(pane, [])[seen:]:
+                if message.get("data") == state:
+                    return message
+            seen = len(self.statuses.get(pane, []))
+            await self.pump_one()
+
+    def take(self, pane: str) -> str:
+        return self.out.pop(pane, "")
+
+
+def _machines(fleet: Sandbox) -> list[Any]:
+    links = fleet_links(fleet)
+    chosen = [links[name] for name in ENROLLED]
+    chosen.append(attrs.evolve(links["sbx-03"], id="sbx-unenrolled", name="sbx-unenrolled"))
+    chosen.append(attrs.evolve(
+        links["sbx-02"], id="sbx-wrongid", name="sbx-wrongid",
+        enrollment=attrs.evolve(links["sbx-02"].enrollment,
+                                clientId="LINKOPS-00000000-0000-4000-8000-000000000000")))
+    return chosen
+
+
+@pytest.fixture
+async def term_env(sandbox_fleet: Sandbox, tmp_path: Path,
+                   nursery: trio.Nursery) -> AsyncIterator[TermEnv]:
+    ssh_env = make_ssh_env(sandbox_fleet, tmp_path / "sshenv")
+    path = write_config(
+        tmp_path,
+        ssh={"keys_directory": ssh_env.keys_dir, "known_hosts_path": ssh_env.known_hosts,
+             "default_key": sandbox_fleet.key_path.name, "connection_timeout": 10,
+             "max_retries": 1},
+        terminal={"reattach_grace_seconds": 30, "websocket_timeout": 120,
+                  "max_workspaces": 50},
+    )
+    settings = config.load(path)
+    add_admin(settings)
+    add_admin(settings, BOB, ADMIN_PASSWORD)
+    db = Database(settings.database.path)
+    try:
+        insert_machines(db, _machines(sandbox_fleet))
+        db.write_sync(lambda c: c.execute(
+            "UPDATE machines SET enrolled = CASE WHEN id = 'sbx-unenrolled' THEN 0 ELSE 1 END"))
+    finally:
+        db.close()
+    running: server.Running = await nursery.start(
+        lambda task_status: server.run(settings, handle_signals=False, task_status=task_status))
+    base = base_url(running)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http, \
+            httpx.AsyncClient(base_url=base, timeout=30) as bob:
+        token = await login(http)
+        bob_token = await login(bob, BOB, ADMIN_PASSWORD)
+        for client, tok in ((http, token), (bob, bob_token)):
+            client.headers["Authorization"] = f"Bearer {tok}"
+            client.cookies.clear()
+        yield TermEnv(running=running, http=http, bob=bob, token=token, bob_token=bob_token,
+                      tmp=tmp_path)
+    running.stop.set()

@@ -1,0 +1,208 @@
+"""Terminal workspaces end to end: the real service, real sshd hosts, a real WebSocket client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+
+from tests.fixtures_terminal import TermEnv
+
+pytestmark = pytest.mark.usefixtures("sandbox_fleet")
+
+
+async def test_typed_input_reaches_the_pane_and_output_comes_back(term_env: TermEnv) -> None:
+    with trio.fail_after(40):
+        ws_id = await term_env.workspace("grid2x1", A="sbx-01", B="sbx-02")
+        r = await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+        assert r.status_code == 200, r.text
+        assert [p["status"] for p in r.json()["panes"]] == ["connected", "connected"]
+        async with term_env.socket(ws_id) as sock:
+            await sock.until_status("A", "connected")
+            await sock.until_status("B", "connected")
+            await sock.stdin("A", "echo $((6*7))-A; tty\r")
+            out_a = await sock.until_output("A", "42-A\r\n/dev/pts/")
+            await sock.stdin("B", "echo $LINKOPS_X$((5*5))-B\r")
+            await sock.until_output("B", "25-B")
+            assert "42-A" not in sock.out.get("B", "")
+            assert "25-B" not in out_a
+            # Resize: the remote PTY sees the new size.
+            await sock.send({"pane": "A", "type": "resize", "cols": 133, "rows": 41})
+            await sock.stdin("A", "stty size\r")
+            await sock.until_output("A", "41 133")
+            # Out-of-bounds sizes are clamped, not refused.
+            await sock.send({"pane": "B", "type": "resize", "cols": 100000, "rows": 0})
+            await sock.stdin("B", "stty size\r")
+            await sock.until_output("B", "1 500")
+        r = await term_env.http.get(f"/api/terminal/workspaces/{ws_id}")
+        panes = {p["pane"]: p for p in r.json()["panes"]}
+        assert (panes["A"]["cols"], panes["A"]["rows"]) == (133, 41)
+        assert panes["A"]["status"] == "connected" and panes["A"]["target"] == "sbx-01"
+
+
+async def test_flooding_pane_does_not_starve_another(term_env: TermEnv) -> None:
+    with trio.fail_after(60):
+        ws_id = await term_env.workspace("grid2x1", A="sbx-01", B="sbx-02")
+        r = await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+        assert r.status_code == 200, r.text
+        async with term_env.socket(ws_id) as sock:
+            await sock.until_status("B", "connected")
+            await sock.stdin("A", "cat /dev/urandom | base64\r")
+            # Let the flood get going (several frames of A) before asking B.
+            while len(sock.out.get("A", "")) < 200_000:
+                await sock.pump_one()
+            for i in range(3):
+                sock.take("B")
+                with trio.fail_after(10):
+                    await sock.stdin("B", f"echo pong-$((40+{i}))\r")
+                    await sock.until_output("B", f"pong-{40 + i}")
+            assert len(sock.out.get("A", "")) > 200_000
+            await sock.stdin("A", "\x03")
+        # The service stays responsive while A floods and after.
+        r = await term_env.http.get("/api/health")
+        assert r.status_code == 200
+
+
+async def test_slow_reader_is_bounded_and_recovers(term_env: TermEnv) -> None:
+    """A socket that stops reading does not make the service buffer without bound."""
+    with trio.fail_after(60):
+        ws_id = await term_env.workspace("single", A="sbx-01")
+        await term_env.connect(ws_id, "A")
+        async with term_env.socket(ws_id) as sock:
+            await sock.until_status("A", "connected")
+            await sock.stdin("A", "cat /dev/urandom | base64\r")
+            await sock.until_output("A", "\n")
+            session = term_env.running.services.terminal.session(ws_id, "A")
+            assert session is not None
+            # Stop reading for a while: the remote must be throttled, not buffered.
+            before = session.bytes_out
+            await trio.sleep(1.5)
+            mid = session.bytes_out
+            await trio.sleep(1.5)
+            after = session.bytes_out
+            # Output stalls: at most the socket/kernel buffers' worth moved meanwhile.
+            assert after - mid < 4 * 1024 * 1024, (before, mid, after)
+            box = term_env.running.services.terminal._runtimes[ws_id].attachment
+            assert box is not None
+            assert box.outboxes["A"].pending_chars <= box.outboxes["A"].capacity + 32 * 1024
+            # Reading again resumes the flow.
+            sock.take("A")
+            while len(sock.out.get("A", "")) < 100_000:
+                await sock.pump_one()
+            await sock.stdin("A", "\x03")
+
+
+async def test_reload_reattaches_to_the_same_shell_with_scrollback(term_env: TermEnv) -> None:
+    with trio.fail_after(40):
+        ws_id = await term_env.workspace("single", A="sbx-03")
+        assert (await term_env.connect(ws_id, "A")).status_code == 200
+        async with term_env.socket(ws_id) as sock:
+            await sock.until_status("A", "connected")
+            await sock.stdin("A", "export MARK=reload-$((1000+337)); echo $MARK pid=$$=\r")
+            out = await sock.until_output("A", "reload-1337 pid=")
+            out = await sock.until_output("A", "=\r\n")
+        pid = out.split("reload-1337 pid=", 1)[1].split("=", 1)[0]
+        assert pid.isdigit()
+        # The socket is gone; the shell is not.
+        assert term_env.running.services.terminal.session(ws_id, "A") is not None
+        async with term_env.socket(ws_id) as sock:
+            status = await sock.until_status("A", "connected")
+            assert status["target"] == "sbx-03"
+            await sock.until_output("A", "reload-1337 pid=")  # replayed scrollback
+            sock.take("A")
+            await sock.stdin("A", "echo again-$MARK-$$-\r")
+            # Same shell process, same environment.
+            await sock.until_output("A", f"again-reload-1337-{pid}-")
+
+
+async def test_other_users_workspace_and_bad_origin_are_refused(term_env: TermEnv) -> None:
+    with trio.fail_after(30):
+        ws_id = await term_env.workspace("single", A="sbx-01")
+        # REST: another user's workspace does not exist for them.
+        for method, path in (("GET", ""), ("DELETE", ""), ("POST", "/connect-all"),
+                             ("POST", "/panes/A/connect"), ("POST", "/panes/A/disconnect")):
+            r = await term_env.bob.request(method, f"/api/terminal/workspaces/{ws_id}{path}")
+            assert r.status_code == 404, (method, path, r.text)
+            assert r.json()["error"]["code"] == "NOT_FOUND"
+        r = await term_env.bob.put(f"/api/terminal/workspaces/{ws_id}/panes",
+                                   json={"panes": [{"pane": "A", "target": "sbx-02"}]})
+        assert r.status_code == 404
+        assert (await term_env.bob.get("/api/terminal/workspaces")).json()["workspaces"] == []
+        # WebSocket: bob's handshake is refused before anything is attached or connected.
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with term_env.socket(ws_id, token=term_env.bob_token):
+                pass
+        assert rejected.value.status_code == 404
+        # A cookie from another origin is refused (403), and so is no credential at all (401).
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(
+                term_env.ws_url(ws_id),
+                extra_headers=[("Cookie", f"linkops_session={term_env.token}"),
+                               ("Origin", "https://evil.example")]):
+                pass
+        assert rejected.value.status_code == 403
+        assert b"ORIGIN_NOT_ALLOWED" in (rejected.value.body or b"")
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(term_env.ws_url(ws_id)):
+                pass
+        assert rejected.value.status_code in (401, 403)
+        # Same-origin cookie works.
+        host = term_env.base.removeprefix("http://")
+        async with open_websocket_url(
+            term_env.ws_url(ws_id),
+            extra_headers=[("Cookie", f"linkops_session={term_env.token}"),
+                           ("Origin", f"http://{host}")]) as ws:
+            first = json.loads(await ws.get_message())
+            assert first["pane"] == "A" and first["type"] == "status"
+        rows = await term_env.db.fetchall("SELECT * FROM terminal_sessions")
+        assert rows == []  # nothing was ever connected by any of this
+
+
+async def test_malformed_frames_get_errors_and_the_server_stays_healthy(
+        term_env: TermEnv) -> None:
+    with trio.fail_after(40):
+        ws_id = await term_env.workspace("grid2x1", A="sbx-01")
+        assert (await term_env.connect(ws_id, "A")).status_code == 200
+        async with term_env.socket(ws_id) as sock:
+            await sock.until_status("A", "connected")
+            bad: list[tuple[str, str]] = [
+                ("{not json", "MALFORMED_MESSAGE"),
+                ("[1, 2]", "MALFORMED_MESSAGE"),
+                (json.dumps({"pane": "A", "type": "launch", "data": "x"}), "UNKNOWN_TYPE"),
+                (json.dumps({"pane": "Z", "type": "stdin", "data": "x"}), "UNKNOWN_PANE"),
+                (json.dumps({"pane": "E", "type": "stdin", "data": "x"}), "UNKNOWN_PANE"),
+                (json.dumps({"pane": "A", "type": "stdin", "data": 5}), "INVALID_MESSAGE"),
+                (json.dumps({"pane": "A", "type": "resize", "cols": "x", "rows": 3}),
+                 "INVALID_MESSAGE"),
+                (json.dumps({"pane": "B", "type": "stdin", "data": "x"}), "PANE_NOT_CONNECTED"),
+            ]
+            for raw, code in bad:
+                await sock.ws.send_message(raw)
+                while True:
+                    msg = await sock.pump_one()
+                    if msg.get("type") == "status" and msg.get("data") == "error":
+                        break
+                assert msg["code"] == code, (raw, msg)
+            await sock.send({"type": "ping"})
+            while (await sock.pump_one()).get("type") != "pong":
+                pass
+            # The pane still works after all that.
+            await sock.stdin("A", "echo still-$((2+2))\r")
+            await sock.until_output("A", "still-4")
+        # An oversized frame closes the socket with 1009; a binary one with 1003.
+        for payload, code in (("x" * (70 * 1024), 1009), (b"\x00\x01", 1003)):
+            async with term_env.socket(ws_id) as sock:
+                await sock.until_status("A", "connected")
+                await sock.ws.send_message(payload)
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        await sock.pump_one()
+                assert closed.value.reason.code == code
+        r = await term_env.http.get("/api/health")
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+        # And the shell survived the closed sockets.
+        async with term_env.socket(ws_id) as sock:
+            await sock.stdin("A", "echo alive-$((3+4))\r")
+            await sock.until_output("A", "alive-7")
