@@ -24,7 +24,6 @@ bug becomes a failed operation with its message logged.
 from __future__ import annotations
 
 import logging
-import shlex
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +41,7 @@ from linkops.operations.remote import RemoteScript
 from linkops.operations.status import operation_outcome, result_counts
 from linkops.operations.validate import Plan, PlannedScript
 from linkops.ssh.bridge import SshConnection, SshManager
+from linkops.ssh.enrollment import check_client_id
 from linkops.ssh.machines import store_enrollment
 from linkops.timeutil import now_iso
 
@@ -175,20 +175,19 @@ class OperationRun:
                 await conn.aclose()
 
     async def _check_client_id(self, conn: SshConnection, target: Link) -> str | None:
-        """Read the client ID over this very connection; None when it matches."""
-        path = target.enrollment.clientIdPath
+        """Read the client ID over this very connection; None when it matches.
+
+        A mismatch is also stored on the link (it is no longer enrolled).
+        """
         try:
-            result = await conn.run(f"cat -- {shlex.quote(path)}", timeout=CLIENT_ID_TIMEOUT)
+            result = await check_client_id(conn, target, CLIENT_ID_TIMEOUT)
         except LinkOpsError as exc:
-            return f"CLIENT_ID_MISMATCH: cannot read {path}: {exc.message}"
-        found = result.stdout.decode("utf-8", "replace").strip()
-        if result.exit_code == 0 and found == target.enrollment.clientId.strip():
+            return f"CLIENT_ID_MISMATCH: cannot read the client ID: {exc.message}"
+        if result.enrolled:
             return None
-        why = f"{path} not readable (exit {result.exit_code})" if result.exit_code != 0 else (
-            f"client ID in {path} does not match the inventory")
-        now = now_iso()
-        await self.db.write(lambda c: store_enrollment(c, target.id, False, now, why))
-        return f"CLIENT_ID_MISMATCH: {why}"
+        await self.db.write(lambda c: store_enrollment(c, target.id, False, result.verified_at,
+                                                       result.error))
+        return f"CLIENT_ID_MISMATCH: {result.error}"
 
     # -- one script ------------------------------------------------------------------------
 
@@ -215,7 +214,7 @@ class OperationRun:
 
         remote = RemoteScript(conn, lambda: self._connect(target), script.content, script.args,
                               sink=sink, on_pgid=on_pgid)
-        status = "failed"
+        status: str | None = None
         error: str | None = None
         try:
             outcome = await remote.run(self.settings.operations.script_timeout)
@@ -227,16 +226,18 @@ class OperationRun:
                 status = "success" if outcome.exit_code == 0 else "failed"
                 if outcome.exit_code is not None and outcome.exit_code < 0:
                     error = "the remote process ended without an exit status (signal?)"
-        except trio.Cancelled:
-            status = "stopped"
-            error = self.stop_reason or "stopped"
-            raise
         except LinkOpsError as exc:
+            status = "failed"
             error = f"{exc.code}: {exc.message}"
             log.warning("operation.task_failed", extra={"context": {
                 "operation": self.id, "target": target.id, "script": script.id,
                 "error": error}})
         finally:
+            if status is None:
+                # Cancelled (possibly wrapped in an ExceptionGroup by a nursery) or a bug.
+                stopped = self.cancel_scope.cancel_called
+                status = "stopped" if stopped else "failed"
+                error = (self.stop_reason or "stopped") if stopped else "internal error"
             with trio.CancelScope(shield=True):
                 for stream, text in output.finish().items():
                     if text:

@@ -57,17 +57,33 @@ def script_command(args: tuple[str, ...] | list[str]) -> str:
 
 
 def kill_command(pgid: int, grace: float = KILL_GRACE) -> str:
-    """TERM the group, wait, KILL, confirm; prints LINKOPS_GONE or LINKOPS_ALIVE."""
+    """TERM the group, wait, KILL, confirm; prints LINKOPS_GONE or LINKOPS_ALIVE.
+
+    Runs under bash: dash's ``kill`` builtin does not take ``--`` before a negative PGID.
+    """
     ticks = max(1, int(grace * 10))
     script = f"""pg={int(pgid)}
+alive() {{
+  # A zombie is gone for our purpose (it waits for its reaper): look for live members.
+  if [ -r /proc/self/stat ]; then
+    for f in /proc/[0-9]*/stat; do
+      read -r line < "$f" 2>/dev/null || continue
+      set -- ${{line##*) }}
+      [ "$3" = "$pg" ] && [ "$1" != Z ] && return 0
+    done
+    return 1
+  fi
+  kill -0 -- -$pg 2>/dev/null
+}}
 gone() {{ echo LINKOPS_GONE; exit 0; }}
-kill -TERM -- -$pg 2>/dev/null || gone
-i=0; while [ $i -lt {ticks} ]; do kill -0 -- -$pg 2>/dev/null || gone; sleep 0.1; i=$((i+1)); done
-kill -KILL -- -$pg 2>/dev/null || gone
-i=0; while [ $i -lt 30 ]; do kill -0 -- -$pg 2>/dev/null || gone; sleep 0.1; i=$((i+1)); done
+alive || gone
+kill -TERM -- -$pg 2>/dev/null
+i=0; while [ $i -lt {ticks} ]; do alive || gone; sleep 0.1; i=$((i+1)); done
+kill -KILL -- -$pg 2>/dev/null
+i=0; while [ $i -lt 30 ]; do alive || gone; sleep 0.1; i=$((i+1)); done
 echo LINKOPS_ALIVE
 """
-    return f"exec sh -c {shlex.quote(script)}"
+    return f"exec bash -c {shlex.quote(script)}"
 
 
 async def kill_group(conn: SshConnection | None,

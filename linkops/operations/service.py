@@ -186,6 +186,17 @@ class OperationsService:
     async def history(self, params: Mapping[str, str | None]) -> dict[str, Any]:
         return await self.db.read(lambda c: history.list_operations(c, params))
 
+    async def wait(self, op_id: str) -> str:
+        """Wait until ``op_id`` is no longer running here; returns its recorded status."""
+        op = self._running.get(op_id)
+        if op is not None:
+            await op.done.wait()
+        status = await self.db.read(lambda c: history.operation_status(c, op_id))
+        if status is None:
+            raise NotFoundError(f"no operation {op_id}", code="OPERATION_NOT_FOUND",
+                                details={"operation_id": op_id})
+        return status
+
     def running(self) -> list[str]:
         return list(self._running)
 
