@@ -18,17 +18,17 @@ LAYOUT_PANES = {"single": 1, "grid2x1": 2, "grid1x3": 3, "grid2x2": 4}
 
 @attrs.frozen
 class Enrollment:
-    clientId: str  # noqa: N815 - the YAML spelling
+    clientId: str
     required: bool = True
-    clientIdPath: str = DEFAULT_CLIENT_ID_PATH  # noqa: N815
+    clientIdPath: str = DEFAULT_CLIENT_ID_PATH
 
 
 @attrs.frozen
 class SshOptions:
-    keyRef: str | None = None  # noqa: N815
-    proxyJump: str | None = None  # noqa: N815
+    keyRef: str | None = None
+    proxyJump: str | None = None
     # A pinned host key ("ssh-ed25519 AAAA…") or fingerprint ("SHA256:…").
-    hostKey: str | None = None  # noqa: N815
+    hostKey: str | None = None
 
 
 @attrs.frozen
@@ -58,7 +58,7 @@ class Script:
     path: str
     emoji: str | None = None
     flags: tuple[str, ...] = ()
-    estimatedDuration: int | None = None  # noqa: N815
+    estimatedDuration: int | None = None
     tags: tuple[str, ...] = ()
     # Filled by the inventory loader from the file at `path`.
     sha256: str = ""

@@ -13,6 +13,7 @@ from linkops.auth import AuthService
 from linkops.config import Settings
 from linkops.db import Database
 from linkops.inventory.sync import InventoryService
+from linkops.operations.service import OperationsService
 from linkops.ssh.bridge import SshManager
 from linkops.ssh.enrollment import EnrollmentService
 from linkops.ssh.health import HealthMonitor
@@ -29,6 +30,7 @@ class Services:
     inventory: InventoryService
     enrollment: EnrollmentService
     health: HealthMonitor
+    operations: OperationsService
     terminal: TerminalService
     tables: TableService
     # Set when the service begins to shut down: SSE streams and terminal sockets watch it and
@@ -46,6 +48,7 @@ def build_services(settings: Settings, db: Database) -> Services:
         inventory=InventoryService(settings, db),
         enrollment=EnrollmentService(db, ssh, concurrency=settings.health.concurrency),
         health=HealthMonitor(db, ssh, settings.health),
+        operations=OperationsService(db, settings, ssh),
         terminal=TerminalService(db, settings, ssh),
         tables=TableService(db, settings.api.jwt_secret.encode()),
     )
