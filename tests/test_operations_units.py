@@ -1,0 +1,294 @@
+"""The parts of operations that need no SSH: output decoding and bounds, the event hub and its
+replay log, SSE framing, request validation, and the status rule."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import trio
+
+from linkops.config import Settings
+from linkops.errors import ForbiddenError, NotFoundError, ValidationError
+from linkops.operations.events import (
+    OUTPUT_NOTICE,
+    PING,
+    Event,
+    EventHub,
+    encode_sse,
+    follow,
+    parse_last_event_id,
+)
+from linkops.operations.output import TaskOutput
+from linkops.operations.remote import script_command
+from linkops.operations.status import operation_outcome
+from linkops.operations.validate import (
+    build_plan,
+    check_flags,
+    is_bash,
+    parse_request,
+)
+
+# -- output -------------------------------------------------------------------------------
+
+
+def test_split_multibyte_character_stays_whole() -> None:
+    out = TaskOutput(1024)
+    raw = "é€😀".encode()
+    pieces = [out.feed("stdout", raw[i:i + 1]) for i in range(len(raw))]
+    assert "".join(pieces) == "é€😀"
+    assert all("\ufffd" not in p for p in pieces)
+    assert out.text("stdout") == "é€😀"
+
+
+def test_invalid_bytes_become_replacement_characters() -> None:
+    out = TaskOutput(1024)
+    text = out.feed("stderr", b"ok\xff\xfe end") + "".join(out.finish().values())
+    assert text == "ok\ufffd\ufffd end"
+    dangling = TaskOutput(1024)
+    dangling.feed("stdout", b"a\xe2\x82")  # a truncated €
+    assert dangling.finish()["stdout"] == "\ufffd"
+    assert dangling.text("stdout") == "a\ufffd"
+
+
+def test_output_bounded_with_head_tail_and_marker() -> None:
+    limit = 4096
+    out = TaskOutput(limit)
+    for i in range(10_000):
+        out.feed("stdout", f"line {i:05d}\n".encode())
+    text = out.text("stdout")
+    assert out.truncated
+    assert text.startswith("line 00000\n")
+    assert text.endswith("line 09999\n")
+    assert "[linkops: output truncated" in text
+    assert len(text.encode()) <= limit // 2 + 100
+    assert out.kept_bytes <= limit // 2
+
+
+def test_output_not_truncated_when_small() -> None:
+    out = TaskOutput(4096)
+    out.feed("stdout", b"hello\n")
+    assert not out.truncated and out.text("stdout") == "hello\n"
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+def _hub(task_limit: int = 1000, total: int = 10_000) -> EventHub:
+    return EventHub(task_output_limit=task_limit, total_output_limit=total)
+
+
+def _out(text: str, target: str = "h1") -> dict[str, Any]:
+    return {"target": target, "script": "s", "position": 0, "stream": "stdout", "data": text}
+
+
+def test_replay_keeps_lifecycle_and_marks_dropped_output() -> None:
+    hub = _hub(task_limit=10)
+    hub.publish("task_start", {"target": "h1", "script": "s", "position": 0})
+    hub.publish("output", _out("12345"))
+    hub.publish("output", _out("67890"))
+    hub.publish("output", _out("too much"))  # over the task's replay budget
+    hub.publish("output", _out("more"))
+    hub.publish("task_end", {"target": "h1", "script": "s", "position": 0, "status": "success"})
+    backlog = hub.subscribe(0).backlog
+    kinds = [e.kind for e in backlog]
+    assert kinds == ["task_start", "output", "output", "output", "task_end"]
+    assert backlog[3].data["truncated"] is True and backlog[3].data["data"] == OUTPUT_NOTICE
+    assert [e.id for e in backlog] == [1, 2, 3, 4, 6]
+    assert [e.id for e in hub.subscribe(3).backlog] == [4, 6]
+
+
+async def test_follow_resumes_without_gaps_or_duplicates() -> None:
+    hub = _hub()
+    for i in range(5):
+        hub.publish("output", _out(f"{i}"))
+    got: list[Event] = []
+
+    async def reader(after: int) -> None:
+        async for event in follow(hub, after):
+            got.append(event)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader, 2)
+            await trio.sleep(0.01)
+            for i in range(5, 8):
+                hub.publish("output", _out(f"{i}"))
+            hub.publish("operation_end", {"status": "success"})
+    assert [e.id for e in got] == [3, 4, 5, 6, 7, 8, 9]
+    assert got[-1].kind == "operation_end"
+
+
+async def test_slow_subscriber_is_dropped_then_catches_up_from_log() -> None:
+    """The publisher never waits: a subscriber that does not read is dropped, and follow()
+    re-reads what it missed from the replay log (no gaps, no duplicates)."""
+    hub = _hub(task_limit=10**9, total=10**9)
+    hub.publish("output", _out("first"))
+    stream = follow(hub, 0)
+    first = await stream.__anext__()  # subscribed; now it stops reading for a while
+    for i in range(1999):  # far more than one subscriber's buffer
+        hub.publish("output", _out(f"{i}"))
+    assert hub.dropped_subscribers == 1
+    hub.publish("operation_end", {"status": "success"})
+    rest = [e async for e in stream]
+    ids = [first.id] + [e.id for e in rest]
+    assert ids == list(range(1, 2002))
+
+
+async def test_follow_heartbeats_and_ends_on_closing() -> None:
+    hub = _hub()
+    closing = trio.Event()
+    seen: list[Event] = []
+    with trio.fail_after(5):
+        async for event in follow(hub, 0, heartbeat=0.05, closing=closing, closing_grace=0.1):
+            seen.append(event)
+            if len(seen) == 2:
+                closing.set()
+    assert seen[:2] == [PING, PING]
+
+
+def test_sse_encoding_cannot_be_forged() -> None:
+    evil = "x\n\nevent: operation_end\ndata: {}\r\nid: 999\rretry: 1\n"
+    raw = encode_sse(Event(7, "output", {"data": evil}))
+    text = raw.decode()
+    assert text.endswith("\n\n") and text.count("\n\n") == 1
+    lines = text.rstrip("\n").split("\n")
+    assert lines[0] == "id: 7" and lines[1] == "event: output"
+    assert len(lines) == 3 and lines[2].startswith("data: ")
+    assert "\r" not in text
+    assert json.loads(lines[2][len("data: "):])["data"] == evil
+    assert encode_sse(PING) == b": ping\n\n"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, 0), ("12", 12), (" 3 ", 3), ("x", 0),
+                                               ("-4", 0)])
+def test_last_event_id_parsing(raw: str | None, expected: int) -> None:
+    assert parse_last_event_id(raw) == expected
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def test_bash_shebangs() -> None:
+    for good in ("#!/bin/bash\n", "#!/usr/bin/env bash\necho", "#! /bin/bash -eu\n",
+                 "#!/usr/bin/bash\r\n"):
+        assert is_bash(good), good
+    for bad in ("#!/usr/bin/python3\n", "#!/bin/sh\n", "echo hi\n", "", "#!/bin/bashx\n"):
+        assert not is_bash(bad), bad
+
+
+def test_flag_rules() -> None:
+    declared = ["--dry-run", "--level=3", "--name=REQUIRED"]
+    args, problems = check_flags("s", declared, ["--name=a b", "--level", "--dry-run"])
+    assert problems == [] and args == ("--name=a b", "--level=3", "--dry-run")
+    _, problems = check_flags("s", declared, [])
+    assert problems == ["s: required flag --name is missing"]
+    cases = {
+        "--dry-run=1": "is a switch",
+        "--name": "requires a value",
+        "--name=": "requires a value",
+        "--other=1": "not declared",
+        "--name=a\nb": "NUL, CR or LF",
+        "--name=a\x00": "NUL, CR or LF",
+        "--name=a\rb": "NUL, CR or LF",
+    }
+    for given, why in cases.items():
+        _, problems = check_flags("s", declared, [given, "--name=x"] if given.startswith(
+            "--dry") or given.startswith("--other") else [given])
+        assert any(why in p for p in problems), (given, problems)
+    _, problems = check_flags("s", declared, ["--name=a", "--name=b"])
+    assert any("given twice" in p for p in problems)
+
+
+def _rows(enrolled: dict[str, bool], required: bool = True) -> dict[str, dict[str, Any]]:
+    return {
+        h: {"id": h, "type": "VPS", "host": "127.0.0.1", "port": 22, "user": "root",
+            "name": h, "provider": None, "tags": "[]", "client_id": "LINKOPS-x",
+            "enrollment_required": int(required), "client_id_path": "/etc/linkops/client_id",
+            "key_ref": None, "proxy_jump": None, "host_key": None, "metadata": "{}",
+            "enrolled": int(e), "enrollment_error": None}
+        for h, e in enrolled.items()
+    }
+
+
+SCRIPTS = {"a": {"id": "a", "name": "A", "content": "#!/bin/bash\necho a\n", "sha256": "aa",
+                 "flags": '["--x=REQUIRED"]'},
+           "py": {"id": "py", "name": "P", "content": "#!/usr/bin/python3\n", "sha256": "pp",
+                  "flags": "[]"}}
+
+
+def test_shape_errors(settings: Settings) -> None:
+    bad_bodies = [
+        {}, {"scripts": [], "targets": ["h"]}, {"scripts": ["a"], "targets": []},
+        {"scripts": ["a"] * 2, "targets": ["h"]}, {"scripts": ["a"], "targets": ["h", "h"]},
+        {"scripts": [f"s{i}" for i in range(11)], "targets": ["h"]},
+        {"scripts": ["a"], "targets": ["h"], "concurrency": 0},
+        {"scripts": ["a"], "targets": ["h"], "concurrency": 51},
+        {"scripts": ["a"], "targets": ["h"], "concurrency": True},
+        {"scripts": ["a"], "targets": ["h"], "concurrency": "5"},
+        {"scripts": ["a"], "targets": ["h"], "flags": {"b": ["--x=1"]}},
+        {"scripts": ["a"], "targets": ["h"], "flags": {"a": "--x=1"}},
+        {"scripts": ["a"], "targets": ["h"], "require_enrollment": "no"},
+        {"scripts": ["a"], "targets": ["h"], "extra": 1},
+    ]
+    for body in bad_bodies:
+        with pytest.raises(ValidationError):
+            parse_request(body, settings)
+    request = parse_request({"scripts": ["a"], "targets": ["h"]}, settings)
+    assert request.concurrency == settings.operations.default_concurrency
+
+
+def test_unknown_ids_non_bash_and_enrollment(settings: Settings) -> None:
+    def plan(body: dict[str, Any], rows: dict[str, dict[str, Any]]) -> Any:
+        return build_plan(parse_request(body, settings), SCRIPTS, rows, settings)
+
+    with pytest.raises(NotFoundError) as nf:
+        plan({"scripts": ["a", "zz", "yy"], "targets": ["h1"]}, _rows({"h1": True}))
+    assert nf.value.code == "SCRIPT_NOT_FOUND" and nf.value.details["scripts"] == ["zz", "yy"]
+    with pytest.raises(NotFoundError) as nf:
+        plan({"scripts": ["a"], "targets": ["h1", "h9"]}, _rows({"h1": True}))
+    assert nf.value.code == "LINK_NOT_FOUND" and nf.value.details["targets"] == ["h9"]
+    with pytest.raises(ValidationError) as ve:
+        plan({"scripts": ["py"], "targets": ["h1"]}, _rows({"h1": True}))
+    assert ve.value.code == "NON_BASH_SCRIPT"
+    with pytest.raises(ValidationError) as ve:
+        plan({"scripts": ["a"], "targets": ["h1"]}, _rows({"h1": True}))
+    assert ve.value.code == "INVALID_FLAG"
+    body = {"scripts": ["a"], "targets": ["h1", "h2", "h3"], "flags": {"a": ["--x=1"]}}
+    with pytest.raises(ForbiddenError) as fe:
+        plan(body, _rows({"h1": False, "h2": True, "h3": False}))
+    assert fe.value.code == "ENROLLMENT_REQUIRED"
+    assert fe.value.details["targets"] == ["h1", "h3"]
+    ok = plan(body, _rows({"h1": True, "h2": True, "h3": True}))
+    assert ok.require_enrollment is True and ok.flags == {"a": ["--x=1"]}
+
+
+def test_request_cannot_loosen_enrollment(settings: Settings) -> None:
+    """With [security] enrollment_required = true, require_enrollment=false changes nothing;
+    and a link that itself requires enrollment never runs unenrolled."""
+    body = {"scripts": ["a"], "targets": ["h1"], "flags": {"a": ["--x=1"]},
+            "require_enrollment": False}
+    with pytest.raises(ForbiddenError):
+        build_plan(parse_request(body, settings), SCRIPTS, _rows({"h1": False}), settings)
+    loose = Settings(security=type(settings.security)(enrollment_required=False),
+                     operations=settings.operations)
+    with pytest.raises(ForbiddenError):
+        build_plan(parse_request(body, loose), SCRIPTS, _rows({"h1": False}, required=True),
+                   loose)
+    plan = build_plan(parse_request(body, loose), SCRIPTS, _rows({"h1": False}, required=False),
+                      loose)
+    assert plan.require_enrollment is False
+
+
+def test_script_command_quotes_every_argument() -> None:
+    command = script_command(("--x=a'b", "$(id)"))
+    assert command.startswith("exec bash -c ")
+    assert "'--x=a'\"'\"'b'" in command and "'$(id)'" in command
+
+
+def test_status_rule_examples() -> None:
+    assert operation_outcome({"a": ["success", "success"]}) == "success"
+    assert operation_outcome({"a": ["success", "failed"]}) == "failed"
+    assert operation_outcome({"a": ["success"], "b": ["timeout", "skipped"]}) == "partial"
+    assert operation_outcome({"a": ["success"]}, stopped=True) == "stopped"
