@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-import importlib.util
 from quart import Response, request, send_from_directory
 from quart_trio import QuartTrio
 from werkzeug.exceptions import NotFound
 
 from linkops.resources import bundled_dir
 from linkops.services import Services
-from linkops.web import auth_routes, errors, health_routes
+from linkops.web import (
+    auth_routes,
+    enrollment_routes,
+    errors,
+    health_routes,
+    inventory_routes,
+    operations_routes,
+    terminal_routes,
+)
+
+ROUTES = (
+    health_routes,
+    auth_routes,
+    inventory_routes,
+    enrollment_routes,
+    operations_routes,
+    terminal_routes,
+)
 
 # Browsers get a strict policy: our own scripts only, no framing, no inline script. xterm.js
 # sets inline styles, hence 'unsafe-inline' for styles alone.
@@ -18,23 +34,6 @@ CSP = (
     "img-src 'self' data:; connect-src 'self'; font-src 'self' data:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 )
-
-
-def _optional_blueprints() -> list[object]:
-    """Route modules of areas that may be built separately; each exposes ``blueprint``."""
-    import importlib
-
-    found = []
-    for name in (
-        "inventory_routes",
-        "operations_routes",
-        "terminal_routes",
-        "tables_routes",
-        "links_routes",
-    ):
-        if importlib.util.find_spec(f"linkops.web.{name}") is not None:
-            found.append(importlib.import_module(f"linkops.web.{name}").blueprint)
-    return found
 
 
 def create_app(services: Services) -> QuartTrio:
@@ -46,10 +45,8 @@ def create_app(services: Services) -> QuartTrio:
     app.config["BODY_TIMEOUT"] = 30
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.register(app)
-    app.register_blueprint(health_routes.blueprint)
-    app.register_blueprint(auth_routes.blueprint)
-    for blueprint in _optional_blueprints():
-        app.register_blueprint(blueprint)  # type: ignore[arg-type]
+    for module in ROUTES:
+        app.register_blueprint(module.blueprint)
 
     static_root = bundled_dir("frontend")
 
