@@ -182,3 +182,53 @@ async def ops_client(ops_server: server.Running) -> AsyncIterator[httpx.AsyncCli
         http.headers["Authorization"] = f"Bearer {token}"
         http.cookies.clear()
         yield http
+
+
+@attrs.define
+class SseEvent:
+    id: int | None
+    event: str | None
+    data: Any
+    comments: list[str] = attrs.field(factory=list)
+
+
+async def read_sse(response: httpx.Response) -> AsyncIterator[SseEvent]:
+    """Parse a text/event-stream body (comments are attached to the next event or yielded
+    as an event with ``event=None`` when a blank line ends them)."""
+    fields: dict[str, list[str]] = {}
+    comments: list[str] = []
+    async for line in response.aiter_lines():
+        if line == "":
+            if fields.get("data") is not None or fields.get("event") is not None:
+                raw_id = fields.get("id", [None])[-1]
+                data = "\n".join(fields.get("data", []))
+                yield SseEvent(int(raw_id) if raw_id is not None else None,
+                               fields.get("event", [None])[-1],
+                               json.loads(data) if data else None, comments)
+            elif comments:
+                yield SseEvent(None, None, None, comments)
+            fields, comments = {}, []
+            continue
+        if line.startswith(":"):
+            comments.append(line[1:].strip())
+            continue
+        name, _, value = line.partition(":")
+        fields.setdefault(name, []).append(value[1:] if value.startswith(" ") else value)
+
+
+async def collect_sse(http: httpx.AsyncClient, op_id: str, last_event_id: int | None = None,
+                      stop_after: int | None = None) -> list[SseEvent]:
+    """All events (comments dropped) of one SSE connection, until the server ends it or
+    ``stop_after`` events were read."""
+    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+    out: list[SseEvent] = []
+    async with http.stream("GET", f"/api/operations/{op_id}/events", headers=headers) as resp:
+        assert resp.status_code == 200, await resp.aread()
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        async for event in read_sse(resp):
+            if event.event is None:
+                continue
+            out.append(event)
+            if stop_after is not None and len(out) >= stop_after:
+                break
+    return out
