@@ -18,8 +18,9 @@ import attrs
 
 from linkops.db import Database, loads
 from linkops.errors import NotFoundError, ValidationError
-from linkops.inventory.store import link_from_row, script_from_row
+from linkops.inventory.store import script_from_row
 from linkops.models import FlagSpec, Link, Script
+from linkops.ssh.machines import link_from_row
 
 # API name -> SQL expression. Booleans and NULLs sort as SQLite does (NULL first ascending).
 LINK_SORT_COLUMNS = {

@@ -14,7 +14,7 @@ from typing import Any
 
 from linkops.db import dumps, loads
 from linkops.inventory.validate import Inventory
-from linkops.models import Enrollment, Link, Script, SshOptions
+from linkops.models import Link, Script
 
 LINK_COLUMNS = (
     "name", "type", "provider", "host", "port", "user", "tags", "client_id",
@@ -63,27 +63,6 @@ def script_row(script: Script) -> dict[str, Any]:
         "sha256": script.sha256,
         "content": script.content,
     }
-
-
-def link_from_row(row: sqlite3.Row) -> Link:
-    """The validated model back from a ``machines`` row (for the SSH and operation layers)."""
-    metadata = loads(row["metadata"], {})
-    return Link(
-        id=row["id"],
-        type=row["type"],
-        host=row["host"],
-        port=row["port"],
-        user=row["user"],
-        enrollment=Enrollment(clientId=row["client_id"],
-                              required=bool(row["enrollment_required"]),
-                              clientIdPath=row["client_id_path"]),
-        provider=row["provider"],
-        name=row["name"],
-        tags=tuple(loads(row["tags"], [])),
-        ssh=SshOptions(keyRef=row["key_ref"], proxyJump=row["proxy_jump"],
-                       hostKey=row["host_key"]),
-        metadata=metadata,
-    )
 
 
 def script_from_row(row: sqlite3.Row) -> Script:
