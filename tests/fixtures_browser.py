@@ -1,0 +1,238 @@
+"""Fixtures for the browser tests: the real service with a sandbox fleet, and headless Chromium.
+
+* ``demo_service`` (module): ``python -m linkops demo`` as a child process — a fleet of real
+  sshd servers (:mod:`linkops.sandbox`), a Git config repository made from ``examples/``, one
+  sync, one verification of every link, the service on a free port and a demo admin whose
+  password the demo prints once. Ended with SIGINT (the demo then stops the service
+  gracefully and every sshd it started, by PID); SIGKILL by PID only if that hangs.
+* ``browser`` (module): Selenium 4 driving ``/usr/bin/chromium`` through
+  ``/usr/bin/chromedriver`` (nothing is downloaded), headless, fresh profile, 1280×800.
+* ``app`` (module): ``browser`` logged in to ``demo_service``.
+* :func:`screenshot` saves ``artifacts/screenshots/<name>.png``; :func:`wait_for` polls a
+  condition with a deadline and says what it waited for when it fails.
+
+The Selenium calls are blocking, which is why the service runs in its own process: an
+in-process Trio server would freeze while the test thread waits on the browser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.fixtures_core import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO_ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+START_TIMEOUT = 120.0
+T = TypeVar("T")
+
+
+@attrs.frozen
+class DemoService:
+    url: str
+    username: str
+    password: str
+    workdir: Path
+    process: subprocess.Popen[str]
+
+    @contextlib.contextmanager
+    def http(self) -> Iterator[httpx.Client]:
+        """A bearer-token client for setting up or checking state beside the browser."""
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            r = client.post("/api/auth/login",
+                            json={"username": self.username, "password": self.password})
+            assert r.status_code == 200, r.text
+            client.headers["Authorization"] = f"Bearer {r.json()['token']}"
+            client.cookies.clear()
+            yield client
+
+
+def _ensure_vendor() -> None:
+    """The app imports xterm.js from frontend/vendor/ (built from the npm lock)."""
+    check = subprocess.run([sys.executable, str(REPO_ROOT / "frontend" / "build.py"), "--check"],
+                           check=False, capture_output=True)
+    if check.returncode != 0:
+        subprocess.run([sys.executable, str(REPO_ROOT / "frontend" / "build.py")], check=True)
+
+
+def _read_banner(proc: subprocess.Popen[str], deadline: float) -> tuple[str, str]:
+    """Read the demo's stdout until it printed its URL and password.
+
+    A reader thread does the blocking reads (select() on a buffered text pipe misses lines
+    already in Python's buffer); it keeps draining stdout afterwards so the demo never blocks
+    on a full pipe.
+    """
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True, name="demo-stdout").start()
+    seen: list[str] = []
+    url = password = None
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if m := re.search(r"LinkOps demo is running: (\S+)", line):
+            url = m.group(1).rstrip("/")
+        if m := re.search(r"user: \S+\s+password: (\S+)", line):
+            password = m.group(1)
+        if url and password:
+            return url, password
+    raise RuntimeError("linkops demo did not start:\n" + "".join(seen))
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # our own child, by PID
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def demo_service() -> Iterator[DemoService]:
+    _ensure_vendor()
+    workdir = Path(tempfile.mkdtemp(prefix="linkops-browser-"))
+    log = (workdir / "demo.stderr").open("w")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "linkops", "demo", "--port", str(free_port()),
+         "--workdir", str(workdir / "demo")],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+    )
+    try:
+        try:
+            url, password = _read_banner(proc, time.monotonic() + START_TIMEOUT)
+        except RuntimeError as exc:
+            log.flush()
+            raise RuntimeError(f"{exc}\nstderr:\n{(workdir / 'demo.stderr').read_text()}") from None
+        yield DemoService(url=url, username="admin", password=password, workdir=workdir,
+                          process=proc)
+    finally:
+        _stop(proc)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def chrome_options(profile: Path, width: int = 1280, height: int = 800) -> webdriver.ChromeOptions:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                 f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    # Lets the tests read console messages (the app must not log errors).
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return options
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    profile = Path(tempfile.mkdtemp(prefix="linkops-chromium-"))
+    driver = webdriver.Chrome(options=chrome_options(profile),
+                              service=Service(executable_path=CHROMEDRIVER))
+    # --window-size sets the window; the viewport is what the layout must fit.
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": 800, "deviceScaleFactor": 1,
+                            "mobile": False})
+    driver.set_page_load_timeout(30)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(what: str, condition: Callable[[], T | None], timeout: float = 20.0,
+             interval: float = 0.1) -> T:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except Exception as exc:  # stale elements etc. while the page re-renders
+            last_error = exc
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                         + (f" (last error: {last_error})" if last_error else ""))
+
+
+def screenshot(driver: WebDriver, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    assert driver.save_screenshot(str(path)), f"could not save {path}"
+    return path
+
+
+def log_in(driver: WebDriver, service: DemoService, password: str | None = None) -> None:
+    driver.get(f"{service.url}/login.html")
+    wait_for("the login form", lambda: driver.find_element(By.ID, "username"))
+    user = driver.find_element(By.ID, "username")
+    user.clear()
+    user.send_keys(service.username)
+    pw = driver.find_element(By.ID, "password")
+    pw.clear()
+    pw.send_keys(password if password is not None else service.password)
+    driver.find_element(By.ID, "login-submit").click()
+
+
+def app_ready(driver: WebDriver) -> bool:
+    return bool(driver.execute_script(
+        "return document.body && document.body.dataset.ready === 'true'"))
+
+
+@pytest.fixture(scope="module")
+def app(browser: WebDriver, demo_service: DemoService) -> WebDriver:
+    log_in(browser, demo_service)
+    wait_for("the app after login", lambda: app_ready(browser), timeout=30)
+    return browser
+
+
+def open_tab(driver: WebDriver, name: str) -> None:
+    driver.find_element(By.ID, f"tab-{name}").click()
+    wait_for(f"the {name} tab", lambda: driver.find_element(By.ID, f"panel-{name}").is_displayed())
+
+
+def console_errors(driver: WebDriver, allow: Callable[[dict[str, Any]], bool]) -> list[str]:
+    """SEVERE console entries since the last call, minus those ``allow`` accepts."""
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and not allow(e)]

@@ -1,0 +1,377 @@
+"""End to end in headless Chromium: the real service, a real sshd fleet, the real frontend.
+
+The tests in this module share one browser session and run in file order (login first, logout
+last), the way an operator would use the product: log in, look at the links, verify one, run
+scripts and watch them live, stop a long one, work in two terminal panes, log out. Every tab
+is photographed into ``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import Select
+
+from tests.fixtures_browser import (
+    DemoService,
+    app_ready,
+    console_errors,
+    log_in,
+    open_tab,
+    screenshot,
+    wait_for,
+)
+
+pytestmark = pytest.mark.browser
+
+# The demo's inventory (examples/config-repo): vm-staging-01 is left unenrolled on purpose.
+LINK_IDS = {"vps-fra-01", "vps-nyc-01", "pve-office-01", "vm-web-01", "vm-db-01",
+            "vm-docker-01", "vm-staging-01"}
+
+
+def header_texts(driver: WebDriver, target: str) -> list[str]:
+    return [e.text for e in driver.find_elements(
+        By.CSS_SELECTOR, f'#op-live-body .target-group[data-target="{target}"] .task-header')]
+
+
+def task_output(driver: WebDriver, target: str, script: str) -> str:
+    return str(driver.execute_script(
+        "const t = document.querySelector("
+        "`#op-live-body .task[data-target='${arguments[0]}'][data-script='${arguments[1]}'] pre`);"
+        "return t ? t.textContent : '';", target, script))
+
+
+def pick_script(driver: WebDriver, script: str) -> None:
+    box = driver.find_element(By.CSS_SELECTOR, f'#run-scripts input[data-script="{script}"]')
+    if not box.is_selected():
+        box.click()
+
+
+def set_flag(driver: WebDriver, script: str, flag: str, value: str) -> None:
+    toggle = driver.find_element(
+        By.CSS_SELECTOR, f'#run-flags input[data-script="{script}"][data-flag="{flag}"]')
+    if not toggle.is_selected():
+        toggle.click()
+    field = driver.find_element(
+        By.CSS_SELECTOR, f'#run-flags input[data-script="{script}"][data-flag-value="{flag}"]')
+    field.clear()
+    field.send_keys(value)
+
+
+def pick_targets(driver: WebDriver, targets: list[str]) -> None:
+    driver.find_element(By.ID, "run-none").click()
+    for target in targets:
+        driver.find_element(By.CSS_SELECTOR, f'#run-targets input[data-target="{target}"]').click()
+
+
+def clear_scripts(driver: WebDriver) -> None:
+    for box in driver.find_elements(By.CSS_SELECTOR, "#run-scripts input:checked"):
+        box.click()
+
+
+def live_title(driver: WebDriver) -> str:
+    return driver.find_element(By.ID, "op-live-title").text
+
+
+def current_op_id(driver: WebDriver) -> str:
+    match = wait_for("an operation in the output pane",
+                     lambda: re.search(r"OP-\d+", live_title(driver)))
+    return match.group(0)
+
+
+def op_status_badge(driver: WebDriver) -> str:
+    return driver.find_element(By.ID, "op-live-status").text.strip()
+
+
+def toast_texts(driver: WebDriver) -> list[str]:
+    return [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#toasts .toast")]
+
+
+# ---- login ------------------------------------------------------------------------------------
+
+def test_login_page_explains_wrong_password_and_lockout(
+        browser: WebDriver, demo_service: DemoService) -> None:
+    log_in(browser, demo_service, password="not-the-password")
+    error = wait_for("the login error", lambda: browser.find_element(By.ID, "login-error")
+                     if browser.find_element(By.ID, "login-error").is_displayed() else None)
+    assert "Wrong username or password" in error.text
+    assert browser.current_url.endswith("/login.html")
+
+    # Five failures lock a username; the page says until when (a throwaway name, not admin).
+    browser.find_element(By.ID, "username").clear()
+    browser.find_element(By.ID, "username").send_keys("mallory")
+    for _ in range(6):
+        pw = browser.find_element(By.ID, "password")
+        pw.clear()
+        pw.send_keys("guess")
+        browser.find_element(By.ID, "login-submit").click()
+        wait_for("the login button to be usable again",
+                 lambda: browser.find_element(By.ID, "login-submit").is_enabled())
+    message = browser.find_element(By.ID, "login-error").text
+    assert "locked" in message and re.search(r"unlocks at \d", message), message
+    screenshot(browser, "login-locked")
+
+
+def test_signed_out_visitor_is_sent_to_login(browser: WebDriver,
+                                             demo_service: DemoService) -> None:
+    browser.get(f"{demo_service.url}/#links")
+    wait_for("the redirect to the login page", lambda: "/login.html" in browser.current_url)
+    assert "next=%23links" in browser.current_url
+
+
+def test_login_opens_the_app(app: WebDriver, demo_service: DemoService) -> None:
+    assert wait_for("the user name in the top bar",
+                    lambda: app.find_element(By.ID, "user-name").text == "admin")
+    # The session lives in an HttpOnly cookie: JavaScript cannot read the token.
+    assert "linkops_session" not in app.execute_script("return document.cookie")
+    # …and the token from the login response is not kept anywhere script-readable.
+    stored = app.execute_script(
+        "return JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])")
+    assert "eyJ" not in stored  # every JWT starts with the base64url of '{"'
+
+
+# ---- overview ---------------------------------------------------------------------------------
+
+def test_overview_shows_infrastructure_activity_and_health(app: WebDriver) -> None:
+    open_tab(app, "overview")
+    rows = wait_for("link health rows", lambda: len(app.find_elements(
+        By.CSS_SELECTOR, "#health-body .health-row")) == len(LINK_IDS) and
+        app.find_elements(By.CSS_SELECTOR, "#health-body .health-row"))
+    names = {r.find_element(By.CLASS_NAME, "health-name").text for r in rows}
+    assert len(names) == len(LINK_IDS)
+    infra = wait_for("infrastructure rows", lambda: app.find_elements(
+        By.CSS_SELECTOR, "#infra-body .infra-row"))
+    counts = sum(int(r.find_element(By.CLASS_NAME, "infra-count").text) for r in infra)
+    assert counts == len(LINK_IDS)
+    screenshot(app, "overview")
+
+
+# ---- links ------------------------------------------------------------------------------------
+
+def test_links_table_lists_the_inventory_and_filters(app: WebDriver) -> None:
+    open_tab(app, "links")
+    rows = wait_for("every link in the table", lambda: len(app.find_elements(
+        By.CSS_SELECTOR, "#links-table tbody tr")) == len(LINK_IDS) and
+        app.find_elements(By.CSS_SELECTOR, "#links-table tbody tr"))
+    assert {r.get_attribute("data-link") for r in rows} == LINK_IDS
+    staging = app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-staging-01"]')
+    assert "not enrolled" in staging.text
+    assert not staging.find_element(By.CSS_SELECTOR, '[data-action="terminal"]').is_enabled()
+
+    Select(app.find_element(By.ID, "links-enrolled")).select_by_value("false")
+    shown = [r.get_attribute("data-link")
+             for r in app.find_elements(By.CSS_SELECTOR, "#links-table tbody tr")]
+    assert shown == ["vm-staging-01"]
+    Select(app.find_element(By.ID, "links-enrolled")).select_by_value("")
+    app.find_element(By.ID, "links-search").send_keys("vps-")
+    shown = [r.get_attribute("data-link")
+             for r in app.find_elements(By.CSS_SELECTOR, "#links-table tbody tr")]
+    assert sorted(shown) == ["vps-fra-01", "vps-nyc-01"]
+    # clear() fires no input event; do what a user's select-all + delete would.
+    app.execute_script("const s = document.getElementById('links-search'); s.value = '';"
+                       "s.dispatchEvent(new Event('input'))")
+    wait_for("the full table again", lambda: len(app.find_elements(
+        By.CSS_SELECTOR, "#links-table tbody tr")) == len(LINK_IDS))
+    screenshot(app, "links")
+
+
+def test_verify_one_link(app: WebDriver, demo_service: DemoService) -> None:
+    open_tab(app, "links")
+    with demo_service.http() as http:
+        before = http.get("/api/links/vps-fra-01").json()
+    row = app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vps-fra-01"]')
+    row.find_element(By.CSS_SELECTOR, '[data-action="verify"]').click()
+    wait_for("the verify result", lambda: any("enrolled ✓ (client ID matches)" in t
+                                              for t in toast_texts(app)), timeout=40)
+    with demo_service.http() as http:
+        after = http.get("/api/links/vps-fra-01").json()
+    assert after["enrolled"] is True
+    assert after["enrollmentVerifiedAt"] and \
+        after["enrollmentVerifiedAt"] != before.get("enrollmentVerifiedAt")
+
+
+def test_topology_nests_vms_under_the_proxmox_host(app: WebDriver) -> None:
+    open_tab(app, "links")
+    app.find_element(By.ID, "links-view-topology").click()
+    node = wait_for("the Proxmox node", lambda: app.find_element(
+        By.CSS_SELECTOR, '#links-topology .topo-node[data-link="pve-office-01"]'))
+    item: WebElement = node.find_element(By.XPATH, "..")
+    children = {n.get_attribute("data-link") for n in item.find_elements(
+        By.CSS_SELECTOR, ":scope > ul > li > .topo-node")}
+    assert {"vm-web-01", "vm-db-01", "vm-docker-01", "vm-staging-01"} <= children
+    screenshot(app, "links-topology")
+    app.find_element(By.ID, "links-view-table").click()
+
+
+# ---- operations -------------------------------------------------------------------------------
+
+def test_run_on_two_targets_streams_live_and_finishes(app: WebDriver,
+                                                      demo_service: DemoService) -> None:
+    open_tab(app, "operations")
+    wait_for("the script list", lambda: app.find_elements(By.CSS_SELECTOR, "#run-scripts input"))
+    clear_scripts(app)
+    pick_script(app, "long_task")
+    set_flag(app, "long_task", "--duration", "6")
+    set_flag(app, "long_task", "--interval", "1")
+    pick_targets(app, ["vps-fra-01", "vps-nyc-01"])
+    app.find_element(By.ID, "run-submit").click()
+    op_id = current_op_id(app)
+
+    # Live: progress lines appear while the task is still RUNNING.
+    def running_with_output() -> bool:
+        headers = header_texts(app, "vps-fra-01")
+        return bool(headers) and headers[0].endswith("[RUNNING]") and \
+            "progress:" in task_output(app, "vps-fra-01", "long_task")
+    wait_for("live output while running", running_with_output, timeout=30)
+    assert header_texts(app, "vps-fra-01")[0] == \
+        "[1] - [Long Task (demo)] - [long_task] - [RUNNING]"
+    screenshot(app, "operations-live")
+
+    for target in ("vps-fra-01", "vps-nyc-01"):
+        wait_for(f"{target} to finish", lambda t=target: header_texts(app, t) ==
+                 ["[1] - [Long Task (demo)] - [long_task] - [SUCCESS]"], timeout=40)
+        assert "long task: done" in task_output(app, target, "long_task")
+    wait_for("the operation status", lambda: op_status_badge(app) == "success")
+    with demo_service.http() as http:
+        detail = http.get(f"/api/operations/{op_id}").json()
+    assert detail["status"] == "success"
+    assert sorted(log["target"] for log in detail["logs"]) == ["vps-fra-01", "vps-nyc-01"]
+    screenshot(app, "operations")
+
+
+def test_stop_a_long_operation(app: WebDriver, demo_service: DemoService) -> None:
+    open_tab(app, "operations")
+    clear_scripts(app)
+    pick_script(app, "long_task")
+    set_flag(app, "long_task", "--duration", "300")
+    set_flag(app, "long_task", "--interval", "1")
+    pick_targets(app, ["vm-web-01"])
+    app.find_element(By.ID, "run-submit").click()
+    op_id = current_op_id(app)
+    wait_for("the first progress line",
+             lambda: "progress:" in task_output(app, "vm-web-01", "long_task"), timeout=40)
+    stop = app.find_element(By.ID, "op-stop")
+    assert stop.is_enabled()
+    stop.click()
+    wait_for("the task to show STOPPED", lambda: header_texts(app, "vm-web-01") ==
+             ["[1] - [Long Task (demo)] - [long_task] - [STOPPED]"], timeout=40)
+    wait_for("the operation to be stopped", lambda: op_status_badge(app) == "stopped")
+    with demo_service.http() as http:
+        assert http.get(f"/api/operations/{op_id}").json()["status"] == "stopped"
+    # History lists it, newest first.
+    app.find_element(By.ID, "ops-show-history").click()
+    first = wait_for("the history list", lambda: app.find_element(
+        By.CSS_SELECTOR, "#ops-table tbody tr"))
+    wait_for("the stopped operation on top", lambda: app.find_element(
+        By.CSS_SELECTOR, "#ops-table tbody tr").get_attribute("data-op") == op_id)
+    assert first is not None
+    app.find_element(By.ID, "ops-show-active").click()
+
+
+def test_output_from_hosts_is_shown_as_text(app: WebDriver) -> None:
+    """A host printing HTML shows it literally: nothing is parsed into the page."""
+    open_tab(app, "operations")
+    clear_scripts(app)
+    pick_script(app, "check_services")
+    payload = "<img src=x id=pwned>"
+    set_flag(app, "check_services", "--services", payload)
+    pick_targets(app, ["vps-nyc-01"])
+    app.find_element(By.ID, "run-submit").click()
+    current_op_id(app)
+    wait_for("the payload echoed back",
+             lambda: payload in task_output(app, "vps-nyc-01", "check_services"), timeout=40)
+    assert app.find_elements(By.ID, "pwned") == []
+    assert app.find_elements(By.CSS_SELECTOR, "#op-live-body img") == []
+
+
+# ---- terminal ---------------------------------------------------------------------------------
+
+def terminal_text(driver: WebDriver, pane: str) -> str:
+    return str(driver.execute_script(
+        "const t = window.__linkops.terminals[arguments[0]]; if (!t) return '';"
+        "const b = t.buffer.active; const out = [];"
+        "for (let i = 0; i < b.length; i++) { const l = b.getLine(i);"
+        "  if (l) out.push(l.translateToString(true)); }"
+        "return out.join('\\n');", pane))
+
+
+def test_two_pane_terminal_runs_a_command_in_pane_b(app: WebDriver) -> None:
+    open_tab(app, "terminal")
+    app.find_element(By.CSS_SELECTOR, '#term-layouts [data-layout="grid2x1"]').click()
+    wait_for("two panes", lambda: app.find_element(By.CSS_SELECTOR, '.pane[data-pane="B"]')
+             .is_displayed())
+    for pane, target in (("A", "vps-fra-01"), ("B", "vm-db-01")):
+        select = Select(app.find_element(By.CSS_SELECTOR, f'.pane-target[data-pane="{pane}"]'))
+        options = {o.get_attribute("value") for o in select.options}
+        assert "vm-staging-01" not in options  # enrolled links only
+        # Setting the value without "change" keeps the test on the Connect All path.
+        app.execute_script("arguments[0].value = arguments[1]",
+                           app.find_element(By.CSS_SELECTOR, f'.pane-target[data-pane="{pane}"]'),
+                           target)
+    app.find_element(By.ID, "term-connect-all").click()
+    for pane in ("A", "B"):
+        wait_for(f"pane {pane} connected", lambda p=pane: app.find_element(
+            By.CSS_SELECTOR, f'.pane[data-pane="{p}"]').get_attribute("data-status")
+            in ("connected", "enrolled"), timeout=40)
+    wait_for("a prompt in pane B", lambda: re.search(r"[$#] ?$", terminal_text(app, "B").strip()
+                                                     + " "), timeout=20)
+    app.find_element(By.CSS_SELECTOR, '.pane[data-pane="B"] .xterm').click()
+    ActionChains(app).send_keys("echo linkops-$((6*7))\n").perform()
+    wait_for("the command output in pane B's buffer",
+             lambda: "linkops-42" in terminal_text(app, "B").replace("$((6*7))", ""),
+             timeout=20)
+    assert "linkops-42" not in terminal_text(app, "A")
+    assert app.find_element(By.ID, "term-summary").text == "2/2 connected"
+    screenshot(app, "terminal")
+
+
+def test_terminal_reattaches_after_reload(app: WebDriver) -> None:
+    open_tab(app, "terminal")
+    ws_id = app.execute_script("return sessionStorage.getItem('linkops.workspace')")
+    assert ws_id and ws_id.startswith("ws-")
+    app.refresh()
+    wait_for("the app after reload", lambda: app_ready(app), timeout=30)
+    assert app.execute_script("return sessionStorage.getItem('linkops.workspace')") == ws_id
+    wait_for("pane B connected again", lambda: app.find_element(
+        By.CSS_SELECTOR, '.pane[data-pane="B"]').get_attribute("data-status")
+        in ("connected", "enrolled"), timeout=30)
+    app.find_element(By.CSS_SELECTOR, '.pane[data-pane="B"] .xterm').click()
+    ActionChains(app).send_keys("echo again-$((7*7))\n").perform()
+    wait_for("output after re-attaching", lambda: "again-49" in terminal_text(app, "B"),
+             timeout=20)
+
+
+# ---- themes, console, logout ------------------------------------------------------------------
+
+def test_theme_is_remembered(app: WebDriver) -> None:
+    Select(app.find_element(By.ID, "theme-select")).select_by_value("charcoal-leather")
+    app.refresh()
+    wait_for("the app after reload", lambda: app_ready(app), timeout=30)
+    assert app.execute_script(
+        "return document.documentElement.dataset.theme") == "charcoal-leather"
+    open_tab(app, "overview")
+    screenshot(app, "overview-charcoal-leather")
+    Select(app.find_element(By.ID, "theme-select")).select_by_value("gray-fabric")
+
+
+def test_no_console_errors(app: WebDriver) -> None:
+    # Expected: 401/403 answers to the deliberate bad logins and the signed-out visit.
+    def expected(entry: dict[str, object]) -> bool:
+        msg = str(entry["message"])
+        return entry.get("source") == "network" and bool(
+            re.search(r"/api/auth/(login|me) - .* status of (401|403)", msg))
+    assert console_errors(app, expected) == []
+
+
+def test_logout(app: WebDriver, demo_service: DemoService) -> None:
+    app.find_element(By.ID, "user-button").click()
+    app.find_element(By.ID, "logout").click()
+    wait_for("the login page", lambda: app.current_url.endswith("/login.html"))
+    screenshot(app, "login")
+    app.get(f"{demo_service.url}/#overview")
+    wait_for("the redirect to login", lambda: "/login.html" in app.current_url)
