@@ -150,22 +150,17 @@ export const gitStatus = () => request("GET", "/api/git/status");
 export const gitSync = () => request("POST", "/api/git/sync", {});
 
 // ---- operations ---------------------------------------------------------------------------
-/** History page: {operations, page, pageSize, total|null, hasNext}. */
+/** History page (newest first): {operations, page, pageSize, hasNext}. */
 export async function operations({ status = "", page = 1, pageSize = 20 } = {}) {
   const q = new URLSearchParams();
   if (status) q.set("status", status);
   q.set("page", String(page));
-  q.set("page_size", String(pageSize));
+  q.set("limit", String(pageSize));
   const r = await request("GET", `/api/operations?${q}`);
   const ops = listOf(r, "operations");
-  const total = r && typeof r.total === "number" ? r.total : null;
-  const hasNext =
-    r && typeof r.has_next === "boolean"
-      ? r.has_next
-      : total !== null
-        ? page * pageSize < total
-        : ops.length >= pageSize;
-  return { operations: ops, page, pageSize, total, hasNext };
+  const p = (r && r.page) || {};
+  const hasNext = "next_cursor" in p ? Boolean(p.next_cursor) : ops.length >= pageSize;
+  return { operations: ops, page, pageSize, hasNext };
 }
 export const operation = (id) => request("GET", `/api/operations/${enc(id)}`);
 export const runOperation = (body) => request("POST", "/api/operations/run", body);
@@ -182,8 +177,11 @@ export const tableQuery = (table, opts = {}) =>
 
 // ---- terminal -----------------------------------------------------------------------------
 const WS = "/api/terminal/workspaces";
-export const createWorkspace = (layout, maxPanes) =>
-  request("POST", WS, { layout, max_panes: maxPanes }).then((r) => r.workspace_id || r.id);
+// max_panes left out on purpose: the server then allows the configured maximum, so a later
+// layout change (PATCH) never needs a new workspace.
+export const createWorkspace = (layout) =>
+  request("POST", WS, { layout }).then((r) => r.workspace_id || r.id);
+export const setWorkspaceLayout = (id, layout) => request("PATCH", `${WS}/${enc(id)}`, { layout });
 export const getWorkspace = (id) => request("GET", `${WS}/${enc(id)}`);
 export const deleteWorkspace = (id) => request("DELETE", `${WS}/${enc(id)}`);
 export const assignPanes = (id, panes) => request("PUT", `${WS}/${enc(id)}/panes`, { panes });

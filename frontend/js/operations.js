@@ -82,7 +82,7 @@ function normaliseOp(r) {
     status: String(r.status || "unknown"),
     scripts: parseList(r.scripts).map((s) => (typeof s === "object" ? s.id || s.name : s)),
     targets: parseList(r.targets),
-    started: r.started ?? r.started_at ?? r.created_at ?? null,
+    started: r.started ?? r.started_at ?? r.created ?? r.created_at ?? null,
     duration: r.duration ?? null,
   };
 }
@@ -91,17 +91,15 @@ async function refreshList() {
   if (document.hidden) return;
   const status = $("#ops-status").value;
   try {
-    let ops;
-    let hasNext;
-    if (listMode === "active") {
-      // tbl_operations holds exactly the queued and running operations.
-      const filters = status ? [{ col: "status", op: "eq", val: status }] : [];
-      const r = await api.tableQuery("tbl_operations", { filters, page: { size: 100 } });
-      ops = r.rows.map(normaliseOp);
-      hasNext = false;
-      page = 1;
-    } else {
-      const r = await api.operations({ status, page, pageSize: PAGE_SIZE });
+    // Active = queued + running (a status filter narrows it); history = everything else.
+    const ended = "success,failed,partial,stopped,interrupted";
+    const wanted = listMode === "active"
+      ? (ACTIVE.has(status) ? status : status ? "none" : "queued,running")
+      : (status && !ACTIVE.has(status) ? status : status ? "none" : ended);
+    let ops = [];
+    let hasNext = false;
+    if (wanted !== "none") {
+      const r = await api.operations({ status: wanted, page, pageSize: PAGE_SIZE });
       ops = r.operations.map(normaliseOp);
       hasNext = r.hasNext;
       if (!ops.length && page > 1) {
@@ -237,7 +235,7 @@ function follow(id) {
   });
   source.addEventListener("task_start", (ev) => {
     const d = parse(ev);
-    mine.log.setStatus(d.target, d.script, "RUNNING");
+    mine.log.setStatus(d.target, d.script, "RUNNING", null, d.name);
     if (current === mine && mine.status === "queued") setCurrentStatus("running");
   });
   source.addEventListener("output", (ev) => {

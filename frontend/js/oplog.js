@@ -35,6 +35,8 @@ export function taskStatus(status) {
   if (s === "SUCCEEDED" || s === "OK" || s === "COMPLETED") return "SUCCESS";
   if (s === "TIMED_OUT" || s === "TIMEDOUT") return "TIMEOUT";
   if (s === "ERROR" || s === "FAILURE") return "FAILED";
+  if (s === "PENDING") return "QUEUED";
+  if (s === "INTERRUPTED") return "STOPPED";
   return s || "QUEUED";
 }
 
@@ -125,8 +127,9 @@ export class OpLog {
     g.summary.textContent = Object.entries(counts).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(" · ");
   }
 
-  setStatus(target, scriptId, status, exitCode) {
+  setStatus(target, scriptId, status, exitCode, name) {
     const t = this.task(target, scriptId);
+    if (name) t.name = name;
     t.status = taskStatus(status);
     if (exitCode !== undefined && exitCode !== null) t.exitCode = exitCode;
     this.renderHeader(t);

@@ -198,8 +198,16 @@ function updateSummary() {
   $("#term-summary").textContent = `${n}/${vis.length} connected`;
 }
 
-function setLayout(next) {
+async function setLayout(next, { remote = true } = {}) {
   if (!LAYOUTS[next] || next === layout) return;
+  if (remote && workspaceId) {
+    try {
+      await api.setWorkspaceLayout(workspaceId, next);
+    } catch (err) {
+      showError(err, "Changing the layout");
+      return;
+    }
+  }
   layout = next;
   sessionStorage.setItem(LAYOUT_KEY, layout);
   applyLayout();
@@ -219,8 +227,7 @@ function applyLayout() {
 
 async function ensureWorkspace() {
   if (workspaceId) return workspaceId;
-  // max_panes 4 lets the layout change without recreating the workspace (and its sessions).
-  workspaceId = await api.createWorkspace(layout, 4);
+  workspaceId = await api.createWorkspace(layout);
   sessionStorage.setItem(WS_KEY, workspaceId);
   return workspaceId;
 }
@@ -234,12 +241,16 @@ function ensureSocket() {
     return socketReady;
   }
   closingOnPurpose = false;
+  // The server replays each pane's scrollback to a newly attached socket: start from a clean
+  // screen so a reconnect does not show everything twice.
+  for (const p of PANES) if (panes[p].term) panes[p].term.reset();
   const ws = new WebSocket(api.workspaceSocketUrl(workspaceId));
   socket = ws;
   socketReady = new Promise((resolve, reject) => {
     ws.addEventListener("open", () => {
       retryDelay = 1000;
       resolve();
+      startPing(ws);
       // Tell the server every pane's size so PTYs match what the user sees.
       for (const p of visiblePanes()) {
         const t = panes[p].term;
@@ -262,8 +273,8 @@ function onMessage(raw) {
     return;
   }
   const pane = panes[msg.pane];
-  if (msg.type === "error" && !pane) {
-    toast(`Terminal: ${msg.message || msg.data || "error"}`, "error");
+  if (!pane && msg.type === "status" && msg.data === "error") {
+    toast(`Terminal: ${msg.message || "error"}`, "error", msg.code || "");
     return;
   }
   if (!pane) return;
@@ -289,10 +300,38 @@ function onMessage(raw) {
   }
 }
 
+// Keeps the socket from being closed as idle ([terminal] websocket_timeout) while the user
+// only reads.
+const PING_MS = 25000;
+let pingTimer = null;
+function startPing(ws) {
+  clearInterval(pingTimer);
+  pingTimer = setInterval(() => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping" }));
+    else clearInterval(pingTimer);
+  }, PING_MS);
+}
+
+const CLOSE_REPLACED = 4001;
+const CLOSE_WORKSPACE_GONE = 4004;
+
 async function onSocketClose(ws, ev) {
   if (ws !== socket) return;
   socket = null;
+  clearInterval(pingTimer);
   if (closingOnPurpose || !workspaceId) return;
+  if (ev.code === CLOSE_REPLACED) {
+    // Another tab attached to this workspace; fighting over it would loop forever.
+    for (const p of PANES) setPaneStatus(panes[p], "closed", "attached elsewhere");
+    toast("This terminal workspace was opened in another window", "error",
+      "Reload this page to take it back.");
+    return;
+  }
+  if (ev.code === CLOSE_WORKSPACE_GONE) {
+    forgetWorkspace();
+    toast("The terminal workspace was closed", "error", ev.reason || "");
+    return;
+  }
   for (const p of PANES) {
     if (["connected", "enrolled", "connecting"].includes(panes[p].status)) setPaneStatus(panes[p], "closed", "socket closed");
   }
@@ -341,7 +380,7 @@ async function reattach() {
     return;
   }
   const info = (ws && ws.workspace) || ws || {};
-  if (info.layout && LAYOUTS[info.layout] && LAYOUTS[info.layout] > LAYOUTS[layout]) setLayout(info.layout);
+  if (info.layout && LAYOUTS[info.layout]) await setLayout(info.layout, { remote: false });
   for (const entry of info.panes || []) {
     const pane = panes[entry.pane];
     if (!pane) continue;
