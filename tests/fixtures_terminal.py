@@ -12,6 +12,7 @@ and a small WebSocket client that sorts frames by pane.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -72,7 +73,7 @@ class TermEnv:
     @asynccontextmanager
     async def socket(self, workspace_id: str, token: str | None = None
                      ) -> AsyncIterator[TermSocket]:
-        headers = [("Authorization", f"Bearer {token or self.token}")]
+        headers = [(b"Authorization", f"Bearer {token or self.token}".encode())]
         async with open_websocket_url(self.ws_url(workspace_id), extra_headers=headers,
                                       max_message_size=16 * 1024 * 1024) as ws:
             yield TermSocket(ws)
@@ -109,6 +110,13 @@ class TermSocket:
         while needle not in self.out.get(pane, ""):
             await self.pump_one()
         return self.out[pane]
+
+    async def until_match(self, pane: str, pattern: str) -> re.Match[str]:
+        """Read frames until ``pattern`` matches ``pane``'s output."""
+        compiled = re.compile(pattern)
+        while (match := compiled.search(self.out.get(pane, ""))) is None:
+            await self.pump_one()
+        return match
 
     async def until_status(self, pane: str | None, state: str) -> dict[str, Any]:
         seen = 0

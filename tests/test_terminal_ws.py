@@ -101,10 +101,7 @@ async def test_reload_reattaches_to_the_same_shell_with_scrollback(term_env: Ter
         async with term_env.socket(ws_id) as sock:
             await sock.until_status("A", "connected")
             await sock.stdin("A", "export MARK=reload-$((1000+337)); echo $MARK pid=$$=\r")
-            out = await sock.until_output("A", "reload-1337 pid=")
-            out = await sock.until_output("A", "=\r\n")
-        pid = out.split("reload-1337 pid=", 1)[1].split("=", 1)[0]
-        assert pid.isdigit()
+            pid = (await sock.until_match("A", r"reload-1337 pid=(\d+)=")).group(1)
         # The socket is gone; the shell is not.
         assert term_env.running.services.terminal.session(ws_id, "A") is not None
         async with term_env.socket(ws_id) as sock:
@@ -139,8 +136,8 @@ async def test_other_users_workspace_and_bad_origin_are_refused(term_env: TermEn
         with pytest.raises(ConnectionRejected) as rejected:
             async with open_websocket_url(
                 term_env.ws_url(ws_id),
-                extra_headers=[("Cookie", f"linkops_session={term_env.token}"),
-                               ("Origin", "https://evil.example")]):
+                extra_headers=[(b"Cookie", f"linkops_session={term_env.token}".encode()),
+                               (b"Origin", b"https://evil.example")]):
                 pass
         assert rejected.value.status_code == 403
         assert b"ORIGIN_NOT_ALLOWED" in (rejected.value.body or b"")
@@ -152,8 +149,8 @@ async def test_other_users_workspace_and_bad_origin_are_refused(term_env: TermEn
         host = term_env.base.removeprefix("http://")
         async with open_websocket_url(
             term_env.ws_url(ws_id),
-            extra_headers=[("Cookie", f"linkops_session={term_env.token}"),
-                           ("Origin", f"http://{host}")]) as ws:
+            extra_headers=[(b"Cookie", f"linkops_session={term_env.token}".encode()),
+                           (b"Origin", f"http://{host}".encode())]) as ws:
             first = json.loads(await ws.get_message())
             assert first["pane"] == "A" and first["type"] == "status"
         rows = await term_env.db.fetchall("SELECT * FROM terminal_sessions")
@@ -192,14 +189,16 @@ async def test_malformed_frames_get_errors_and_the_server_stays_healthy(
             await sock.stdin("A", "echo still-$((2+2))\r")
             await sock.until_output("A", "still-4")
         # An oversized frame closes the socket with 1009; a binary one with 1003.
-        for payload, code in (("x" * (70 * 1024), 1009), (b"\x00\x01", 1003)):
+        cases: list[tuple[str | bytes, int]] = [("x" * (70 * 1024), 1009), (b"\x00\x01", 1003)]
+        for payload, close_code in cases:
             async with term_env.socket(ws_id) as sock:
                 await sock.until_status("A", "connected")
                 await sock.ws.send_message(payload)
                 with pytest.raises(ConnectionClosed) as closed:
                     while True:
                         await sock.pump_one()
-                assert closed.value.reason.code == code
+                assert closed.value.reason is not None
+                assert closed.value.reason.code == close_code
         r = await term_env.http.get("/api/health")
         assert r.status_code == 200 and r.json()["status"] == "ok"
         # And the shell survived the closed sockets.

@@ -367,14 +367,18 @@ class TerminalService:
         runtime = self._runtimes.get(session.workspace_id)
         if runtime is not None and runtime.sessions.get(session.pane) is session:
             del runtime.sessions[session.pane]
-        state = "error" if error else "closed"
-        session.notify(protocol.status(session.pane, state, error or f"session closed ({reason})",
-                                       target=session.target, reason=reason))
-        log.info("terminal.session_close", extra={"context": {
-            "workspace": session.workspace_id, "pane": session.pane, "target": session.target,
-            "reason": reason, "error": error}})
-        await self.store.close_session(session.audit_id, session.workspace_id, session.pane,
-                                       reason, error)
+        # Recorded before it is reported: whoever sees "closed" finds the audit row closed.
+        try:
+            await self.store.close_session(session.audit_id, session.workspace_id,
+                                           session.pane, reason, error)
+        finally:
+            state = "error" if error else "closed"
+            session.notify(protocol.status(session.pane, state,
+                                           error or f"session closed ({reason})",
+                                           target=session.target, reason=reason))
+            log.info("terminal.session_close", extra={"context": {
+                "workspace": session.workspace_id, "pane": session.pane,
+                "target": session.target, "reason": reason, "error": error}})
 
     # -- sockets ----------------------------------------------------------------------------
 
@@ -389,8 +393,8 @@ class TerminalService:
         runtime = self._runtime(workspace)
         old = runtime.attachment
         if old is not None:
-            self.detach(old)
             old.close(protocol.CLOSE_REPLACED, "workspace attached from another socket")
+            self.detach(old)
         attachment = Attachment(workspace.id, owner, [p.pane for p in workspace.panes])
         runtime.attachment = attachment
         runtime.detached_since = None
