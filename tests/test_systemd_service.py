@@ -7,6 +7,9 @@ process runs as the service user's uid/gid recorded by the installer (``setpriv`
 ``UMask=0077`` and no new privileges), so the modes and owners the installer set are the
 ones that must let it work. ``NOTIFY_SOCKET`` points at a unix datagram socket this test
 reads, the way PID 1 does; ``WATCHDOG_USEC`` is set as ``WatchdogSec=`` would set it.
+The service then does real work before the SIGTERM: a Git sync from a bare repository, an
+enrollment check and a long operation on a real sshd of the sandbox, an SSE stream following
+that operation and a terminal WebSocket with a live PTY session.
 
 What is not systemd: no mount namespace (ProtectSystem= etc. are checked by
 ``systemd-analyze verify`` in test_systemd_unit.py; systemd is not PID 1 here), and paths
@@ -15,12 +18,15 @@ are translated into the staging root.
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -33,8 +39,13 @@ import attrs
 import httpx
 import pytest
 import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
 
+from linkops.sandbox import Sandbox
 from tests.fixtures_core import free_port
+from tests.fixtures_git import make_repo
+from tests.fixtures_operations import SseEvent, read_sse
+from tests.fixtures_terminal import TermSocket
 from tests.test_install import (
     INSTALL,
     VENV_FROM,
@@ -58,6 +69,16 @@ class Staged:
     uid: int
     gid: int
     python: Path
+    link: str
+    marker: str
+
+
+SCRIPT = """#!/bin/bash
+# Prints a line, then runs until it is stopped (the marker makes it findable with pgrep).
+echo "started on $(hostname)"
+sleep {marker}
+echo "never reached"
+"""
 
 
 def _system_python_matches() -> bool:
@@ -71,8 +92,33 @@ def _system_python_matches() -> bool:
     return out.strip() == str(sys.version_info[:2])
 
 
+def _config_repo(root: Path, fleet: Sandbox, marker: str, owner: tuple[int, int]) -> Path:
+    """A bare Git repository with the fleet in links.yaml and one long-running script."""
+    source = root / "repo-source"
+    (source / "scripts").mkdir(parents=True)
+    # JSON is YAML: the fleet's links mapping as the sandbox describes it.
+    (source / "links.yaml").write_text(json.dumps(fleet.links_yaml_data(), indent=2))
+    (source / "scripts.yaml").write_text(json.dumps({"scripts": {"longrun": {
+        "name": "Long run", "description": "prints a line and sleeps until stopped",
+        "path": "scripts/longrun.sh"}}}, indent=2))
+    (source / "scripts/longrun.sh").write_text(SCRIPT.format(marker=marker))
+    (source / "scripts/longrun.sh").chmod(0o755)
+    (root / "repo").mkdir()
+    repo = make_repo(root / "repo", source)
+    # git refuses repositories owned by someone else ("dubious ownership").
+    for path in [repo.bare, *repo.bare.rglob("*")]:
+        os.lchown(path, *owner)
+    return repo.bare
+
+
 @pytest.fixture(scope="module")
-def staged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staged]:
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(tmp_path_factory.mktemp("sdn-fleet"), hosts=1, prefix="sdn") as fleet:
+        yield fleet
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory, fleet: Sandbox) -> Iterator[Staged]:
     wheel = build_wheel(tmp_path_factory)
     # pytest's temp dirs are 0700: the service uid could not even reach its files.
     root = Path(tempfile.mkdtemp(prefix="linkops-svc-", dir="/tmp"))
@@ -87,19 +133,37 @@ def staged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staged]:
     uid, gid = service_ids(root)
     if python != SYSTEM_PYTHON:
         uid, gid = os.getuid(), os.getgid()
+    lib = root / "var/lib/linkops"
+    # What an operator does after installing: the targets' key, their host keys, the repo.
+    key = lib / "keys" / fleet.key_path.name
+    shutil.copyfile(fleet.key_path, key)
+    (lib / "ssh/known_hosts").write_text(fleet.known_hosts_text())
+    for path in (key, lib / "ssh/known_hosts"):
+        path.chmod(0o600)
+        os.chown(path, uid, gid)
+    marker = f"600.{secrets.randbelow(10**6):06d}"
+    bare = _config_repo(root, fleet, marker, (uid, gid))
+
     port = free_port()
-    text = (root / "etc/linkops/config.ini").read_text()
-    text = text.replace("/var/lib/linkops", f"{root}/var/lib/linkops")
-    text = text.replace("/var/log/linkops", f"{root}/var/log/linkops")
-    text = text.replace("\nport = 8000\n", f"\nport = {port}\n")
-    assert f"port = {port}" in text
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read_string((root / "etc/linkops/config.ini").read_text())
+    for section in cp.sections():
+        for key_name, value in cp[section].items():
+            value = value.replace("/var/lib/linkops", f"{root}/var/lib/linkops")
+            cp[section][key_name] = value.replace("/var/log/linkops", f"{root}/var/log/linkops")
+    cp["api"]["port"] = str(port)
+    cp["git"]["repository_url"] = str(bare)
+    cp["git"]["sync_interval_minutes"] = "0"  # the test syncs through the API
+    cp["ssh"]["default_key"] = fleet.key_path.name
     cfg = root / "etc/linkops/config.staged.ini"
-    cfg.write_text(text)
+    with cfg.open("w") as fh:
+        cp.write(fh)
     cfg.chmod(0o640)
     os.chown(cfg, 0, gid)
     (root / "run").mkdir(mode=0o755)
+    (link,) = fleet.hosts
     yield Staged(root=root, config=cfg, port=port, password=printed_password(result.stdout),
-                 uid=uid, gid=gid, python=python)
+                 uid=uid, gid=gid, python=python, link=link, marker=marker)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -161,7 +225,18 @@ class NotifyListener:
         self.sock.close()
 
 
-async def test_ready_then_stopping_and_exit_0_on_sigterm(staged: Staged, tmp_path: Path) -> None:
+def pgrep(pattern: str) -> list[int]:
+    done = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True,
+                          timeout=10, check=False)
+    return [int(pid) for pid in done.stdout.split()]
+
+
+async def test_ready_then_stopping_and_exit_0_with_terminal_and_sse_open(
+    staged: Staged, tmp_path: Path
+) -> None:
+    """READY=1 once serving; on SIGTERM, with a terminal session and an SSE stream of a
+    running operation open: STOPPING=1, the stream ends with ``operation_end`` (stopped),
+    the WebSocket is closed, the remote script is killed, and the process exits 0."""
     argv, env, workdir = unit_command(staged)
     assert argv[1:] == ["serve", "--config", str(staged.config)]
     listener = NotifyListener(staged.root / "run" / "notify.sock")
@@ -182,37 +257,83 @@ async def test_ready_then_stopping_and_exit_0_on_sigterm(staged: Staged, tmp_pat
             command, env=env, cwd=str(workdir), stdin=subprocess.DEVNULL,
             stdout=stderr, stderr=stderr,
         )
+    sse_events: list[SseEvent] = []
+    sse_ended = trio.Event()
+    ws_closed: list[ConnectionClosed] = []
     try:
         with trio.fail_after(30):
             ready = await listener.wait_for("READY")
         assert set(ready) <= {"READY", "STATUS"}
-        # READY=1 means the port is bound and the migrations ran: no retry needed.
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            with trio.fail_after(15):
-                health = await client.get("/api/health")
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            # READY=1 means the port is bound and the migrations ran: no retry needed.
+            with trio.fail_after(60):
+                health = await http.get("/api/health")
                 assert health.status_code == 200
-                body = health.json()
-                assert body["status"] == "ok"
-                assert body["schema_version"] >= 1
-                login = await client.post(
-                    "/api/auth/login", json={"username": "admin", "password": staged.password}
-                )
-                assert login.status_code == 200, login.text
-                assert login.json()["user"] == {"username": "admin", "role": "admin"}
-        if armed:
-            with trio.fail_after(10):
-                await listener.wait_for("WATCHDOG")
+                assert health.json()["status"] == "ok"
+                token = await _login(http, staged.password)
+                http.headers["Authorization"] = f"Bearer {token}"
+                http.cookies.clear()
+                op_id = await _sync_verify_and_run(http, staged.link)
+            if armed:
+                with trio.fail_after(10):
+                    await listener.wait_for("WATCHDOG")
 
-        proc.send_signal(signal.SIGTERM)
-        with trio.fail_after(20):  # well inside TimeoutStopSec=30s
-            await listener.wait_for("STOPPING")
-            code = await proc.wait()
+            async def follow_sse(task_status: trio.TaskStatus[None]) -> None:
+                async with http.stream("GET", f"/api/operations/{op_id}/events") as resp:
+                    assert resp.status_code == 200
+                    started = False
+                    async for event in read_sse(resp):
+                        if event.event is None:
+                            continue
+                        sse_events.append(event)
+                        if not started and event.event == "output" \
+                                and "started on" in event.data["data"]:
+                            started = True
+                            task_status.started()
+                sse_ended.set()
+
+            async with trio.open_nursery() as nursery:
+                with trio.fail_after(30):
+                    await nursery.start(follow_sse)
+                    ws_id = await _workspace(http, staged.link)
+                headers = [(b"Authorization", f"Bearer {token}".encode())]
+                ws_url = base.replace("http://", "ws://") + \
+                    f"/api/terminal/workspaces/{ws_id}/ws"
+                async with open_websocket_url(ws_url, extra_headers=headers) as ws:
+                    sock = TermSocket(ws)
+                    with trio.fail_after(30):
+                        await sock.until_status("A", "connected")
+                        await sock.stdin("A", "echo $((6*7))-A\r")
+                        await sock.until_output("A", "42-A")
+                    assert pgrep(f"sleep {staged.marker}"), "the script is not running"
+
+                    proc.send_signal(signal.SIGTERM)
+                    with trio.fail_after(20):  # well inside TimeoutStopSec=30s
+                        await listener.wait_for("STOPPING")
+                        try:
+                            while True:
+                                await sock.pump_one()
+                        except ConnectionClosed as exc:
+                            ws_closed.append(exc)
+                        await sse_ended.wait()
+                        code = await proc.wait()
         assert code == 0, stderr_path.read_text()
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
         listener.close()
+
+    # Stream: ended by the server after the operation's last event, which says stopped.
+    assert ws_closed, "the terminal socket was not closed"
+    assert sse_events[-1].event == "operation_end", [e.event for e in sse_events]
+    assert sse_events[-1].data["status"] == "stopped"
+    # The remote script was really killed, not abandoned, and the outcome is on disk.
+    assert pgrep(f"sleep {staged.marker}") == []
+    with sqlite3.connect(staged.root / "var/lib/linkops/linkops.db") as conn:
+        (status,) = conn.execute("SELECT status FROM operations WHERE id = ?",
+                                 (op_id,)).fetchone()
+    assert status == "stopped"
 
     # Files the service made belong to the service user and follow UMask=0077.
     log_file = staged.root / "var/log/linkops/linkops.log"
@@ -223,3 +344,33 @@ async def test_ready_then_stopping_and_exit_0_on_sigterm(staged: Staged, tmp_pat
     names = [e["event"] for e in events]
     assert "service.start" in names
     assert names[-1] == "service.stop"
+
+
+async def _login(http: httpx.AsyncClient, password: str) -> str:
+    login = await http.post("/api/auth/login", json={"username": "admin", "password": password})
+    assert login.status_code == 200, login.text
+    assert login.json()["user"] == {"username": "admin", "role": "admin"}
+    return str(login.json()["token"])
+
+
+async def _sync_verify_and_run(http: httpx.AsyncClient, link: str) -> str:
+    sync = await http.post("/api/git/sync")
+    assert sync.status_code == 200 and sync.json()["success"], sync.text
+    verify = await http.post(f"/api/links/{link}/verify")
+    assert verify.status_code == 200 and verify.json()["enrolled"], verify.text
+    run = await http.post("/api/operations/run", json={"scripts": ["longrun"],
+                                                       "targets": [link]})
+    assert run.status_code == 202, run.text
+    return str(run.json()["operation_id"])
+
+
+async def _workspace(http: httpx.AsyncClient, link: str) -> str:
+    created = await http.post("/api/terminal/workspaces", json={"layout": "single"})
+    assert created.status_code == 201, created.text
+    ws_id = str(created.json()["workspace_id"])
+    panes = await http.put(f"/api/terminal/workspaces/{ws_id}/panes",
+                           json={"panes": [{"pane": "A", "target": link}]})
+    assert panes.status_code == 200, panes.text
+    connected = await http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+    assert connected.status_code == 200, connected.text
+    return ws_id
