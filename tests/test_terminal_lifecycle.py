@@ -4,6 +4,7 @@ period, idle timeout, socket takeover, remote exit, shutdown — against real ss
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import attrs
 import pytest
@@ -90,6 +91,7 @@ async def test_assignment_rules(term_env: TermEnv) -> None:
         assert state["panes"][0]["target"] is None
         r = await term_env.http.put(url, json={"panes": [{"pane": "A", "target": "nope"}]})
         assert r.status_code == 404 and r.json()["error"]["code"] == "LINK_NOT_FOUND"
+        bad: dict[str, Any]
         for bad in ({"panes": []}, {"panes": [{"pane": "Q", "target": "sbx-01"}]},
                     {"panes": [{"pane": "A", "target": "sbx-01"},
                                {"pane": "A", "target": "sbx-02"}]}):
