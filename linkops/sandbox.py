@@ -292,8 +292,10 @@ class Sandbox:
         self.hosts[host.name] = host
 
     def _pick_subnet(self) -> ipaddress.IPv4Network:
-        used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True,
-                              check=False).stdout
+        # Addresses and routes (other fleets add an "unreachable" route for their subnet).
+        used = " " + " ".join(
+            subprocess.run(["ip", "-4", *cmd], capture_output=True, text=True,
+                           check=False).stdout for cmd in (["-o", "addr"], ["route"]))
         for _ in range(50):
             net = ipaddress.IPv4Network(
                 f"10.{secrets.randbelow(100) + 100}.{secrets.randbelow(256)}.0/24")

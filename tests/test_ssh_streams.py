@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -144,10 +145,10 @@ async def test_aclose_of_an_unread_flood_frees_thread_and_limiter(ssh_env: SshEn
     with trio.fail_after(20):
         stream = await conn.open_exec("yes")
         assert (await stream.receive()) is not None
-        assert _manager.limiter.borrowed_tokens >= 1
+        assert _manager.stream_limiter.borrowed_tokens >= 1
         await stream.aclose()
         assert await stream.receive() is None
-        while _manager.limiter.borrowed_tokens:
+        while _manager.stream_limiter.borrowed_tokens:
             await trio.sleep(0.05)
         # The connection is still fine for other channels.
         assert (await conn.run("echo ok")).stdout == b"ok\n"
@@ -192,3 +193,22 @@ async def test_pool_shares_one_connection_between_concurrent_users(
     assert len(seen) == 1
     assert manager.pooled_count() == 1
     await manager.aclose()
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_streams_leave_no_descriptors_or_threads_behind(ssh_env: SshEnv) -> None:
+    _manager, conn = await _conn(ssh_env)
+    with trio.fail_after(30):
+        await conn.run("true")  # warm up
+        fds, threads = _fds(), threading.active_count()
+        for i in range(20):
+            stream = await conn.open_exec("yes" if i % 2 else "echo done")
+            await stream.receive()
+            await stream.aclose()  # half of them closed while the pump is mid-flood
+        while _manager.stream_limiter.borrowed_tokens or threading.active_count() > threads:
+            await trio.sleep(0.05)
+    assert _fds() <= fds
+    await conn.aclose()

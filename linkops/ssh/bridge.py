@@ -1,7 +1,9 @@
 """The async face of the SSH layer: connections made in worker threads, pooled, cancellable.
 
-Owns the SSH thread limiter (``[ssh] max_threads``; paramiko never uses Trio's default
-40-thread limiter, which the database and everything else share), the process-wide
+Owns the SSH thread limiter (``[ssh] max_threads``, for short blocking calls: connect, open a
+channel, write, resize, close; paramiko never uses Trio's default 40-thread limiter, which the
+database and everything else share), the stream limiter (one long-lived pump thread per open
+stream, :data:`MAX_STREAMS`), the process-wide
 :class:`~linkops.ssh.known_hosts.KnownHosts`, and a small pool of authenticated connections.
 
 Public surface::
@@ -64,6 +66,8 @@ __all__ = ["ExecResult", "ExecStream", "Resolver", "ShellStream", "SshConnection
 Resolver = Callable[[str], Link] | Mapping[str, Link]
 DEFAULT_MAX_OUTPUT: Final = 1_048_576
 MAX_SHARED_USERS: Final = 4
+# Open exec/shell streams (one pump thread each) across the process.
+MAX_STREAMS: Final = 512
 PING_AFTER_IDLE: Final = 30.0
 MAX_CHAIN: Final = 8
 BACKOFF_BASE: Final = 0.5
@@ -172,7 +176,8 @@ class SshConnection:
         """
         chan = await self._open_channel(pty=pty, term="xterm-256color", cols=80, rows=24,
                                         command=command)
-        stream = ExecStream(chan, self.manager.limiter, self.link_id)
+        stream = ExecStream(chan, self.manager.limiter, self.manager.stream_limiter,
+                            self.link_id)
         await _start_or_close(stream)
         return stream
 
@@ -180,7 +185,8 @@ class SshConnection:
                          rows: int = 24) -> ShellStream:
         """An interactive login shell on a PTY of ``cols`` x ``rows``."""
         chan = await self._open_channel(pty=True, term=term, cols=cols, rows=rows, command=None)
-        stream = ShellStream(chan, self.manager.limiter, self.link_id)
+        stream = ShellStream(chan, self.manager.limiter, self.manager.stream_limiter,
+                             self.link_id)
         await _start_or_close(stream)
         return stream
 
@@ -282,9 +288,10 @@ class SshManager:
     """Connections for the whole process (see the module docstring)."""
 
     def __init__(self, settings: SshSettings, *, pool_size: int = 32,
-                 idle_timeout: float = 300.0) -> None:
+                 idle_timeout: float = 300.0, max_streams: int = MAX_STREAMS) -> None:
         self.settings = settings
         self.limiter = trio.CapacityLimiter(settings.max_threads)
+        self.stream_limiter = trio.CapacityLimiter(max_streams)
         self.known_hosts = KnownHosts(settings.known_hosts_path, settings.host_key_policy)
         self.timeouts = Timeouts(connect=settings.connection_timeout,
                                  banner=settings.connection_timeout,

@@ -6,8 +6,11 @@ on a full stderr window while we wait on stdout) and hands chunks to Trio throug
 memory channel with ``trio.from_thread.run(send.send, chunk)``: a slow reader slows the pump,
 the pump stops draining the SSH window, and the remote writer blocks (end-to-end backpressure).
 
-The pump thread counts against the :class:`~linkops.ssh.bridge.SshManager` thread limiter for
-as long as it lives (``acquire_on_behalf_of`` on open, released when the thread ends).
+Pump threads live as long as their stream, so they count against the manager's *stream*
+limiter (``acquire_on_behalf_of`` on open, released when the thread ends), not against the
+limiter for short blocking calls (connect, write, resize): a hundred open terminals must not
+starve new connections. The pump alone touches the channel's poll pipe and closes the channel
+when it ends, so ``aclose`` never races a ``select`` on a closed descriptor.
 
 *Cancellation*: every ``await`` here is a checkpoint. Cancelling :meth:`ExecStream.receive`
 loses no data (the chunk stays in the memory channel). :meth:`aclose` is safe to call from a
@@ -46,12 +49,22 @@ _STOP_PUMP = (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinish
               trio.Cancelled)
 
 
+def _close_quietly(chan: paramiko.Channel) -> None:
+    try:
+        chan.close()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass  # the transport is already gone; so is the channel
+
+
 class _ChannelPump:
     """The shared machinery of both stream kinds (one channel, one pump thread)."""
 
-    def __init__(self, chan: paramiko.Channel, limiter: trio.CapacityLimiter, label: str) -> None:
+    def __init__(self, chan: paramiko.Channel, limiter: trio.CapacityLimiter,
+                 pump_limiter: trio.CapacityLimiter, label: str) -> None:
         self._chan = chan
         self._limiter = limiter
+        self._pump_limiter = pump_limiter
+        self._pump_exited = threading.Event()
         self._label = label
         self._token = trio.lowlevel.current_trio_token()
         self._send, self._recv = trio.open_memory_channel[tuple[str, bytes]](BUFFERED_CHUNKS)
@@ -60,9 +73,11 @@ class _ChannelPump:
         self._error: SshError | None = None
         self._stopping = threading.Event()
         self._closed = False
+        self._started = False
 
     async def start(self) -> None:
-        await self._limiter.acquire_on_behalf_of(self)
+        await self._pump_limiter.acquire_on_behalf_of(self)
+        self._started = True
         trio.lowlevel.start_thread_soon(self._pump, lambda _outcome: None,
                                         name=f"linkops-ssh-pump {self._label}")
 
@@ -119,6 +134,8 @@ class _ChannelPump:
             error = SshError(f"connection to {self._label} failed: {exc}", reason="closed",
                              details={"target": self._label})
         finally:
+            self._pump_exited.set()
+            _close_quietly(chan)
             try:
                 self._token.run_sync_soon(self._finish, code, error)
             except trio.RunFinishedError:
@@ -131,7 +148,7 @@ class _ChannelPump:
         self._error = error
         self._send.close()
         self._done.set()
-        self._limiter.release_on_behalf_of(self)
+        self._pump_limiter.release_on_behalf_of(self)
 
     async def _receive(self) -> tuple[str, bytes] | None:
         try:
@@ -160,10 +177,12 @@ class _ChannelPump:
         self._closed = True
         self._stopping.set()
         self._recv.close()  # wakes a pump blocked on backpressure (BrokenResourceError)
-        chan = self._chan
-        # Sending CHANNEL_CLOSE may briefly wait for the transport lock: off the trio thread,
-        # fire-and-forget so aclose works inside cancelled scopes.
-        trio.lowlevel.start_thread_soon(lambda: chan.close(), lambda _outcome: None)
+        if self._pump_exited.is_set() or not self._started:
+            # No pump will close it. Sending CHANNEL_CLOSE may wait for the transport lock:
+            # off the trio thread, fire-and-forget, so aclose works in cancelled scopes.
+            chan = self._chan
+            trio.lowlevel.start_thread_soon(lambda: _close_quietly(chan), lambda _outcome: None)
+        # Otherwise the pump sees the stop flag within POLL_SECONDS and closes the channel.
         await trio.lowlevel.checkpoint()
 
 
