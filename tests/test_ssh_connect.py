@@ -283,3 +283,28 @@ async def test_host_going_away_mid_session(private_fleet: Sandbox, tmp_path: Pat
         async with manager.connection(links["prv-01"], links) as again:
             assert (await again.run("echo back")).stdout == b"back\n"
     await manager.aclose()
+
+
+async def test_silently_vanished_host_is_detected_by_keepalive(tmp_path: Path) -> None:
+    """The network path disappears (no FIN, no RST): keepalives notice within seconds."""
+    import subprocess
+
+    assert os.geteuid() == 0, "needs root for network namespaces"
+    with Sandbox(tmp_path / "fleet", hosts=0, netns_inner=1, prefix="gone") as fleet:
+        env = make_ssh_env(fleet, tmp_path / "ssh")
+        links = fleet_links(fleet)
+        manager = env.manager(keepalive_interval=1)
+        with trio.fail_after(30):
+            conn = await manager.connect(links["gone-bastion"], links)
+            stream = await conn.open_exec("echo started; sleep 60")
+            assert await stream.receive() == ("stdout", b"started\n")
+            subprocess.run(["ip", "link", "set", f"lk{fleet.tag}a0", "down"], check=True)
+            started = time.monotonic()
+            assert await stream.receive() is None
+            with pytest.raises(SshError) as info:
+                await stream.wait_exit()
+            elapsed = time.monotonic() - started
+            await stream.aclose()
+            await conn.aclose()
+        assert info.value.reason == "closed"
+        assert elapsed < 8.0
