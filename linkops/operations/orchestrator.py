@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from typing import Any
 
 import trio
@@ -151,14 +152,16 @@ class OperationRun:
         return await self.ssh.connect(target, self.links)
 
     async def _host_body(self, target: Link) -> None:
-        try:
-            conn = await self._connect(target)
-        except LinkOpsError as exc:
-            log.warning("operation.ssh_failed", extra={"context": {
-                "operation": self.id, "target": target.id, "error": exc.message}})
-            await self._fail_remaining(target, 0, f"{exc.code}: {exc.message}")
-            return
-        try:
+        # A pooled connection (the SSH layer shares it with at most a few borrowers): repeated
+        # operations on a host skip the handshake; the kill exec is a second channel on it.
+        async with AsyncExitStack() as stack:
+            try:
+                conn = await stack.enter_async_context(self.ssh.connection(target, self.links))
+            except LinkOpsError as exc:
+                log.warning("operation.ssh_failed", extra={"context": {
+                    "operation": self.id, "target": target.id, "error": exc.message}})
+                await self._fail_remaining(target, 0, f"{exc.code}: {exc.message}")
+                return
             if self.plan.require_enrollment or target.enrollment.required:
                 problem = await self._check_client_id(conn, target)
                 if problem is not None:
@@ -170,9 +173,6 @@ class OperationRun:
                     await self._skip(target, range(position + 1, len(self.plan.scripts)),
                                      f"skipped: {script.id} ended {status}")
                     return
-        finally:
-            with trio.CancelScope(shield=True):
-                await conn.aclose()
 
     async def _check_client_id(self, conn: SshConnection, target: Link) -> str | None:
         """Read the client ID over this very connection; None when it matches.
