@@ -133,23 +133,25 @@ def config_repo(tmp_path: Path) -> RepoWriter:
     return make_repo(root)
 
 
-def inventory_settings(tmp_path: Path, url: str, **git: Any) -> Settings:
+def inventory_settings(tmp_path: Path, url: str, ssh: dict[str, Any] | None = None,
+                       **git: Any) -> Settings:
     server = tmp_path / "server"
     server.mkdir(exist_ok=True)
     values: dict[str, Any] = {"repository_url": url, "timeout_seconds": 20,
                               "sync_interval_minutes": 0}
     values.update(git)
-    return config.load(write_config(server, git=values))
+    return config.load(write_config(server, git=values, ssh=ssh or {}))
 
 
 @pytest.fixture
 def make_inventory(tmp_path: Path) -> Iterator[Callable[..., tuple[Settings, Database,
                                                                    InventoryService]]]:
-    """``make_inventory(url, **git_settings)`` → (settings, db, service); dbs closed after."""
+    """``make_inventory(url, ssh={...}, **git_settings)`` → (settings, db, service)."""
     opened: list[Database] = []
 
-    def make(url: str, **git: Any) -> tuple[Settings, Database, InventoryService]:
-        settings = inventory_settings(tmp_path, url, **git)
+    def make(url: str, ssh: dict[str, Any] | None = None, **git: Any
+             ) -> tuple[Settings, Database, InventoryService]:
+        settings = inventory_settings(tmp_path, url, ssh, **git)
         db = Database(settings.database.path)
         opened.append(db)
         return settings, db, InventoryService(settings, db)
@@ -174,6 +176,7 @@ class GitSshd:
     port: int
     deploy_key: Path  # the private key the server accepts (mode 600)
     other_key: Path  # a valid key the server does not accept
+    host_key: Path  # the server's host key (private; ``.pub`` next to it)
     pid: int
 
     def url(self, bare: Path) -> str:
@@ -229,7 +232,8 @@ def git_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitSshd]:
                                stderr=subprocess.PIPE)
     try:
         _wait_for_port(port, process, time.monotonic() + 15)
-        yield GitSshd(port=port, deploy_key=deploy, other_key=other, pid=process.pid)
+        yield GitSshd(port=port, deploy_key=deploy, other_key=other, host_key=host_key,
+                      pid=process.pid)
     finally:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGTERM)

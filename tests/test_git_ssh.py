@@ -89,3 +89,22 @@ async def test_changed_host_key_is_refused(
     assert result.error.details["reason"] == "host_key"
 
 
+
+
+async def test_strict_policy_refuses_an_unknown_host(
+        tmp_path: Path, git_sshd: GitSshd, config_repo: RepoWriter, make_inventory: Any) -> None:
+    key = _key_copy(git_sshd.deploy_key, tmp_path / "deploy")
+    settings, _, service = make_inventory(git_sshd.url(config_repo.bare), ssh_key_path=key,
+                                          ssh={"host_key_policy": "strict"})
+    with trio.fail_after(60):
+        result = await service.sync()
+    assert result.error is not None
+    assert result.error.details["reason"] == "host_key"
+    assert not settings.ssh.known_hosts_path.exists() or (
+        f"[127.0.0.1]:{git_sshd.port}" not in settings.ssh.known_hosts_path.read_text())
+    # Once the operator pins the server's key, strict mode syncs.
+    host_public = Path(f"{git_sshd.host_key}.pub").read_text().split()
+    settings.ssh.known_hosts_path.write_text(
+        f"[127.0.0.1]:{git_sshd.port} {host_public[0]} {host_public[1]}\n")
+    with trio.fail_after(60):
+        assert (await service.sync()).success

@@ -209,6 +209,7 @@ class GitCheckout:
         ssh_key: Path | None,
         known_hosts: Path,
         token: str | None,
+        strict_host_keys: bool = False,
     ) -> None:
         self.remote = remote
         self.branch = check_branch(branch)
@@ -217,6 +218,9 @@ class GitCheckout:
         self.max_bytes = max_bytes
         self.ssh_key = ssh_key
         self.known_hosts = known_hosts
+        # [ssh] host_key_policy: "accept-new" records unknown hosts, "strict" refuses them.
+        # A changed key is refused either way.
+        self.strict_host_keys = strict_host_keys
         # A password embedded in the URL counts as the token when no token is configured.
         self._token = token or remote.password
         self._secrets = [s for s in (self._token,) if s]
@@ -247,7 +251,7 @@ class GitCheckout:
             "ssh", "-F", "/dev/null",
             "-o", "BatchMode=yes",
             "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=accept-new",
+            "-o", f"StrictHostKeyChecking={'yes' if self.strict_host_keys else 'accept-new'}",
             "-o", f"UserKnownHostsFile={self.known_hosts}",
             "-o", f"ConnectTimeout={connect}",
             "-o", "ServerAliveInterval=15",
@@ -369,8 +373,12 @@ class GitCheckout:
 
     async def update(self) -> UpdateResult:
         """Fetch the branch and move the checkout to its head (see the module docstring)."""
-        if self.remote.protocol == "ssh" and self.ssh_key is not None:
-            await trio.to_thread.run_sync(check_key_file, self.ssh_key)
+        if self.remote.protocol == "ssh":
+            if self.ssh_key is not None:
+                await trio.to_thread.run_sync(check_key_file, self.ssh_key)
+            # ssh creates known_hosts on first contact but not its directory.
+            await trio.to_thread.run_sync(
+                lambda: self.known_hosts.parent.mkdir(parents=True, exist_ok=True))
         parent = self.checkout.parent
         await trio.to_thread.run_sync(lambda: parent.mkdir(parents=True, exist_ok=True))
         private = Path(await trio.to_thread.run_sync(

@@ -265,6 +265,7 @@ class InventoryService:
             remote=remote, branch=git.branch, checkout=git.local_path,
             timeout=git.timeout_seconds, max_bytes=git.max_repo_mb * 1024 * 1024,
             ssh_key=git.ssh_key_path, known_hosts=known_hosts, token=token,
+            strict_host_keys=self.settings.ssh.host_key_policy == "strict",
         )
 
     def _secrets_path(self) -> Path:
