@@ -1,8 +1,10 @@
 """The known_hosts store and the host-key decision (blocking, thread-safe, no trio).
 
-Owns ``[ssh] known_hosts_path`` (OpenSSH format; hashed ``|1|`` entries are understood, new
-entries are written in clear as ``host`` for port 22 and ``[host]:port`` otherwise) and the
-decision taken for every server key, *before* any authentication is attempted:
+Owns ``[ssh] known_hosts_path`` (OpenSSH format: hashed ``|1|`` names, ``*``/``?`` patterns
+and ``!`` negations are understood, ``@revoked`` keys are refused, ``@cert-authority`` lines
+and malformed lines are skipped with a warning; new entries are written in clear as ``host``
+for port 22 and ``[host]:port`` otherwise) and the decision taken for every server key,
+*before* any authentication is attempted:
 
 * a link with a pin (``ssh.hostKey``): only the pinned key is accepted; known_hosts is not
   consulted or written;
@@ -18,20 +20,74 @@ under a lock and ``fsync``.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import threading
 from pathlib import Path
 
 import paramiko
+from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
 from linkops.ssh.errors import HostKeyMismatchError, HostKeyUnknownError
 from linkops.ssh.keys import HostKeyPin, fingerprint, public_key_line
+
+log = logging.getLogger("linkops.ssh.known_hosts")
 
 POLICIES = ("accept-new", "strict")
 
 
 def host_entry_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    # OpenSSH patterns know only * and ?; "[" is literal (think "[host]:2222").
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(body, re.IGNORECASE | re.DOTALL)
+
+
+def _pattern_matches(name: str, pattern: str) -> bool:
+    if pattern.startswith("|1|"):
+        return bool(paramiko.HostKeys.hash_host(name, pattern) == pattern)
+    return _glob(pattern).fullmatch(name) is not None
+
+
+def entry_matches(name: str, entry: HostKeyEntry) -> bool:
+    """OpenSSH host patterns: hashed ``|1|…``, ``*``/``?`` globs, ``!`` negations."""
+    matched = False
+    for pattern in entry.hostnames:
+        if pattern.startswith("!"):
+            if _pattern_matches(name, pattern[1:]):
+                return False
+        elif _pattern_matches(name, pattern):
+            matched = True
+    return matched
+
+
+def parse_known_hosts(text: str, source: str = "known_hosts") -> tuple[
+        list[HostKeyEntry], list[HostKeyEntry]]:
+    """``(entries, revoked)``; malformed lines and ``@cert-authority`` lines are skipped."""
+    entries: list[HostKeyEntry] = []
+    revoked: list[HostKeyEntry] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        marker = ""
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+            if marker != "@revoked":
+                continue  # host certificates are not supported: never trust them silently
+        try:
+            entry = HostKeyEntry.from_line(line.strip(), lineno)
+        except (InvalidHostKey, paramiko.SSHException, ValueError) as exc:
+            log.warning("ignoring malformed known_hosts line",
+                        extra={"file": source, "line": lineno, "error": str(exc)})
+            continue
+        if entry is not None and entry.key is not None:
+            (revoked if marker else entries).append(entry)
+    return entries, revoked
 
 
 class KnownHosts:
@@ -43,28 +99,29 @@ class KnownHosts:
         self.path = path
         self.policy = policy
         self._lock = threading.Lock()
-        self._keys = paramiko.HostKeys()
+        self._entries: list[HostKeyEntry] = []
+        self._revoked: list[HostKeyEntry] = []
         self._stamp: tuple[int, int] | None = None
 
     def _reload_locked(self) -> None:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            self._keys = paramiko.HostKeys()
-            self._stamp = None
+            self._entries, self._revoked, self._stamp = [], [], None
             return
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp != self._stamp:
-            keys = paramiko.HostKeys()
-            keys.load(str(self.path))
-            self._keys = keys
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+            self._entries, self._revoked = parse_known_hosts(text, str(self.path))
             self._stamp = stamp
+
+    def _recorded_locked(self, name: str) -> list[paramiko.PKey]:
+        self._reload_locked()
+        return [e.key for e in self._entries if entry_matches(name, e)]
 
     def known_keys(self, host: str, port: int) -> list[paramiko.PKey]:
         with self._lock:
-            self._reload_locked()
-            found = self._keys.lookup(host_entry_name(host, port))
-            return list(found.values()) if found else []
+            return self._recorded_locked(host_entry_name(host, port))
 
     def preferred_key_types(self, host: str, port: int) -> list[str]:
         """Key types already recorded for the host, so the server offers one we can check."""
@@ -91,9 +148,12 @@ class KnownHosts:
             )
         name = host_entry_name(host, port)
         with self._lock:
-            self._reload_locked()
-            found = self._keys.lookup(name)
-            recorded = list(found.values()) if found else []
+            recorded = self._recorded_locked(name)
+            if any(entry_matches(name, e) and fingerprint(e.key) == offered
+                   for e in self._revoked):
+                raise HostKeyMismatchError(
+                    f"host key {offered} of {hop or target or host} ({name}) is marked "
+                    f"@revoked in {self.path}; refusing to connect", details=details)
             if recorded:
                 if any(fingerprint(k) == offered for k in recorded):
                     return "known"
@@ -110,7 +170,6 @@ class KnownHosts:
                     details=details,
                 )
             self._append_locked(f"{name} {public_key_line(key)}\n")
-            self._keys.add(name, key.get_name(), key)
             return "added"
 
     def _append_locked(self, line: str) -> None:
