@@ -179,7 +179,7 @@ async def test_unreachable_remote_keeps_inventory_and_logs_without_credentials(
     assert status["status"] == "failed"
     assert status["commit_hash"] == config_repo.head()  # the active inventory's commit
     assert status["repository"] == "https://git.example.invalid/ops/cfg.git"
-    assert status["error"]["code"] == "GIT_UNREACHABLE"
+    assert status["error_code"] == "GIT_UNREACHABLE"
     failures = [r for r in inventory_log.records if r.getMessage() == "inventory.sync_failed"]
     assert failures
     context = failures[-1].context  # type: ignore[attr-defined]

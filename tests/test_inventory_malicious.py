@@ -157,7 +157,7 @@ async def test_bad_commit_keeps_last_good_inventory(
     assert rows[-1]["status"] == "failed" and rows[-1]["commit_hash"] == bad_commit
     status = await service.status()
     assert (status["status"], status["commit_hash"]) == ("failed", good_commit)
-    assert status["error"]["code"] == code
+    assert status["error_code"] == code
     # Nothing from outside the repository was read into the database.
     shadow = Path("/etc/shadow").read_text(errors="replace")
     assert all(shadow not in (row["content"] or "") for row in snapshot(db)[1])

@@ -120,7 +120,7 @@ async def test_failed_sync_answers_with_the_structured_error(
         assert (await client.get("/api/links")).json() == before
         status = (await client.get("/api/git/status")).json()
         assert (status["status"], status["commit_hash"]) == ("failed", good)
-        assert status["error"]["code"] == "VALIDATION_ERROR"
+        assert status["error_code"] == "VALIDATION_ERROR"
 
         config_repo.write("scripts/system_info.sh", "#!/bin/sh\necho hi\n", 0o755)
         config_repo.replace("links.yaml", "port: 99999\n", "port: 22\n")

@@ -57,18 +57,15 @@ class SyncResult:
     # The commit whose content is active after this sync (the previous one after a failure).
     active_commit: str | None = None
 
-    def error_dict(self) -> dict[str, Any] | None:
-        if self.error is None:
-            return None
-        return {"code": self.error.code, "message": self.error.message,
-                "details": self.error.details}
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "success": self.success,
             "commit_hash": self.commit_hash,
             "timestamp": self.timestamp,
-            "error": self.error_dict(),
+            # The message as text (what a status line shows); code and details beside it.
+            "error": self.error.message if self.error else None,
+            "error_code": self.error.code if self.error else None,
+            "error_details": self.error.details if self.error else None,
             "changes": self.changes,
             "forced": self.forced,
             "warnings": list(self.warnings),
@@ -155,6 +152,7 @@ class InventoryService:
             return last, good
 
         last, good = await self.db.read(read)
+        error = loads(last["error"]) if last is not None and last["error"] else None
         if self._syncing:
             status = "syncing"
         elif last is None:
@@ -166,7 +164,9 @@ class InventoryService:
             "last_success": good["ended_at"] if good else None,
             "commit_hash": good["commit_hash"] if good else None,
             "status": status,
-            "error": loads(last["error"]) if last is not None and last["error"] else None,
+            "error": error["message"] if error else None,
+            "error_code": error["code"] if error else None,
+            "error_details": error["details"] if error else None,
             "branch": self.settings.git.branch,
             "repository": self.repository_display,
             "sync_interval_minutes": self.settings.git.sync_interval_minutes,
