@@ -31,6 +31,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 SYSTEM_PYTHON = "/usr/bin/python3"
+DEPS = Path("/opt/linkops-test-deps")
 
 
 class Namespace:
@@ -59,10 +60,14 @@ class Namespace:
                 path.write_text("".join(kept))
 
     def run(self, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        # The test environment (--venv-from) may live where the service user cannot reach
+        # (e.g. under /root, mode 700): it is mounted at DEPS, readable by everybody.
+        (self.opt / DEPS.name).mkdir(exist_ok=True)
         mounts = " && ".join(
             f"mount --bind {src} {dst}"
             for src, dst in ((self.etc, "/etc"), (self.opt, "/opt"),
-                             (self.var_lib, "/var/lib"), (self.var_log, "/var/log"))
+                             (self.var_lib, "/var/lib"), (self.var_log, "/var/log"),
+                             (VENV_FROM, DEPS))
         )
         return subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "--",
@@ -99,7 +104,7 @@ def test_real_mode_install_upgrade_and_purge(
     ns: Namespace, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     wheel = build_wheel(tmp_path_factory)
-    install = [str(INSTALL), "--no-apt", "--wheel", str(wheel), "--venv-from", str(VENV_FROM),
+    install = [str(INSTALL), "--no-apt", "--wheel", str(wheel), "--venv-from", str(DEPS),
                "--python", python_for_venv()]
     first = ns.run(*install)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -163,6 +168,7 @@ def test_real_mode_install_upgrade_and_purge(
     kept = ns.run(str(UNINSTALL))
     assert kept.returncode == 0, kept.stdout + kept.stderr
     assert not (ns.opt / "linkops").exists()
+    assert (ns.opt / DEPS.name).exists()  # uninstall removes /opt/linkops only
     assert (lib / "linkops.db").exists()
     assert ns.user()[:2] == (uid, gid)
 

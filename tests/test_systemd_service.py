@@ -55,7 +55,10 @@ from tests.test_install import (
 )
 from tests.test_systemd_unit import UNIT, parse_unit
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs the service as another uid")
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="runs the service as another uid, with a bind mount in a private namespace",
+)
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
@@ -79,6 +82,16 @@ echo "started on $(hostname)"
 sleep {marker}
 echo "never reached"
 """
+
+
+def with_deps(root: Path, *argv: str) -> list[str]:
+    """``argv`` in a private mount namespace where the test environment (``--venv-from``)
+    appears at ROOT/deps. It may live where the service uid cannot go (under /root, mode
+    700, e.g. a CI checkout); the bind mount makes it reachable without copying it. The
+    command is exec'd, so its PID is the one signals go to."""
+    return ["unshare", "--mount", "--propagation", "private", "--",
+            "bash", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"', "ns",
+            str(VENV_FROM), str(root / "deps"), *argv]
 
 
 def _system_python_matches() -> bool:
@@ -124,9 +137,10 @@ def staged(tmp_path_factory: pytest.TempPathFactory, fleet: Sandbox) -> Iterator
     root = Path(tempfile.mkdtemp(prefix="linkops-svc-", dir="/tmp"))
     root.chmod(0o755)
     python = SYSTEM_PYTHON if _system_python_matches() else Path(sys.executable)
+    (root / "deps").mkdir(mode=0o755)
     result = subprocess.run(
-        [str(INSTALL), "--root", str(root), "--no-apt", "--wheel", str(wheel),
-         "--venv-from", str(VENV_FROM), "--python", str(python)],
+        with_deps(root, str(INSTALL), "--root", str(root), "--no-apt", "--wheel", str(wheel),
+                  "--venv-from", str(root / "deps"), "--python", str(python)),
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -245,11 +259,12 @@ async def test_ready_then_stopping_and_exit_0_with_terminal_and_sse_open(
     armed = "WatchdogSec" in service_keys_of_unit()
     if armed:
         env["WATCHDOG_USEC"] = "2000000"
-    command = [
+    command = with_deps(
+        staged.root,
         "setpriv", f"--reuid={staged.uid}", f"--regid={staged.gid}", "--clear-groups",
         "--no-new-privs", "--",
         "/bin/sh", "-c", 'umask 0077 && exec "$@"', "linkopsd", *argv,
-    ]
+    )
     stderr_path = tmp_path / "stderr.log"
     base = f"http://127.0.0.1:{staged.port}"
     with stderr_path.open("wb") as stderr:
