@@ -16,10 +16,11 @@ Public surface::
         shell = await conn.open_shell(cols=120, rows=40)  # ShellStream (PTY)
     await manager.aclose()
 
-**Commands are one string given to the remote user's login shell** (SSH has no argv): quote
-every variable part with :func:`shlex.quote`. Many channels (exec and shell) may run at once on
-one connection, up to the server's ``MaxSessions`` (OpenSSH default 10); the pool opens another
-connection when a shared one carries :data:`MAX_SHARED_USERS` borrowers.
+**Commands are one string run by the remote user's shell** (sshd runs ``$SHELL -c STRING``;
+SSH has no argv): quote every variable part with :func:`shlex.quote`. Many channels (exec and
+shell) may run at once on one connection, up to the server's ``MaxSessions`` (OpenSSH default
+10); the pool opens another connection when a shared one carries :data:`MAX_SHARED_USERS`
+borrowers.
 
 ``resolve`` maps a link id to its :class:`~linkops.models.Link` (a mapping or a callable); it
 is used to follow ``ssh.proxyJump`` chains, outermost hop first. Every hop's host key is
@@ -28,6 +29,10 @@ checked; a cycle or an unknown hop is an :class:`SshError`.
 *Retries*: connection setup only (never a command): ``[ssh] max_retries`` further attempts
 with exponential backoff (0.5 s, 1 s, 2 s, … capped at 8 s), and none for failures that would
 repeat (host key, authentication, key file).
+
+*Liveness*: keepalives every ``[ssh] keepalive_interval`` seconds and ``TCP_USER_TIMEOUT`` at
+three intervals (see :mod:`.client`): a vanished peer ends every stream on the connection with
+an :class:`SshError` (reason ``closed``) instead of hanging.
 
 *Cancellation*: connecting runs with ``abandon_on_cancel=True``: a cancelled caller returns
 at once; if the abandoned attempt succeeds later, the worker closes what it opened. Closing
