@@ -212,3 +212,21 @@ async def test_streams_leave_no_descriptors_or_threads_behind(ssh_env: SshEnv) -
             await trio.sleep(0.05)
     assert _fds() <= fds
     await conn.aclose()
+
+
+async def test_signal_killed_command_reports_128_plus_signal(ssh_env: SshEnv) -> None:
+    _manager, conn = await _conn(ssh_env)
+    with trio.fail_after(20):
+        async with await conn.open_exec("echo $$; exec sleep 30") as stream:
+            item = await stream.receive()
+            assert item is not None
+            pid = int(item[1])
+            killed = await conn.run(f"kill -TERM {pid}")
+            assert killed.exit_code == 0
+            assert await stream.receive() is None
+            assert await stream.wait_exit() == 143
+            assert stream.exit_signal == "TERM"
+        async with await conn.open_exec("exit 0") as stream:
+            assert await stream.receive() is None
+            assert await stream.wait_exit() == 0 and stream.exit_signal is None
+    await conn.aclose()

@@ -24,6 +24,7 @@ cancellably between attempts.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import attrs
 import paramiko
+from paramiko.common import MSG_CHANNEL_REQUEST
 
 from linkops.ssh.errors import HostKeyMismatchError, SshAuthError, SshError
 from linkops.ssh.keys import HostKeyPin, load_private_key
@@ -40,6 +42,39 @@ from linkops.ssh.known_hosts import KnownHosts
 # what failed, with the link's name, so its chatter stays out of the service log.
 PARAMIKO_LOG = "linkops.ssh.paramiko"
 logging.getLogger(PARAMIKO_LOG).setLevel(logging.CRITICAL)
+
+
+# Exit status reported for a remote process killed by a signal: 128 + signal number, the
+# shell's convention ($? is 143 after SIGTERM). The signal name is kept on the channel.
+EXIT_SIGNAL_ATTR = "linkops_exit_signal"
+
+
+def _handle_channel_request(chan: paramiko.Channel, m: paramiko.Message) -> None:
+    # paramiko ignores "exit-signal" (RFC 4254 §6.10), leaving a killed command without any
+    # status; record it, and hand every other request to paramiko unchanged.
+    start = m.packet.tell()
+    if m.get_text() == "exit-signal":
+        m.get_boolean()  # want_reply: always false for exit-signal
+        name = m.get_text()
+        try:
+            number = int(signal.Signals[f"SIG{name}"])
+        except KeyError:
+            number = 0  # an unknown signal: 128 still says "killed"
+        setattr(chan, EXIT_SIGNAL_ATTR, name)
+        chan.exit_status = 128 + number
+        chan.status_event.set()
+        return
+    m.packet.seek(start)
+    paramiko.Channel._handle_request(chan, m)  # type: ignore[attr-defined]
+
+
+class _Transport(paramiko.Transport):
+    """paramiko's Transport plus exit-signal handling (pinned paramiko: see pyproject)."""
+
+    _channel_handler_table = {  # noqa: RUF012 - paramiko's own class-level dispatch table
+        **paramiko.Transport._channel_handler_table,  # type: ignore[attr-defined]
+        MSG_CHANNEL_REQUEST: _handle_channel_request,
+    }
 
 
 @attrs.frozen
@@ -132,7 +167,7 @@ def open_hop(
     sock = _open_socket(hop, target, timeouts, via)
     transport: paramiko.Transport | None = None
     try:
-        transport = paramiko.Transport(sock)
+        transport = _Transport(sock)
         transport.set_log_channel(PARAMIKO_LOG)
         transport.banner_timeout = timeouts.banner
         transport.handshake_timeout = timeouts.banner

@@ -36,13 +36,14 @@ from typing import Final
 import paramiko
 import trio
 
+from linkops.ssh.client import EXIT_SIGNAL_ATTR
 from linkops.ssh.errors import SshError
 
 CHUNK: Final = 32768
 POLL_SECONDS: Final = 0.25
 BUFFERED_CHUNKS: Final = 16
-# Exit code reported when the channel closed without an exit status (e.g. killed by a signal:
-# paramiko ignores "exit-signal").
+# Exit code reported when the channel closed without an exit status or signal (e.g. we closed
+# it first). A command killed by signal N reports 128 + N (see linkops.ssh.client).
 NO_EXIT_STATUS: Final = -1
 
 _STOP_PUMP = (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError,
@@ -205,13 +206,20 @@ class ExecStream(_ChannelPump):
     async def wait_exit(self) -> int:
         """The exit code, once the output was read and the command ended.
 
-        Returns ``-1`` when the channel closed without an exit status (killed by a signal, or
-        closed by us). Read the output first (until ``None``): the pump does not drop output,
-        so an unread buffer keeps the command from finishing.
+        A command killed by a signal reports ``128 + signal number`` (143 for SIGTERM, as
+        ``$?`` in a shell; :attr:`exit_signal` names it); ``-1`` means the channel closed
+        without either (e.g. closed by us). Read the output first (until ``None``): the pump
+        does not drop output, so an unread buffer keeps the command from finishing.
 
         *Errors*: :class:`SshError` (reason ``closed``) when the connection died first.
         """
         return await self._wait()
+
+    @property
+    def exit_signal(self) -> str | None:
+        """The signal that killed the command (``"TERM"``, ``"KILL"``…), once it ended."""
+        name = getattr(self._chan, EXIT_SIGNAL_ATTR, None)
+        return name if isinstance(name, str) else None
 
     async def __aenter__(self) -> ExecStream:
         return self
