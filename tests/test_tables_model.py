@@ -17,7 +17,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from linkops.tables.schema import TABLES
+from linkops.tables.schema import RECENT_WINDOW, TABLES
 from linkops.timeutil import to_iso
 
 Row = dict[str, Any]
@@ -184,6 +184,7 @@ def table_rows(table: str, ms: Sequence[Row], ops: Sequence[Row]) -> list[Row]:
     if table == "tbl_operations_history":
         return [operation_row(o) for o in ops if o["status"] not in ("queued", "running")]
     if table == "tbl_recent_activity":
+        newest = sorted(ops, key=lambda o: (o["created_at"], o["seq"]), reverse=True)
         return [
             {
                 "kind": "operation",
@@ -195,7 +196,7 @@ def table_rows(table: str, ms: Sequence[Row], ops: Sequence[Row]) -> list[Row]:
                 "at": o["created_at"],
                 "ended_at": o["ended_at"],
             }
-            for o in ops
+            for o in newest[:RECENT_WINDOW]
         ]
     raise AssertionError(f"no model for {table}")
 

@@ -58,6 +58,12 @@ CREATE TABLE machines (
 CREATE INDEX machines_type ON machines (type, id);
 CREATE INDEX machines_status ON machines (status, id);
 CREATE INDEX machines_enrolled ON machines (enrolled, id);
+-- Table engine (linkops/tables): filter by type + sort by name, sort by name or last_seen,
+-- and the per-type counts of tbl_infrastructure from the index alone.
+CREATE INDEX machines_type_name ON machines (type, name, id);
+CREATE INDEX machines_name ON machines (name, id);
+CREATE INDEX machines_last_seen ON machines (last_seen, id);
+CREATE INDEX machines_type_counts ON machines (type, status, enrolled);
 
 CREATE TABLE scripts (
     id TEXT PRIMARY KEY,
@@ -95,6 +101,9 @@ CREATE TABLE operations (
 CREATE INDEX operations_status ON operations (status, created_at);
 CREATE INDEX operations_created ON operations (created_at, seq);
 CREATE INDEX operations_started ON operations (started_at, seq);
+-- tbl_operations (active): a few queued/running rows among 100k finished ones. The WHERE
+-- must stay textually identical to the table's source for SQLite to use this partial index.
+CREATE INDEX operations_active ON operations (created_at, seq) WHERE status IN ('queued', 'running');
 
 CREATE TABLE operation_logs (
     id INTEGER PRIMARY KEY,

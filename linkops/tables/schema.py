@@ -195,17 +195,24 @@ TBL_INFRASTRUCTURE = Table(
 
 # One row per operation and per terminal session. `ref` is the operation id or the session
 # number as text, so (kind, ref) is unique; `at` is when it happened (created/opened).
+# "Recent" is a sliding window of the RECENT_WINDOW newest of each kind: each branch is then
+# an index scan (operations_created, terminal_sessions_opened) and the union stays small, where
+# an unbounded union of 100k operations would be sorted whole for every page.
+RECENT_WINDOW = 500
+
 TBL_RECENT_ACTIVITY = Table(
     name="tbl_recent_activity",
-    description="Latest operations and terminal sessions, newest first.",
+    description=f"The {RECENT_WINDOW} latest operations and terminal sessions, newest first.",
     source=(
-        "SELECT 'operation' AS kind, id AS ref, status, triggered_by AS actor,"
+        "SELECT * FROM (SELECT 'operation' AS kind, id AS ref, status, triggered_by AS actor,"
         " targets AS target, scripts AS detail, created_at AS at, ended_at FROM operations"
+        f" ORDER BY created_at DESC, seq DESC LIMIT {RECENT_WINDOW:d})"
         " UNION ALL"
-        " SELECT 'terminal' AS kind, CAST(id AS TEXT) AS ref,"
+        " SELECT * FROM (SELECT 'terminal' AS kind, CAST(id AS TEXT) AS ref,"
         " CASE WHEN closed_at IS NULL THEN 'open' ELSE 'closed' END AS status,"
         " username AS actor, target, workspace_id || '/' || pane AS detail,"
         " opened_at AS at, closed_at AS ended_at FROM terminal_sessions"
+        f" ORDER BY opened_at DESC, id DESC LIMIT {RECENT_WINDOW:d})"
     ),
     columns=(
         _c("kind"),
