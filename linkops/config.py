@@ -56,6 +56,8 @@ class GitSettings:
     secrets_file: str = "secrets.ini"
     timeout_seconds: float = 120.0
     max_repo_mb: int = 200
+    # CA bundle for an HTTPS remote with a private CA (e.g. an internal Gitea).
+    ca_file: Path | None = None
 
 
 @attrs.frozen
@@ -254,6 +256,8 @@ def validate(s: Settings) -> None:
         "[git] sync_interval_minutes",
         "must be 0 (off) or positive",
     )
+    _require(s.git.timeout_seconds > 0, "[git] timeout_seconds", "must be positive")
+    _require(s.git.max_repo_mb >= 1, "[git] max_repo_mb", "must be at least 1")
     _require(
         s.logging.level.upper() in LOG_LEVELS,
         "[logging] level",

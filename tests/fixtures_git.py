@@ -5,18 +5,24 @@ that serves them with a deploy key, and an inventory service wired to a temp dat
   plus a :class:`RepoWriter` to change, commit, push and force-push it.
 - ``git_sshd``: a real ``/usr/sbin/sshd`` on 127.0.0.1 that only runs ``git-shell`` for one
   deploy key (``authorized_keys`` with ``restrict,command=…``). Ended by PID.
+- ``git_https``: git's smart HTTP (``git http-backend``) over TLS with a self-signed
+  certificate, answering only requests whose Basic auth password is its token.
 - ``inventory``: ``(settings, db, InventoryService)`` syncing ``config_repo`` by path.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +248,105 @@ def git_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitSshd]:
             except subprocess.TimeoutExpired:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+# -- git's smart HTTP over TLS, with a token, for the HTTPS path ---------------------------
+
+
+class _GitHttpHandler(BaseHTTPRequestHandler):
+    """Runs ``git http-backend`` (CGI) for requests that carry the right token."""
+
+    server: _GitHttpServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        user, _, token = (base64.b64decode(auth[6:]).decode() if auth.startswith("Basic ")
+                          else "").partition(":")
+        self.server.seen_users.append(user)
+        if token != self.server.token:
+            self.server.denied += 1
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="linkops-test"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {
+            **_TEST_GIT_ENV, "GIT_PROJECT_ROOT": "/", "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": user, "REMOTE_ADDR": "127.0.0.1",
+            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+        }
+        done = subprocess.run(["git", "http-backend"], input=body, env=env,
+                              capture_output=True, check=False, timeout=60)
+        head, _, payload = done.stdout.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class _GitHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, token: str) -> None:
+        super().__init__(("127.0.0.1", 0), _GitHttpHandler)
+        self.token = token
+        self.denied = 0
+        self.seen_users: list[str] = []
+
+
+@attrs.frozen
+class GitHttps:
+    port: int
+    token: str
+    ca_file: Path  # the server's self-signed certificate
+    server: _GitHttpServer
+
+    def url(self, bare: Path, credentials: str = "") -> str:
+        return f"https://{credentials}127.0.0.1:{self.port}{bare}"
+
+
+@pytest.fixture(scope="session")
+def git_https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttps]:
+    root = tmp_path_factory.mktemp("git-https")
+    cert, key = root / "cert.pem", root / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)
+    server = _GitHttpServer(token="tok-" + os.urandom(12).hex())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield GitHttps(port=server.server_address[1], token=server.token, ca_file=cert,
+                       server=server)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -27,7 +27,7 @@ Hardening, because the repository's content is not trusted:
 and leaves the checkout wherever it was (the next update repairs it with ``reset --hard``).
 
 *Errors*: :class:`~linkops.errors.UnavailableError` ``GIT_UNREACHABLE`` (remote problems;
-``details.reason`` is ``auth``, ``not_found``, ``network``, ``timeout``, ``host_key``,
+``details.reason`` is ``auth``, ``not_found``, ``network``, ``timeout``, ``host_key``, ``tls``,
 ``branch_not_found`` or ``git_error``), ``GIT_REPO_TOO_LARGE``;
 :class:`~linkops.errors.ValidationError` ``INVALID_REPOSITORY_URL`` / ``INVALID_BRANCH``;
 :class:`~linkops.ssh.errors.SshKeyError` for a deploy key that is missing or not 0600.
@@ -168,6 +168,8 @@ def _reason(stderr: str) -> tuple[str, str]:
     text = stderr.lower()
     table = (
         ("host_key", ("host key verification failed", "remote host identification has changed")),
+        ("tls", ("ssl certificate problem", "certificate verify failed",
+                 "server certificate verification failed")),
         ("auth", ("permission denied", "authentication failed", "could not read username",
                   "could not read password", "terminal prompts disabled", "invalid username",
                   "http basic: access denied", "403")),
@@ -180,6 +182,7 @@ def _reason(stderr: str) -> tuple[str, str]:
     )
     messages = {
         "host_key": "the server's host key was refused",
+        "tls": "the server's TLS certificate was refused",
         "auth": "authentication failed",
         "branch_not_found": "the branch does not exist on the remote",
         "not_found": "repository not found",
@@ -210,6 +213,7 @@ class GitCheckout:
         known_hosts: Path,
         token: str | None,
         strict_host_keys: bool = False,
+        ca_file: Path | None = None,
     ) -> None:
         self.remote = remote
         self.branch = check_branch(branch)
@@ -221,6 +225,7 @@ class GitCheckout:
         # [ssh] host_key_policy: "accept-new" records unknown hosts, "strict" refuses them.
         # A changed key is refused either way.
         self.strict_host_keys = strict_host_keys
+        self.ca_file = ca_file
         # A password embedded in the URL counts as the token when no token is configured.
         self._token = token or remote.password
         self._secrets = [s for s in (self._token,) if s]
@@ -228,7 +233,8 @@ class GitCheckout:
     # -- environment ----------------------------------------------------------------------
 
     def _config_pairs(self) -> list[tuple[str, str]]:
-        return [
+        extra = [("http.sslCAInfo", str(self.ca_file))] if self.ca_file is not None else []
+        return [*extra,
             ("core.hooksPath", "/dev/null"),
             ("core.fsmonitor", "false"),
             ("core.symlinks", "true"),

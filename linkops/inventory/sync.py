@@ -266,6 +266,7 @@ class InventoryService:
             timeout=git.timeout_seconds, max_bytes=git.max_repo_mb * 1024 * 1024,
             ssh_key=git.ssh_key_path, known_hosts=known_hosts, token=token,
             strict_host_keys=self.settings.ssh.host_key_policy == "strict",
+            ca_file=git.ca_file,
         )
 
     def _secrets_path(self) -> Path:
