@@ -14,7 +14,8 @@ set -euo pipefail
 # private (config, keys, data) gets an explicit mode below.
 umask 0022
 
-readonly SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly SCRIPT_DIR
 readonly SERVICE_USER=linkops
 readonly SERVICE=linkopsd.service
 
@@ -25,7 +26,7 @@ WHEEL=""
 SOURCE=""
 VENV_FROM=""
 PYTHON=""
-ADMIN_NAME=admin
+ADMIN_NAME="admin"
 
 usage() {
     cat <<EOF

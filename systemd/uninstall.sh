@@ -95,6 +95,8 @@ elif getent passwd "$SERVICE_USER" >/dev/null; then
     userdel "$SERVICE_USER"
     # useradd --user-group made a group of the same name; userdel removes it when it is
     # nobody else's primary group.
-    getent group "$SERVICE_USER" >/dev/null && groupdel "$SERVICE_USER" 2>/dev/null || true
+    if getent group "$SERVICE_USER" >/dev/null; then
+        groupdel "$SERVICE_USER" 2>/dev/null || true
+    fi
     log "removed user $SERVICE_USER"
 fi
