@@ -49,7 +49,8 @@ async def test_sandbox_shell_is_lean(ssh_env: SshEnv) -> None:
             best = min([(await conn.run("true")).duration for _ in range(5)])
     await manager.aclose()
     assert home.stdout.decode().strip().endswith("/hosts/sbx-01/home")
-    assert best < 0.08, f"`true` took {best:.3f} s: the target shell is not lean"
+    # Generous bound (the machine is shared); test_sandbox compares against a pyenv shell.
+    assert best < 0.25, f"`true` took {best:.3f} s: the target shell is not lean"
 
 
 async def test_pool_reuses_a_healthy_connection(ssh_env: SshEnv) -> None:
