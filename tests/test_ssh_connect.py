@@ -309,3 +309,20 @@ async def test_silently_vanished_host_is_detected_by_keepalive(tmp_path: Path) -
             await conn.aclose()
         assert info.value.reason == "closed"
         assert elapsed < 8.0
+
+
+async def test_reaper_closes_idle_pooled_connections(ssh_env: SshEnv) -> None:
+    manager = ssh_env.manager()
+    manager.idle_timeout = 0.2
+    with trio.fail_after(20):
+        async with manager.connection(ssh_env.links["sbx-01"], ssh_env.links) as conn:
+            assert conn.is_healthy()
+        assert manager.pooled_count() == 1
+        async with trio.open_nursery() as nursery:
+            await nursery.start(lambda task_status: manager.run(task_status=task_status,
+                                                                interval=0.1))
+            while manager.pooled_count():
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    assert not conn.is_healthy()
+    await manager.aclose()

@@ -419,6 +419,15 @@ class SshManager:
             if i < excess or now - last_used > self.idle_timeout or not entry.conn.is_healthy():
                 await self._drop(hops, entry)
 
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                  interval: float = 30.0) -> None:
+        """Optional root-nursery service: close idle or dead pooled connections every
+        ``interval`` seconds (without it they are reaped on the next pool access)."""
+        task_status.started()
+        while True:
+            await trio.sleep(interval)
+            await self._reap()
+
     def pooled_count(self) -> int:
         return sum(len(es) for es in self._pool.values())
 
