@@ -264,6 +264,7 @@ def test_stop_a_long_operation(app: WebDriver, demo_service: DemoService) -> Non
     with demo_service.http() as http:
         assert http.get(f"/api/operations/{op_id}").json()["status"] == "stopped"
     # History lists it, newest first.
+    app.execute_script("window.scrollTo(0, 0)")
     app.find_element(By.ID, "ops-show-history").click()
     first = wait_for("the history list", lambda: app.find_element(
         By.CSS_SELECTOR, "#ops-table tbody tr"))

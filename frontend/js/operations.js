@@ -38,7 +38,12 @@ export function init() {
   $("#op-download").addEventListener("click", () => {
     if (current) downloadText(`${current.id}.log`, current.log.fullText());
   });
-  initRunForm({ onStarted: (id, op) => openOperation(id, op) });
+  initRunForm({
+    onStarted: (id, op) => {
+      openOperation(id, op);
+      refreshList();
+    },
+  });
 }
 
 export function show() {

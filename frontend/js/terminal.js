@@ -182,10 +182,20 @@ function fitAll() {
 }
 
 function setPaneStatus(pane, status, message = "") {
+  const wasLive = ["connected", "enrolled"].includes(pane.status);
   pane.status = status;
+  // The server says "enrolled" once the client ID on the host matched, then "connected":
+  // keep showing the enrollment next to the connection state.
+  if (status === "enrolled") pane.enrolled = true;
+  else if (status !== "connected") pane.enrolled = false;
   const kind = { connected: "ok", enrolled: "ok", connecting: "warn", error: "bad", closed: "muted", idle: "muted" }[status] || "muted";
   const label = status === "enrolled" ? "enrolled ✓" : status === "idle" ? "not connected" : status;
-  pane.statusEl.replaceChildren(badge(label, kind, message));
+  pane.statusEl.replaceChildren(
+    badge(label, kind, message),
+    status === "connected" && (pane.enrolled || enrolledLinks.some((l) => l.id === pane.target))
+      ? badge("enrolled ✓", "ok", "client ID verified on connect") : null,
+  );
+  pane.wasLive = wasLive;
   pane.el.dataset.status = status;
   const live = status === "connected" || status === "enrolled" || status === "connecting";
   pane.disconnectBtn.disabled = !live;
@@ -296,7 +306,9 @@ function onMessage(raw) {
       toast(`Pane ${msg.pane}: ${msg.message || "connection error"}`, "error");
       if (pane.term) pane.term.write(`\r\n\x1b[31m[${msg.message || "error"}]\x1b[0m\r\n`);
     }
-    if (st === "closed" && pane.term) pane.term.write("\r\n\x1b[90m[session closed]\x1b[0m\r\n");
+    if (st === "closed" && pane.wasLive && pane.term) {
+      pane.term.write("\r\n\x1b[90m[session closed]\x1b[0m\r\n");
+    }
   }
 }
 
