@@ -89,6 +89,19 @@ if [[ -n "$VENV_FROM" ]]; then
 fi
 PYTHON="${PYTHON:-python3}"
 
+# A source tree carries only our own frontend files; the terminal emulator (xterm.js) is
+# vendored from the npm lock by frontend/build.py. A wheel from `nox -s package` has it.
+if [[ -z "$WHEEL" && -f "$PACKAGE/frontend/build.py" ]] \
+        && ! python3 "$PACKAGE/frontend/build.py" --check >/dev/null 2>&1; then
+    if command -v npm >/dev/null 2>&1; then
+        log "vendoring the frontend's third-party files (npm ci)"
+        python3 "$PACKAGE/frontend/build.py"
+    else
+        die "frontend/vendor is missing and npm is not installed: build the wheel with \
+\`nox -s package\` on a machine with npm and run this script with --wheel dist/linkops-*.whl"
+    fi
+fi
+
 if [[ -z "$ROOT" && $EUID -ne 0 ]]; then
     die "run as root (or use --root DIR for a staging install)"
 fi
@@ -202,7 +215,7 @@ if [[ -n "$VENV_FROM" ]]; then
     deps="$("$VENV_FROM/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     site="$("$venv_python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     printf '%s\n' "$deps" >"$site/linkops-deps.pth"
-    log "installing $(basename "$PACKAGE") into $venv_dir (dependencies from $VENV_FROM)"
+    log "installing $PACKAGE into $venv_dir (dependencies from $VENV_FROM)"
     # A wheel needs no index at all; a source tree needs one for its build backend.
     offline=()
     if [[ -n "$WHEEL" ]]; then offline=(--no-index); fi
@@ -212,7 +225,7 @@ else
     if [[ ! -x "$venv_dir/bin/pip" ]]; then
         "$PYTHON" -m venv "$venv_dir"
     fi
-    log "installing $(basename "$PACKAGE") and its dependencies into $venv_dir"
+    log "installing $PACKAGE and its dependencies into $venv_dir"
     "$venv_dir/bin/pip" install --quiet --upgrade "$PACKAGE"
     # Same version number, new code (a rebuilt wheel): replace the package itself too.
     "$venv_dir/bin/pip" install --quiet --no-deps --force-reinstall "$PACKAGE"

@@ -279,3 +279,21 @@ def test_bad_usage_exits_2_and_missing_wheel_exits_1(tmp_path: Path) -> None:
     assert "not found" in missing.stderr
     assert subprocess.run([str(UNINSTALL), "--bogus"], capture_output=True,
                           timeout=30).returncode == 2
+
+
+def test_install_from_the_source_tree(tmp_path: Path) -> None:
+    """Without --wheel the installer builds this checkout (its frontend already vendored)."""
+    root = tmp_path / "root"
+    result = subprocess.run(
+        [str(INSTALL), "--root", str(root), "--no-apt", "--venv-from", str(VENV_FROM)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"installing {REPO} into" in result.stdout
+    site = next((root / "opt/linkops/lib").glob("python3*/site-packages"))
+    # Installed as a real copy (not an editable link back to the checkout), with the
+    # frontend and the config template as package data.
+    assert (site / "linkops/__init__.py").is_file()
+    assert (site / "linkops/templates/config.ini.template").is_file()
+    assert (site / "linkops/frontend/index.html").is_file()
+    assert list((site / "linkops/frontend/vendor").rglob("*.js"))
