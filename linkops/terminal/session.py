@@ -39,12 +39,14 @@ log = logging.getLogger("linkops.terminal")
 
 INPUT_QUEUE: Final = 256
 CLEANUP_SECONDS: Final = 5.0
+CHANNEL_CLOSE_SECONDS: Final = 1.0
 
 
 class Shell(Protocol):
     async def receive_some(self) -> bytes: ...
     async def send(self, data: bytes) -> None: ...
     async def resize(self, cols: int, rows: int) -> None: ...
+    async def wait_exit(self) -> int: ...
     async def aclose(self) -> None: ...
 
 
@@ -158,12 +160,21 @@ class PaneSession:
             self.finished.set()
 
     async def _release(self) -> None:
-        for closer in (self._shell.aclose, self._connection.aclose):
-            try:
-                await closer()
-            except Exception as exc:  # a dead connection may fail to close; log, go on
-                log.info("terminal.close_failed", extra={"context": {
-                    "target": self.target, "error": repr(exc)}})
+        try:
+            await self._shell.aclose()
+            # The SSH layer's pump thread sends CHANNEL_CLOSE (sshd then hangs up the shell at
+            # once); closing the transport before that would leave the remote shell to linger
+            # until sshd notices the dead TCP connection (~2 s).
+            with trio.move_on_after(CHANNEL_CLOSE_SECONDS):
+                await self._shell.wait_exit()
+        except Exception as exc:  # a dead connection may fail to close; log, go on
+            log.info("terminal.close_failed", extra={"context": {
+                "target": self.target, "error": repr(exc)}})
+        try:
+            await self._connection.aclose()
+        except Exception as exc:
+            log.info("terminal.close_failed", extra={"context": {
+                "target": self.target, "error": repr(exc)}})
 
     async def _output_pump(self) -> None:
         while True:
