@@ -8,15 +8,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from linkops.config import Settings
+from linkops import server
 from linkops.converters import structure
 from linkops.db import Database
-from linkops.errors import NotFoundError, ValidationError
+from linkops.errors import ValidationError
 from linkops.inventory import InventoryService, LinkQuery
 from linkops.inventory.queries import LINK_SORT_COLUMNS, LINK_STATUSES
 from linkops.inventory.secrets import parse_secrets
@@ -347,19 +348,22 @@ def _subset(api: dict[str, Any], expected: dict[str, Any]) -> bool:
 
 
 async def test_property_7_links_list_is_the_whole_inventory(
-        settings: Settings, database: Database) -> None:
+        running: server.Running, client: httpx.AsyncClient) -> None:
     """Property 7: the links endpoint returns the whole inventory with enrollment, SSH and
     health."""
-    service = InventoryService(settings, database)
+    db = running.services.db
 
     @PROP
     @given(stored_inventories())
     def prop(generated: tuple[dict[str, Any], dict[str, dict[str, Any]]]) -> None:
         links, state = generated
-        call(_store, database, links, state)
-        listed = call(service.list_links)
-        assert sorted(item["id"] for item in listed) == sorted(links)
-        for item in listed:
+        call(_store, db, links, state)
+        response = call(client.get, "/api/links")
+        assert response.status_code == 200
+        listed = response.json()
+        assert listed["count"] == len(links)
+        assert sorted(item["id"] for item in listed["links"]) == sorted(links)
+        for item in listed["links"]:
             expected = _expected_api(item["id"], links[item["id"]], state[item["id"]])
             assert _subset(item, expected), (item, expected)
 
@@ -367,49 +371,53 @@ async def test_property_7_links_list_is_the_whole_inventory(
 
 
 async def test_property_8_lookup_by_id_returns_exactly_that_link(
-        settings: Settings, database: Database) -> None:
+        running: server.Running, client: httpx.AsyncClient) -> None:
     """Property 8: lookup by id returns exactly that link."""
-    service = InventoryService(settings, database)
+    db = running.services.db
 
     @PROP
     @given(stored_inventories(), st.data())
     def prop(generated: tuple[dict[str, Any], dict[str, dict[str, Any]]],
              data: st.DataObject) -> None:
         links, state = generated
-        call(_store, database, links, state)
-        listed = {item["id"]: item for item in call(service.list_links)}
+        call(_store, db, links, state)
+        listed = {item["id"]: item for item in call(client.get, "/api/links").json()["links"]}
         link_id = data.draw(st.sampled_from(sorted(links)))
-        assert call(service.get_link, link_id) == listed[link_id]
+        one = call(client.get, f"/api/links/{link_id}")
+        assert one.status_code == 200
+        assert one.json() == listed[link_id]
         missing = data.draw(ids.filter(lambda i: i not in links))
-        try:
-            call(service.get_link, missing)
-        except NotFoundError as exc:
-            assert (exc.code, exc.status, exc.details["id"]) == ("LINK_NOT_FOUND", 404, missing)
-        else:
-            raise AssertionError("unknown id was found")
+        response = call(client.get, f"/api/links/{missing}")
+        assert response.status_code == 404
+        error = response.json()["error"]
+        assert (error["code"], error["details"]["id"]) == ("LINK_NOT_FOUND", missing)
 
     await run_property(prop)
 
 
 async def test_property_9_filters_return_exactly_the_matching_subset(
-        settings: Settings, database: Database) -> None:
+        running: server.Running, client: httpx.AsyncClient) -> None:
     """Property 9: filtering returns exactly the matching subset."""
-    service = InventoryService(settings, database)
+    db = running.services.db
 
     @PROP
     @given(stored_inventories(), st.data())
     def prop(generated: tuple[dict[str, Any], dict[str, dict[str, Any]]],
              data: st.DataObject) -> None:
         links, state = generated
-        call(_store, database, links, state)
+        call(_store, db, links, state)
         all_tags = sorted({t for e in links.values() for t in e.get("tags", [])}) or ["none"]
         types = data.draw(st.lists(st.sampled_from([*LINK_TYPES, "Other"]), max_size=2))
         statuses = data.draw(st.lists(st.sampled_from(LINK_STATUSES), max_size=2))
         enrolled = data.draw(st.sampled_from([None, "true", "false", "1", "0"]))
         tags = data.draw(st.lists(st.sampled_from(all_tags), max_size=2))
-        query = LinkQuery.from_args(types=types, statuses=statuses, enrolled=enrolled,
-                                    tags=tags)
-        got = [item["id"] for item in call(service.list_links, query)]
+        params: list[tuple[str, str]] = [("type", t) for t in types]
+        params += [("status", s) for s in statuses] + [("tag", t) for t in tags]
+        if enrolled is not None:
+            params.append(("enrolled", enrolled))
+        response = call(client.get, "/api/links", params=params)
+        assert response.status_code == 200, response.text
+        got = [item["id"] for item in response.json()["links"]]
         want_enrolled = None if enrolled is None else enrolled in ("true", "1")
         expected = sorted(
             link_id for link_id, entry in links.items()
@@ -437,9 +445,9 @@ def _sort_value(item: dict[str, Any], column: str) -> Any:
 
 
 async def test_property_10_sorting_orders_and_breaks_ties_by_id(
-        settings: Settings, database: Database) -> None:
+        running: server.Running, client: httpx.AsyncClient) -> None:
     """Property 10: sorting orders results, ties broken consistently (by id)."""
-    service = InventoryService(settings, database)
+    db = running.services.db
 
     @PROP
     @given(stored_inventories(), st.sampled_from(sorted(LINK_SORT_COLUMNS)),
@@ -447,15 +455,16 @@ async def test_property_10_sorting_orders_and_breaks_ties_by_id(
     def prop(generated: tuple[dict[str, Any], dict[str, dict[str, Any]]], column: str,
              direction: str) -> None:
         links, state = generated
-        call(_store, database, links, state)
-        got = call(service.list_links, LinkQuery.from_args(sort=column, direction=direction))
+        call(_store, db, links, state)
+        params = {"sort": column, "dir": direction}
+        got = call(client.get, "/api/links", params=params).json()["links"]
         # SQLite puts NULL first in ascending order; DESC reverses the whole key (id too).
         expected = sorted(got, key=lambda i: (_sort_value(i, column) is not None,
                                               _sort_value(i, column), i["id"]))
         if direction == "desc":
             expected.reverse()
         assert [i["id"] for i in got] == [i["id"] for i in expected]
-        again = call(service.list_links, LinkQuery.from_args(sort=column, direction=direction))
+        again = call(client.get, "/api/links", params=params).json()["links"]
         assert [i["id"] for i in again] == [i["id"] for i in got]
 
     await run_property(prop)
