@@ -326,3 +326,41 @@ async def test_reaper_closes_idle_pooled_connections(ssh_env: SshEnv) -> None:
             nursery.cancel_scope.cancel()
     assert not conn.is_healthy()
     await manager.aclose()
+
+
+async def test_three_hop_chain_over_loopback(ssh_env: SshEnv) -> None:
+    """sbx-03 through sbx-02 through sbx-01: every hop tunnels through the previous one."""
+    links = dict(ssh_env.links)
+    links["sbx-02"] = attrs.evolve(links["sbx-02"], ssh=attrs.evolve(links["sbx-02"].ssh,
+                                                                     proxyJump="sbx-01"))
+    links["sbx-03"] = attrs.evolve(links["sbx-03"], ssh=attrs.evolve(links["sbx-03"].ssh,
+                                                                     proxyJump="sbx-02"))
+    manager = ssh_env.manager(host_key_policy="strict")
+    with trio.fail_after(30):
+        conn = await manager.connect(links["sbx-03"], links)
+        result = await conn.run("echo $LINKOPS_SANDBOX_HOST")
+        await conn.aclose()
+    assert [h.link_id for h in conn.hops] == ["sbx-01", "sbx-02", "sbx-03"]
+    assert result.stdout == b"sbx-03\n"
+
+
+async def test_small_thread_limit_does_not_starve_streams(ssh_env: SshEnv) -> None:
+    """Long-lived pumps do not hold the short-call limiter: 2 threads serve 6 streams."""
+    manager = ssh_env.manager(max_threads=2)
+    names = ["sbx-01", "sbx-02", "sbx-03"]
+    outputs: list[bytes] = []
+
+    async def user(i: int) -> None:
+        link = ssh_env.links[names[i % 3]]
+        async with manager.connection(link, ssh_env.links) as conn:
+            async with await conn.open_exec(f"sleep 0.3; echo {i}") as stream:
+                while (item := await stream.receive()) is not None:
+                    outputs.append(item[1])
+                assert await stream.wait_exit() == 0
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for i in range(6):
+                nursery.start_soon(user, i)
+    assert sorted(outputs) == [f"{i}\n".encode() for i in range(6)]
+    await manager.aclose()
