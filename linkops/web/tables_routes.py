@@ -1,0 +1,33 @@
+"""``/api/tables``: the table query engine over HTTP (SPEC §3 Tables).
+
+Thin routes over :class:`linkops.tables.TableService` (``services().tables``):
+
+- ``POST /api/tables/query`` — body ``{table, columns?, filters?, sort?, page?}`` →
+  ``{table, rows, page: {size, next_cursor}, meta: {as_of, query, columns}}``; every
+  validation failure is a 400 with ``INVALID_TABLE`` / ``INVALID_COLUMN`` /
+  ``INVALID_OPERATOR`` / ``INVALID_FILTER`` / ``INVALID_CURSOR`` / ``VALIDATION_ERROR``.
+- ``GET /api/tables`` — the declared tables with their typed columns, key and default sort.
+
+A query only reads, so it is a POST only because its body is structured JSON.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, jsonify
+
+from linkops.web.common import authenticated, json_body, services
+
+blueprint = Blueprint("tables", __name__)
+
+
+@blueprint.post("/api/tables/query")
+@authenticated
+async def query_table() -> Response:
+    body = await json_body()
+    return jsonify(await services().tables.query(body))
+
+
+@blueprint.get("/api/tables")
+@authenticated
+async def list_tables() -> Response:
+    return jsonify({"tables": services().tables.describe()})
