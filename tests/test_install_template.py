@@ -117,3 +117,22 @@ def test_values_shown_are_the_defaults(tmp_path: Path) -> None:
     assert raw["ssh"]["known_hosts_path"] == str(config.SshSettings().known_hosts_path)
     assert raw["git"]["local_path"] == str(config.GitSettings().local_path)
     assert raw["logging"]["path"] == str(config.LoggingSettings().path)
+
+
+def test_configuration_reference_documents_every_key() -> None:
+    """docs/configuration.md has a row ``| `key` | default | effect |`` for every setting,
+    under its section's heading, showing the same default as the template."""
+    doc = (Path(__file__).resolve().parents[1] / "docs/configuration.md").read_text()
+    everything = sections_of(OPTIONAL.sub(r"\1", template()))
+    parts = re.split(r"^## \[([a-z]+)\]$", doc, flags=re.MULTILINE)
+    documented = {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+    assert set(documented) == set(config._SECTIONS)
+    for name, cls in config._SECTIONS.items():
+        rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([^|]*) \|", documented[name], re.MULTILINE))
+        assert set(rows) == {f.name for f in attrs.fields(cls)}, f"[{name}]"
+        for key, shown in rows.items():
+            value = everything[name][key]
+            if value == "":
+                assert shown.strip().startswith("*("), f"[{name}] {key}: {shown!r}"
+            else:
+                assert shown.strip() == f"`{value}`", f"[{name}] {key}: {shown!r} vs {value!r}"
