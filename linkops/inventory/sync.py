@@ -205,11 +205,12 @@ class InventoryService:
         forced = False
         try:
             remote = self._remote()
-            checkout = await self._checkout(remote)
-            update = await checkout.update()
+            local_secrets = await trio.to_thread.run_sync(self._local_secrets)
+            git = self._git_checkout(remote, local_secrets or self._secrets)
+            update = await git.update()
             commit, forced = update.commit, update.forced
-            root = self.settings.git.local_path
-            inventory, secrets = await trio.to_thread.run_sync(self._load, root)
+            inventory, repo_secrets = await trio.to_thread.run_sync(
+                self._load, self.settings.git.local_path)
             warnings = await trio.to_thread.run_sync(self._key_warnings, inventory)
         except LinkOpsError as exc:
             return await self._record_failure(trigger, started, commit, previous_active,
@@ -231,7 +232,7 @@ class InventoryService:
             return {"changes": changes, "ended": ended}
 
         written = await self.db.write(write)
-        self._secrets = secrets
+        self._secrets = local_secrets or repo_secrets
         result = SyncResult(success=True, commit_hash=commit, timestamp=written["ended"],
                             changes=written["changes"], forced=forced,
                             warnings=tuple(warnings), active_commit=commit)
@@ -251,11 +252,10 @@ class InventoryService:
                                    code="GIT_NOT_CONFIGURED")
         return parse_remote_url(self.settings.git.repository_url)
 
-    async def _checkout(self, remote: RemoteUrl) -> GitCheckout:
+    def _git_checkout(self, remote: RemoteUrl, current: Secrets | None) -> GitCheckout:
+        """The checkout with credentials: secrets.ini values win over config.ini's."""
         git = self.settings.git
         token = git.token or None
-        local = await trio.to_thread.run_sync(self._local_secrets)
-        current = local or self._secrets
         if current is not None and current.git_token:
             token = current.git_token
         known_hosts = self.settings.ssh.known_hosts_path
@@ -278,11 +278,11 @@ class InventoryService:
         return read_secrets_file(path, str(path)) if path.is_absolute() else None
 
     def _load(self, root: Path) -> tuple[Inventory, Secrets | None]:
-        """Blocking: validate the checkout and read secrets.ini (worker thread)."""
+        """Blocking: validate the checkout and read its secrets.ini, if it has one there."""
         inventory = load_inventory(root)
         path = self._secrets_path()
         if path.is_absolute():
-            return inventory, read_secrets_file(path, str(path))
+            return inventory, None
         try:
             _, raw = read_repo_file(root, str(path), 64 * 1024)
         except FileNotFoundError:
