@@ -1,0 +1,185 @@
+"""The terminal's pure parts: message parsing, incremental decoding, scrollback, bounded
+outboxes with round-robin and coalescing, layout validation (no network)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from linkops.config import TerminalSettings
+from linkops.errors import ValidationError
+from linkops.terminal import protocol
+from linkops.terminal.buffers import FRAME_CHARS, Attachment, Outbox, Scrollback, Wakeup
+from linkops.terminal.protocol import ProtocolError, parse_client_message
+from linkops.terminal.workspaces import parse_assignments, validate_layout
+from tests.strategies import PROP
+
+
+def test_parse_valid_messages_and_clamping() -> None:
+    assert parse_client_message('{"pane":"B","type":"stdin","data":"ls\\r"}') == \
+        protocol.Stdin(pane="B", data="ls\r")
+    assert parse_client_message('{"pane":"A","type":"resize","cols":120,"rows":40}') == \
+        protocol.Resize(pane="A", cols=120, rows=40)
+    assert parse_client_message('{"pane":"A","type":"resize","data":{"cols":1,"rows":9999}}') \
+        == protocol.Resize(pane="A", cols=2, rows=200)
+    assert parse_client_message('{"pane":"A","type":"resize","cols":99999.5,"rows":-4}') == \
+        protocol.Resize(pane="A", cols=500, rows=1)
+    assert parse_client_message('{"type":"ping"}') == protocol.Ping()
+
+
+@pytest.mark.parametrize(("raw", "code", "close"), [
+    ("nope", "MALFORMED_MESSAGE", None),
+    ('"text"', "MALFORMED_MESSAGE", None),
+    ('{"pane":"A","type":"exec","data":"x"}', "UNKNOWN_TYPE", None),
+    ('{"pane":"C","type":"stdin","data":"x"}', "UNKNOWN_PANE", None),
+    ('{"type":"stdin","data":"x"}', "UNKNOWN_PANE", None),
+    ('{"pane":"A","type":"stdin","data":["x"]}', "INVALID_MESSAGE", None),
+    ('{"pane":"A","type":"resize","cols":true,"rows":3}', "INVALID_MESSAGE", None),
+    ('{"pane":"A","type":"resize","cols":NaN,"rows":3}', "INVALID_MESSAGE", None),
+    ('{"pane":"A","type":"resize","rows":3}', "INVALID_MESSAGE", None),
+    ("[" * 100_000, "FRAME_TOO_LARGE", 1009),
+    ('{"pane":"A","type":"stdin","data":"' + "é" * 40_000 + '"}', "FRAME_TOO_LARGE", 1009),
+    (b"\x00", "UNSUPPORTED_FRAME", 1003),
+])
+def test_parse_rejects(raw: str | bytes, code: str, close: int | None) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_client_message(raw, ("A", "B"))
+    assert info.value.code == code
+    assert info.value.close_code == close
+    message = protocol.error(info.value)
+    assert message["type"] == "status" and message["data"] == "error"
+    json.dumps(message)
+
+
+def test_deeply_nested_json_is_an_error_not_a_crash() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_client_message("[" * 30_000 + "]" * 30_000)
+    assert info.value.code == "MALFORMED_MESSAGE"
+
+
+@PROP
+@given(text=st.text(), cuts=st.lists(st.integers(0, 400), max_size=8))
+def test_decoder_keeps_split_characters_whole(text: str, cuts: list[int]) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    decoder = protocol.OutputDecoder()
+    points = sorted({min(c, len(data)) for c in cuts})
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    out = "".join(decoder.feed(p) for p in pieces) + decoder.flush()
+    assert out == data.decode("utf-8", "replace")
+
+
+def test_decoder_replaces_invalid_bytes() -> None:
+    decoder = protocol.OutputDecoder()
+    assert decoder.feed(b"a\xff") == "a\ufffd"
+    assert decoder.feed(b"\xe2\x82") == ""
+    assert decoder.feed(b"\xac") == "€"
+    assert decoder.feed(b"\xe2") == ""
+    assert decoder.flush() == "\ufffd"
+
+
+@PROP
+@given(chunks=st.lists(st.text(max_size=50), max_size=40), limit=st.integers(0, 120))
+def test_scrollback_keeps_exactly_the_last_characters(chunks: list[str], limit: int) -> None:
+    ring = Scrollback(limit)
+    for chunk in chunks:
+        ring.append(chunk)
+        assert len(ring) <= limit
+    whole = "".join(chunks)
+    expected = whole[-limit:] if limit else ""
+    assert ring.snapshot() == expected
+    assert ring.snapshot() == expected  # snapshot does not consume
+
+
+async def test_outbox_blocks_the_producer_when_full_and_resumes() -> None:
+    box = Outbox("A", Wakeup(), capacity=100)
+    assert await box.put_output("x" * 100)
+    blocked = trio.Event()
+    done = trio.Event()
+
+    async def producer() -> None:
+        blocked.set()
+        assert await box.put_output("y" * 10)
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer)
+        await blocked.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not done.is_set() and box.pending_chars == 100
+        frames = box.take(60)
+        assert frames == [protocol.stdout("A", "x" * 60)]
+        await done.wait()
+    assert box.take() == [protocol.stdout("A", "x" * 40 + "y" * 10)]
+
+
+async def test_closing_an_outbox_releases_a_blocked_producer() -> None:
+    box = Outbox("A", Wakeup(), capacity=10)
+    await box.put_output("x" * 10)
+    results: list[bool] = []
+    async with trio.open_nursery() as nursery:
+        async def producer() -> None:
+            results.append(await box.put_output("more"))
+        nursery.start_soon(producer)
+        await trio.testing.wait_all_tasks_blocked()
+        box.close()
+    assert results == [False]
+    assert box.take() == []
+
+
+def test_take_keeps_statuses_in_order_and_joins_output() -> None:
+    box = Outbox("A", Wakeup())
+    box.put_replay("old ")
+    box.put_message(protocol.status("A", "closed", "bye"))
+    box._push_output("new1 ", replay=False)
+    box._push_output("new2", replay=False)
+    frames = box.take()
+    assert frames == [protocol.stdout("A", "old ", replay=True),
+                      protocol.status("A", "closed", "bye"),
+                      protocol.stdout("A", "new1 new2")]
+
+
+def test_round_robin_serves_every_pane_each_round() -> None:
+    att = Attachment("ws-x", "admin", ["A", "B", "C"])
+    att.outboxes["A"]._push_output("a" * (5 * FRAME_CHARS), replay=False)  # a flood
+    att.outboxes["C"]._push_output("c-line\n", replay=False)
+    first = att.take_round()
+    assert [(f["pane"], len(f["data"])) for f in first] == [("A", FRAME_CHARS), ("C", 7)]
+    att.outboxes["B"]._push_output("b-line\n", replay=False)
+    second = att.take_round()
+    # The next round starts after the pane that led the previous one.
+    assert [f["pane"] for f in second] == ["B", "A"]
+    assert all(len(f["data"]) <= FRAME_CHARS for f in first + second)
+    assert not att.coalescing_useful()
+    att.send_control({"pane": None, "type": "pong"})
+    assert att.take_round()[0] == {"pane": None, "type": "pong"}
+
+
+def test_control_flood_closes_with_policy_violation() -> None:
+    att = Attachment("ws-x", "admin", ["A"])
+    for _ in range(1000):
+        att.send_control({"pane": None, "type": "pong"})
+    assert att.closed.is_set() and att.close_code == protocol.CLOSE_POLICY
+
+
+def test_layout_validation() -> None:
+    settings = TerminalSettings(max_panes_per_workspace=3)
+    assert validate_layout("single", None, settings) == ("single", 3)
+    assert validate_layout("grid2x1", 2, settings) == ("grid2x1", 2)
+    for layout, max_panes in (("grid2x2", None), ("grid1x3", 2), ("x", None), ("single", 0),
+                              ("single", True), ("single", 4)):
+        with pytest.raises(ValidationError):
+            validate_layout(layout, max_panes, settings)
+
+
+def test_parse_assignments() -> None:
+    got = parse_assignments({"panes": [{"pane": "A", "target": "vps-01"},
+                                       {"pane": "B", "target": None}]})
+    assert [(a.pane, a.target) for a in got] == [("A", "vps-01"), ("B", "")]
+    for body in ({}, {"panes": "A"}, {"panes": [{"pane": "E", "target": "x"}]},
+                 {"panes": [{"pane": "A", "target": 3}]}, {"panes": [1]}):
+        with pytest.raises(ValidationError):
+            parse_assignments(body)
