@@ -44,7 +44,7 @@ class BackgroundService(Protocol):
 
 def background_services(services: Services) -> list[BackgroundService]:
     found: list[BackgroundService] = []
-    for name in ("inventory", "health", "operations", "terminal"):
+    for name in ("ssh", "inventory", "health", "operations", "terminal"):
         service = getattr(services, name, None)
         if service is not None and hasattr(service, "run"):
             found.append(service)
