@@ -347,6 +347,46 @@ def test_terminal_reattaches_after_reload(app: WebDriver) -> None:
              timeout=20)
 
 
+def last_stty_size(driver: WebDriver, pane: str) -> tuple[int, int] | None:
+    found = re.findall(r"^(\d+) (\d+)\s*$", terminal_text(driver, pane), re.MULTILINE)
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
+
+
+def term_size(driver: WebDriver, pane: str) -> tuple[int, int]:
+    rows, cols = driver.execute_script(
+        "const t = window.__linkops.terminals[arguments[0]]; return [t.rows, t.cols];", pane)
+    return int(rows), int(cols)
+
+
+def type_into(driver: WebDriver, pane: str, keys: str) -> None:
+    driver.find_element(By.CSS_SELECTOR, f'.pane[data-pane="{pane}"] .xterm').click()
+    ActionChains(driver).send_keys(keys).perform()
+
+
+def test_terminal_follows_pane_size_and_runs_vim(app: WebDriver) -> None:
+    open_tab(app, "terminal")
+    type_into(app, "A", "clear; stty size\n")
+    wait_for("stty size in pane A", lambda: last_stty_size(app, "A") == term_size(app, "A"))
+    narrow = term_size(app, "A")
+
+    # One pane instead of two: pane A doubles in width and the PTY follows.
+    app.find_element(By.CSS_SELECTOR, '#term-layouts [data-layout="single"]').click()
+    wait_for("pane A to grow", lambda: term_size(app, "A")[1] > narrow[1] * 1.6)
+    type_into(app, "A", "clear; stty size\n")
+    wait_for("the PTY to have the new size",
+             lambda: last_stty_size(app, "A") == term_size(app, "A"))
+
+    # A full-screen program: vim switches to the alternate screen and back.
+    type_into(app, "A", "vim -u NONE -N\n")
+    wait_for("vim's alternate screen", lambda: app.execute_script(
+        "return window.__linkops.terminals.A.buffer.active.type") == "alternate")
+    screenshot(app, "terminal-vim")
+    ActionChains(app).send_keys(":q!\n").perform()
+    wait_for("the shell again", lambda: app.execute_script(
+        "return window.__linkops.terminals.A.buffer.active.type") == "normal")
+    app.find_element(By.CSS_SELECTOR, '#term-layouts [data-layout="grid2x1"]').click()
+
+
 # ---- themes, console, logout ------------------------------------------------------------------
 
 def test_theme_is_remembered(app: WebDriver) -> None:
