@@ -352,3 +352,17 @@ async def test_token_travels_in_the_environment_only(
                               env=env, capture_output=True, text=True, check=True)
     assert (password.stdout, username.stdout) == (f"{secret}\n", "x-access-token\n")
     assert secret not in repr(result.to_dict())
+
+
+async def test_foreign_local_path_is_refused_not_deleted(
+        config_repo: RepoWriter, make_inventory: Any) -> None:
+    settings, _, service = make_inventory(str(config_repo.bare))
+    precious = settings.git.local_path / "notes.txt"
+    precious.write_text("someone else's file\n")
+    with trio.fail_after(30):
+        result = await service.sync()
+    assert result.error is not None
+    assert result.error.code == "GIT_ERROR"
+    assert "is not a LinkOps checkout" in result.error.message
+    assert precious.read_text() == "someone else's file\n"
+    assert not (settings.git.local_path / ".git").exists()

@@ -360,7 +360,7 @@ class GitCheckout:
         outcome = await self._run(env, ["-C", str(self.checkout), *args], watch=watch,
                                   what=what)
         if outcome.returncode != 0:
-            raise self._failure(what, outcome.stderr, local=what not in ("fetch",))
+            raise self._failure(what, outcome.stderr, local=what != "fetch")
         return outcome.stdout.strip()
 
     def _failure(self, what: str, stderr: str, *, local: bool) -> LinkOpsError:
@@ -405,12 +405,18 @@ class GitCheckout:
         askpass.write_text(ASKPASS_SCRIPT, encoding="utf-8")
         askpass.chmod(0o700)
 
+    def _needs_init(self) -> bool:
+        """Blocking: True for a missing or empty directory; refuses someone else's files."""
+        if (self.checkout / ".git").is_dir():
+            return False
+        if self.checkout.exists() and any(self.checkout.iterdir()):
+            raise LinkOpsError(
+                f"[git] local_path {self.checkout} exists and is not a LinkOps checkout; "
+                "remove it or choose another path", code="GIT_ERROR")
+        return True
+
     async def _update(self, env: dict[str, str]) -> UpdateResult:
-        if not (self.checkout / ".git").is_dir():
-            if self.checkout.exists() and any(self.checkout.iterdir()):
-                raise LinkOpsError(
-                    f"[git] local_path {self.checkout} exists and is not a LinkOps checkout; "
-                    "remove it or choose another path", code="GIT_ERROR")
+        if await trio.to_thread.run_sync(self._needs_init):
             outcome = await self._run(env, ["init", "-q", "--template=", str(self.checkout)],
                                       what="init")
             if outcome.returncode != 0:
