@@ -128,11 +128,12 @@ def report(name: str, engine: list[float], baselines: dict[str, list[float]]) ->
 
 
 async def deep_cursor(service: TableService, request: dict[str, Any], pages: int) -> str:
-    cursor = None
+    cursor: str | None = None
     for _ in range(pages):
         result = await service.query({**request, "page": {"size": 50, "cursor": cursor}})
         cursor = result["page"]["next_cursor"]
         assert cursor is not None, "ran out of pages"
+    assert cursor is not None
     return cursor
 
 

@@ -96,6 +96,8 @@ def _value(draw: st.DrawFn, column: Column, rows: list[model.Row]) -> tuple[Any,
 def _filter(draw: st.DrawFn, table: str, rows: list[model.Row]) -> tuple[model.Row, model.Row]:
     column = draw(st.sampled_from(TABLES[table].columns))
     op = draw(st.sampled_from(["eq", "in", "gt", "lt", "gte", "lte"]))
+    request: Any
+    wanted: Any
     if op == "in":
         pairs = draw(st.lists(st.one_of(st.just((None, None)), _value(column, rows)), max_size=4))
         request = [p[0] for p in pairs]
@@ -125,7 +127,8 @@ def _query(draw: st.DrawFn, table: str, rows: list[model.Row]) -> tuple[model.Ro
     for col in sort_cols:
         direction = draw(st.sampled_from(["asc", "desc", None]))
         sort.append({"col": col} if direction is None else {"col": col, "dir": direction})
-    if sort or draw(st.booleans()):
+    explicit_empty = draw(st.booleans())
+    if sort or explicit_empty:
         request["sort"] = sort
     return request, [p[1] for p in pairs]
 

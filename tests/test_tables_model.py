@@ -218,7 +218,7 @@ def _compare(x: Any, y: Any) -> int:
     # NULL is the smallest value; everything else compares natively (same type per column).
     if x is None or y is None:
         return (x is not None) - (y is not None)
-    return (x > y) - (x < y)
+    return int((x > y) - (x < y))
 
 
 def full_order(table: str, sort: Sequence[Row] | None) -> list[tuple[str, str]]:
@@ -289,7 +289,7 @@ def project(rows: Sequence[Row], columns: Sequence[str]) -> list[Row]:
 
 
 def test_model_sorts_null_smallest_and_ties_follow_last_direction() -> None:
-    rows = [
+    rows: list[Row] = [
         {"id": "b", "latency_ms": None},
         {"id": "a", "latency_ms": 2.0},
         {"id": "c", "latency_ms": None},
@@ -304,7 +304,7 @@ def test_model_sorts_null_smallest_and_ties_follow_last_direction() -> None:
 
 
 def test_model_filters_null_only_with_eq_and_in() -> None:
-    rows = [{"x": None}, {"x": 1}, {"x": 2}]
+    rows: list[Row] = [{"x": None}, {"x": 1}, {"x": 2}]
     assert matches(rows[0], [{"col": "x", "op": "eq", "val": None}])
     assert not matches(rows[0], [{"col": "x", "op": "lt", "val": 5}])
     assert [matches(r, [{"col": "x", "op": "in", "val": [None, 2]}]) for r in rows] == [
