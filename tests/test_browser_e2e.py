@@ -290,6 +290,27 @@ def test_output_from_hosts_is_shown_as_text(app: WebDriver) -> None:
     assert app.find_elements(By.CSS_SELECTOR, "#op-live-body img") == []
 
 
+def test_rejected_run_is_explained(app: WebDriver) -> None:
+    """The API's refusal (unenrolled target) reaches the user in words, naming the target."""
+    open_tab(app, "operations")
+    clear_scripts(app)
+    pick_script(app, "system_info")
+    pick_targets(app, ["vps-fra-01", "vm-staging-01"])
+    before = live_title(app)
+    app.find_element(By.ID, "run-submit").click()
+    message = wait_for("the error toast", lambda: next(
+        (t for t in toast_texts(app) if t.startswith("Run:")), None))
+    assert "ENROLLMENT_REQUIRED" in message
+    assert "vm-staging-01" in message and "vps-fra-01" not in message.split("ENROLLMENT")[1]
+    assert live_title(app) == before  # nothing started
+
+    # And the form's own checks: no script picked.
+    clear_scripts(app)
+    app.find_element(By.ID, "run-submit").click()
+    wait_for("the form check", lambda: any("Pick at least one script" in t
+                                           for t in toast_texts(app)))
+
+
 # ---- terminal ---------------------------------------------------------------------------------
 
 def terminal_text(driver: WebDriver, pane: str) -> str:
@@ -401,11 +422,13 @@ def test_theme_is_remembered(app: WebDriver) -> None:
 
 
 def test_no_console_errors(app: WebDriver) -> None:
-    # Expected: 401/403 answers to the deliberate bad logins and the signed-out visit.
+    # Expected: 401/403 answers to the deliberate bad logins, the signed-out visit and the
+    # run refused for an unenrolled target. Anything else (a script error above all) fails.
     def expected(entry: dict[str, object]) -> bool:
         msg = str(entry["message"])
         return entry.get("source") == "network" and bool(
-            re.search(r"/api/auth/(login|me) - .* status of (401|403)", msg))
+            re.search(r"/api/auth/(login|me) - .* status of (401|403)", msg)
+            or re.search(r"/api/operations/run - .* status of 403", msg))
     assert console_errors(app, expected) == []
 
 
