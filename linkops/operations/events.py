@@ -135,6 +135,11 @@ class EventHub:
         self._subscribers.clear()
 
     @property
+    def retained_output_bytes(self) -> int:
+        """Output bytes held in the replay log (bounded by ``total_output_limit``)."""
+        return self._total_output
+
+    @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
@@ -172,29 +177,60 @@ async def follow(
                 return
             idle_since = trio.current_time()
             while True:
-                now = trio.current_time()
-                wait = idle_since + heartbeat - now
-                if closing is not None and closing.is_set() and stop_at == math.inf:
-                    stop_at = now + closing_grace
-                if now >= stop_at:
-                    return
-                # Poll at most once a second so a shutdown is noticed promptly.
-                with trio.move_on_after(max(0.0, min(wait, 1.0, stop_at - now))):
-                    try:
-                        event = await sub.receive.receive()
-                    except trio.EndOfChannel:
-                        break  # dropped as too slow, or the hub closed: re-read the log
-                    if event.id <= last:
-                        continue
-                    last = event.id
-                    yield event
-                    if event.kind == "operation_end":
-                        return
-                    idle_since = trio.current_time()
+                received = await _next_event(sub.receive, idle_since + heartbeat, closing,
+                                             closing_grace, stop_at)
+                if isinstance(received, float):  # shutdown noticed: deadline fixed once
+                    stop_at = received
                     continue
-                if trio.current_time() >= idle_since + heartbeat:
+                if received is _ENDED:
+                    break  # dropped as too slow, or the hub closed: re-read the log
+                if received is _SHUTDOWN:
+                    return
+                if received is _IDLE:
                     yield PING
                     idle_since = trio.current_time()
+                    continue
+                assert isinstance(received, Event)
+                if received.id <= last:
+                    continue
+                last = received.id
+                # Never yield inside a cancel scope (trio#638): we are outside all of them.
+                yield received
+                if received.kind == "operation_end":
+                    return
+                idle_since = trio.current_time()
+
+
+_ENDED = object()
+_IDLE = object()
+_SHUTDOWN = object()
+
+
+async def _next_event(receive: trio.MemoryReceiveChannel[Event], ping_at: float,
+                      closing: trio.Event | None, closing_grace: float,
+                      stop_at: float) -> Event | object | float:
+    """The next event, or a marker: ``_ENDED`` (channel closed), ``_IDLE`` (heartbeat due),
+    ``_SHUTDOWN`` (closing grace over), or a float (the new shutdown deadline)."""
+    try:
+        return receive.receive_nowait()  # the hot path: no cancel scope per event
+    except trio.WouldBlock:
+        pass
+    except trio.EndOfChannel:
+        return _ENDED
+    while True:
+        now = trio.current_time()
+        if closing is not None and closing.is_set() and stop_at == math.inf:
+            return now + closing_grace
+        if now >= stop_at:
+            return _SHUTDOWN
+        if now >= ping_at:
+            return _IDLE
+        # Wake at least once a second so a shutdown is noticed promptly.
+        with trio.move_on_after(min(ping_at - now, 1.0, stop_at - now)):
+            try:
+                return await receive.receive()
+            except trio.EndOfChannel:
+                return _ENDED
 
 
 async def replay(events: Iterable[Event], after: int = 0) -> AsyncIterator[Event]:

@@ -43,10 +43,13 @@ from linkops.ssh.machines import load_links
 log = logging.getLogger("linkops.operations")
 
 HUB_RETENTION = 600.0
-MAX_RETAINED_HUBS = 50
+MAX_RETAINED_HUBS = 32
+# Finished hubs are evicted (oldest first) beyond this much retained output; their streams
+# are then rebuilt from the database.
+RETAINED_OUTPUT_BUDGET = 64 * 1024 * 1024
 SHUTDOWN_WAIT = 6.0
 # Replay log budget for one whole operation's output (each task also has its own budget).
-TOTAL_REPLAY_OUTPUT = 16 * 1024 * 1024
+TOTAL_REPLAY_OUTPUT = 8 * 1024 * 1024
 
 
 class OperationsService:
@@ -158,7 +161,11 @@ class OperationsService:
         for key, (expires, _) in list(self._finished_hubs.items()):
             if expires < now:
                 del self._finished_hubs[key]
-        while len(self._finished_hubs) > MAX_RETAINED_HUBS:
+        def retained() -> int:
+            return sum(h.retained_output_bytes for _, h in self._finished_hubs.values())
+
+        while len(self._finished_hubs) > MAX_RETAINED_HUBS or (
+                len(self._finished_hubs) > 1 and retained() > RETAINED_OUTPUT_BUDGET):
             del self._finished_hubs[next(iter(self._finished_hubs))]
 
     async def stop(self, op_id: str) -> None:
