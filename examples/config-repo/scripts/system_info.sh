@@ -25,11 +25,18 @@ cpus="$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)"
 mem_total_kb="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
 mem_avail_kb="$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
 
+# Escape backslashes and double quotes so the values are valid JSON strings.
+json_str() {
+    local s="${1//\\/\\\\}"
+    printf '"%s"' "${s//\"/\\\"}"
+}
+
 if (( json )); then
-    printf '{"hostname":"%s","os":"%s","kernel":"%s","arch":"%s","uptime_seconds":%s,' \
-        "$host" "$os" "$kernel" "$arch" "$uptime_s"
-    printf '"load":"%s","cpus":%s,"mem_total_kb":%s,"mem_available_kb":%s}\n' \
-        "$load" "$cpus" "$mem_total_kb" "$mem_avail_kb"
+    printf '{"hostname":%s,"os":%s,"kernel":%s,"arch":%s,"uptime_seconds":%s,' \
+        "$(json_str "$host")" "$(json_str "$os")" "$(json_str "$kernel")" \
+        "$(json_str "$arch")" "$uptime_s"
+    printf '"load":%s,"cpus":%s,"mem_total_kb":%s,"mem_available_kb":%s}\n' \
+        "$(json_str "$load")" "$cpus" "$mem_total_kb" "$mem_avail_kb"
 else
     printf '%-14s %s\n' "Hostname:" "$host" "OS:" "$os" "Kernel:" "$kernel" "Arch:" "$arch"
     printf '%-14s %dd %dh %dm\n' "Uptime:" $((uptime_s / 86400)) $((uptime_s % 86400 / 3600)) \
