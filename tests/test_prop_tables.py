@@ -43,11 +43,10 @@ def db(tmp_path: Path) -> Iterator[Database]:
     database.close()
 
 
-def _load(db: Database, ms: list[model.Row], ops: list[model.Row]) -> None:
+def _load(db: Database, data: model.Dataset) -> None:
     def fill(conn: sqlite3.Connection) -> None:
         model.reset(conn)
-        model.insert(conn, "machines", ms)
-        model.insert(conn, "operations", ops)
+        data.write(conn)
 
     db.write_sync(fill)
 
@@ -154,22 +153,16 @@ def test_property_26_queries_filter_sort_and_paginate(db: Database, data: st.Dat
     Property 27 rides along: every page carries ``meta.as_of`` from the query's time.
     """
     table = data.draw(st.sampled_from(model.MODELLED_TABLES), label="table")
-    ms = data.draw(model.machines(max_size=14), label="machines")
-    ops = data.draw(model.operations(max_size=14), label="operations")
-    _load(db, ms, ops)
-    rows = model.table_rows(table, ms, ops)
+    dataset = data.draw(model.datasets(), label="dataset")
+    _load(db, dataset)
+    rows = model.table_rows(table, dataset)
     request, filters = data.draw(_query(table, rows), label="query")
     size = data.draw(st.integers(1, 6), label="size")
     inserting = table != "tbl_infrastructure" and data.draw(st.booleans(), label="inserting")
-    batches: list[tuple[list[model.Row], list[model.Row]]] = []
+    batches: list[model.Dataset] = []
     if inserting:
         for b in range(data.draw(st.integers(1, 3), label="batches")):
-            batches.append(
-                (
-                    data.draw(model.machines(max_size=3, start=50 + 10 * b)),
-                    data.draw(model.operations(max_size=3, start=100 + 10 * b)),
-                )
-            )
+            batches.append(data.draw(model.datasets(max_size=3, batch=b + 1), label="insert"))
     order = model.full_order(table, request.get("sort"))
     columns = request.get("columns") or [c.name for c in TABLES[table].columns]
     columns = list(dict.fromkeys(columns))
@@ -187,7 +180,7 @@ def test_property_26_queries_filter_sort_and_paginate(db: Database, data: st.Dat
             _check_meta(result, before, now_iso())
             assert result["table"] == table
             assert result["page"]["size"] == size
-            expected_all = model.evaluate(model.table_rows(table, ms, ops), filters, order)
+            expected_all = model.evaluate(model.table_rows(table, dataset), filters, order)
             remaining = model.after(expected_all, position, order)
             expected = remaining[:size]
             assert result["rows"] == model.project(expected, columns), (page_no, result["meta"])
@@ -198,15 +191,8 @@ def test_property_26_queries_filter_sort_and_paginate(db: Database, data: st.Dat
                 return walked
             position = expected[-1]
             if page_no < len(batches):
-                new_ms, new_ops = batches[page_no]
-                ms.extend(new_ms)
-                ops.extend(new_ops)
-
-                def add(conn: sqlite3.Connection, m: Any = new_ms, o: Any = new_ops) -> None:
-                    model.insert(conn, "machines", m)
-                    model.insert(conn, "operations", o)
-
-                await db.write(add)
+                dataset.extend(batches[page_no])
+                await db.write(batches[page_no].write)
             page_no += 1
 
     walked = trio.run(walk)
@@ -263,15 +249,14 @@ def test_property_25_unknown_table_names_are_rejected(db: Database, name: Any) -
 @given(
     table=st.sampled_from(sorted(TABLES)),
     size=st.one_of(st.none(), st.integers(1, 10_000)),
-    ms=model.machines(max_size=5),
-    ops=model.operations(max_size=5),
+    dataset=model.datasets(max_size=5),
 )
 def test_property_27_results_carry_as_of(
-    db: Database, table: str, size: int | None, ms: list[model.Row], ops: list[model.Row]
+    db: Database, table: str, size: int | None, dataset: model.Dataset
 ) -> None:
     """Property 27: every table result carries ``meta.as_of`` (ISO-8601 UTC, the query time)
     and the applied query (with the page size as applied: default 50, clamped to 500)."""
-    _load(db, ms, ops)
+    _load(db, dataset)
     service = TableService(db, b"property-27-secret")
     request: model.Row = {"table": table}
     if size is not None:

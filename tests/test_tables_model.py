@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
 from hypothesis import strategies as st
 
 from linkops.tables.schema import RECENT_WINDOW, TABLES
@@ -33,6 +34,7 @@ MACHINE_COLUMNS = (
     "enrollment_verified_at enrollment_error key_ref proxy_jump icon status reachable "
     "latency_ms last_seen last_check health_error created_at updated_at"
 ).split()
+SESSION_COLUMNS = "id workspace_id pane target username opened_at closed_at close_reason".split()
 OPERATION_COLUMNS = (
     "seq id status scripts targets concurrency require_enrollment triggered_by commit_hash "
     "created_at started_at ended_at duration result error"
@@ -105,6 +107,56 @@ def operation(draw: st.DrawFn, seq: int) -> Row:
     }
 
 
+@st.composite
+def session(draw: st.DrawFn, ident: int) -> Row:
+    closed = draw(_nullable(st.sampled_from(TIMES)))
+    return {
+        "id": ident,
+        "workspace_id": draw(st.sampled_from(["ws-a", "ws-b"])),
+        "pane": draw(st.sampled_from(["A", "B", "C", "D"])),
+        "target": draw(st.sampled_from(["m00", "m01", "m02"])),
+        "username": draw(st.sampled_from(["alice", "bob"])),
+        "opened_at": draw(st.sampled_from(TIMES)),
+        "closed_at": closed,
+        "close_reason": None if closed is None else draw(st.sampled_from(["closed", "idle"])),
+    }
+
+
+def sessions(max_size: int = 10, start: int = 1) -> st.SearchStrategy[list[Row]]:
+    return st.integers(0, max_size).flatmap(
+        lambda n: st.tuples(*(session(start + i) for i in range(n))).map(list)
+    )
+
+
+@attrs.define
+class Dataset:
+    """Rows of the base tables, as written to the database."""
+
+    machines: list[Row]
+    operations: list[Row]
+    sessions: list[Row]
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        insert(conn, "machines", self.machines)
+        insert(conn, "operations", self.operations)
+        insert(conn, "terminal_sessions", self.sessions)
+
+    def extend(self, more: Dataset) -> None:
+        self.machines.extend(more.machines)
+        self.operations.extend(more.operations)
+        self.sessions.extend(more.sessions)
+
+
+def datasets(max_size: int = 14, batch: int = 0) -> st.SearchStrategy[Dataset]:
+    """Batch 0 is the initial data; batches 1.. are inserts with fresh, larger keys."""
+    return st.builds(
+        Dataset,
+        machines(max_size=max_size, start=0 if batch == 0 else 40 + 10 * batch),
+        operations(max_size=max_size, start=1 if batch == 0 else 100 + 10 * batch),
+        sessions(max_size=max_size, start=1 if batch == 0 else 100 + 10 * batch),
+    )
+
+
 def machines(min_size: int = 0, max_size: int = 20, start: int = 0) -> st.SearchStrategy[list[Row]]:
     return st.integers(min_size, max_size).flatmap(
         lambda n: st.tuples(*(machine(f"m{start + i:02d}") for i in range(n))).map(list)
@@ -123,7 +175,11 @@ def operations(
 
 
 def insert(conn: sqlite3.Connection, table: str, rows: Sequence[Row]) -> None:
-    columns = MACHINE_COLUMNS if table == "machines" else OPERATION_COLUMNS
+    columns = {
+        "machines": MACHINE_COLUMNS,
+        "operations": OPERATION_COLUMNS,
+        "terminal_sessions": SESSION_COLUMNS,
+    }[table]
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
 
@@ -171,7 +227,8 @@ def infrastructure_rows(ms: Sequence[Row]) -> list[Row]:
     return list(groups.values())
 
 
-def table_rows(table: str, ms: Sequence[Row], ops: Sequence[Row]) -> list[Row]:
+def table_rows(table: str, data: Dataset) -> list[Row]:
+    ms, ops, sessions = data.machines, data.operations, data.sessions
     if table == "tbl_links":
         return [link_row(m) for m in ms]
     if table == "tbl_link_health":
@@ -183,8 +240,11 @@ def table_rows(table: str, ms: Sequence[Row], ops: Sequence[Row]) -> list[Row]:
         return [operation_row(o) for o in ops if o["status"] in ("queued", "running")]
     if table == "tbl_operations_history":
         return [operation_row(o) for o in ops if o["status"] not in ("queued", "running")]
+    if table == "tbl_terminal_sessions":
+        return [dict(s) for s in sessions]
     if table == "tbl_recent_activity":
         newest = sorted(ops, key=lambda o: (o["created_at"], o["seq"]), reverse=True)
+        latest = sorted(sessions, key=lambda s: (s["opened_at"], s["id"]), reverse=True)
         return [
             {
                 "kind": "operation",
@@ -197,6 +257,18 @@ def table_rows(table: str, ms: Sequence[Row], ops: Sequence[Row]) -> list[Row]:
                 "ended_at": o["ended_at"],
             }
             for o in newest[:RECENT_WINDOW]
+        ] + [
+            {
+                "kind": "terminal",
+                "ref": str(s["id"]),
+                "status": "open" if s["closed_at"] is None else "closed",
+                "actor": s["username"],
+                "target": s["target"],
+                "detail": f"{s['workspace_id']}/{s['pane']}",
+                "at": s["opened_at"],
+                "ended_at": s["closed_at"],
+            }
+            for s in latest[:RECENT_WINDOW]
         ]
     raise AssertionError(f"no model for {table}")
 
@@ -208,6 +280,7 @@ MODELLED_TABLES = (
     "tbl_operations",
     "tbl_operations_history",
     "tbl_recent_activity",
+    "tbl_terminal_sessions",
 )
 
 
