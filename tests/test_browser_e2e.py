@@ -271,6 +271,14 @@ def test_stop_a_long_operation(app: WebDriver, demo_service: DemoService) -> Non
     wait_for("the stopped operation on top", lambda: app.find_element(
         By.CSS_SELECTOR, "#ops-table tbody tr").get_attribute("data-op") == op_id)
     assert first is not None
+    # Viewing it from history draws the stored logs (GET /api/operations/{id}).
+    app.execute_script("window.scrollTo(0, 0)")
+    app.find_element(By.CSS_SELECTOR, f'#ops-table tr[data-op="{op_id}"] button').click()
+    wait_for("the stored log", lambda: header_texts(app, "vm-web-01") ==
+             ["[1] - [Long Task (demo)] - [long_task] - [STOPPED]"] and
+             "progress:" in task_output(app, "vm-web-01", "long_task"))
+    assert op_id in live_title(app)
+    assert not app.find_element(By.ID, "op-stop").is_enabled()
     app.find_element(By.ID, "ops-show-active").click()
 
 

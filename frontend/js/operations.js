@@ -89,6 +89,7 @@ function normaliseOp(r) {
     targets: parseList(r.targets),
     started: r.started ?? r.started_at ?? r.created ?? r.created_at ?? null,
     duration: r.duration ?? null,
+    by: r.triggered_by || "",
   };
 }
 
@@ -124,6 +125,12 @@ async function refreshList() {
   }
 }
 
+/** Seconds since a running operation started (its duration is only known at the end). */
+function elapsed(op) {
+  const t = Date.parse(op.started);
+  return ACTIVE.has(op.status) && Number.isFinite(t) ? Math.max(0, (Date.now() - t) / 1000) : null;
+}
+
 function renderList(ops) {
   $("#ops-empty").hidden = ops.length > 0;
   $("#ops-empty").textContent = listMode === "active" ? "No operation is running." : "No operations match.";
@@ -146,7 +153,8 @@ function renderList(ops) {
         h("td", { text: op.scripts.join(", ") }),
         h("td", { text: targets, title: op.targets.join(", ") }),
         h("td", { text: relTime(op.started), title: op.started || "" }),
-        h("td", { class: "num", text: fmtDuration(op.duration) }),
+        h("td", { class: "num", text: fmtDuration(op.duration ?? elapsed(op)) }),
+        h("td", { class: "muted", text: op.by || "—" }),
         h("td", { class: "cell-actions" }, view, stop),
       );
     }),
