@@ -7,7 +7,8 @@
            ├─ _reader   ws.receive() → protocol.parse_client_message → service.handle
            │            (no message for [terminal] websocket_timeout → close 4000 "idle timeout")
            ├─ _writer   attachment.take_round() → ws.send(json), round-robin over panes,
-           │            small output gathered for up to COALESCE_SECONDS into fewer frames
+           │            while output streams, small output is gathered for
+           │            COALESCE_SECONDS into fewer, larger frames
            └─ (waits for attachment.closed or the service's `closing` event)
 
 When either pump ends (client gone, idle, protocol violation, workspace deleted, another socket
@@ -34,6 +35,7 @@ from linkops.terminal.service import TerminalService
 log = logging.getLogger("linkops.terminal")
 
 COALESCE_SECONDS: Final = 0.005
+STREAMING_SECONDS: Final = 0.02
 CLOSE_IDLE: Final = 4000
 CLOSE_SECONDS: Final = 2.0
 
@@ -96,12 +98,17 @@ async def _reader(ws: WebSocketLike, service: TerminalService, attachment: Attac
 
 
 async def _writer(ws: WebSocketLike, attachment: Attachment) -> None:
+    last_sent = -1.0
     while not attachment.closed.is_set():
         if not attachment.has_pending():
             await attachment.wakeup.wait()
             continue
-        if attachment.coalescing_useful():
-            # Gather what the panes produce in the next few ms into fewer, larger frames.
+        # While output is streaming (we sent something moments ago) and only a little is
+        # waiting, gather what the panes produce in the next few ms into fewer, larger frames.
+        # A lone keystroke echo after a quiet spell goes out at once.
+        if (attachment.coalescing_useful()
+                and trio.current_time() - last_sent < STREAMING_SECONDS):
             await trio.sleep(COALESCE_SECONDS)
         for frame in attachment.take_round():
             await ws.send(protocol.encode(frame))
+        last_sent = trio.current_time()
