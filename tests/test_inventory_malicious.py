@@ -71,6 +71,11 @@ def _link_port_text(repo: RepoWriter) -> None:
     repo.replace("links.yaml", "port: 22\n", "port: seventy\n")
 
 
+def _escape_through_directory(repo: RepoWriter) -> None:
+    repo.symlink("scripts/lib", "/etc")
+    repo.replace("scripts.yaml", "path: scripts/disk_usage.sh", "path: scripts/lib/passwd")
+
+
 def _jump_cycle(repo: RepoWriter) -> None:
     # vm-web-01 jumps through pve-office-01; make pve-office-01 jump through vm-web-01.
     text = repo.read("links.yaml")
@@ -85,10 +90,7 @@ MALICIOUS: dict[str, tuple[Callable[[RepoWriter], None], str, str, str | None]] 
         lambda r: r.symlink("scripts/disk_usage.sh", "/etc/shadow"),
         "VALIDATION_ERROR", "scripts.yaml", "disk_usage"),
     "symlinked script escaping through a directory": (
-        lambda r: (r.symlink("scripts/lib", "/etc"),
-                   r.replace("scripts.yaml", "path: scripts/disk_usage.sh",
-                             "path: scripts/lib/passwd")),
-        "VALIDATION_ERROR", "scripts.yaml", "disk_usage"),
+        _escape_through_directory, "VALIDATION_ERROR", "scripts.yaml", "disk_usage"),
     "script path with ..": (
         lambda r: r.replace("scripts.yaml", "path: scripts/disk_usage.sh",
                             "path: ../../../../etc/passwd"),

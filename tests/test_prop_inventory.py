@@ -91,7 +91,7 @@ def script_entries(draw: st.DrawFn) -> tuple[dict[str, dict[str, Any]], dict[str
         }
         shebang = draw(st.sampled_from(["#!/bin/bash", "#!/usr/bin/env bash", "#!/bin/bash -eu"]))
         body = draw(st.lists(st.text(st.characters(min_codepoint=32, max_codepoint=0x2FFF,
-                                                   blacklist_categories=("Cs",)),
+                                                   exclude_categories=["Cs"]),
                                      max_size=30), max_size=5))
         files[path] = shebang + "\n" + "".join(f"echo {line!r}\n" for line in body)
     return scripts, files
@@ -471,10 +471,13 @@ async def test_property_10_sorting_orders_and_breaks_ties_by_id(
 
 
 def test_unknown_sort_column_and_bad_filters_are_400() -> None:
-    for kwargs, code in [({"sort": "password"}, "INVALID_SORT"),
-                         ({"direction": "sideways"}, "INVALID_SORT"),
-                         ({"statuses": ["up"]}, "INVALID_FILTER"),
-                         ({"enrolled": "maybe"}, "INVALID_FILTER")]:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"sort": "password"}, "INVALID_SORT"),
+        ({"direction": "sideways"}, "INVALID_SORT"),
+        ({"statuses": ["up"]}, "INVALID_FILTER"),
+        ({"enrolled": "maybe"}, "INVALID_FILTER"),
+    ]
+    for kwargs, code in cases:
         with pytest.raises(ValidationError) as info:
             LinkQuery.from_args(**kwargs)
         assert (info.value.code, info.value.status) == (code, 400)
@@ -483,7 +486,7 @@ def test_unknown_sort_column_and_bad_filters_are_400() -> None:
 # -- property 30 ----------------------------------------------------------------------------
 
 secret_values = st.text(
-    st.characters(min_codepoint=33, max_codepoint=0x2FFF, blacklist_categories=("Cs",)),
+    st.characters(min_codepoint=33, max_codepoint=0x2FFF, exclude_categories=["Cs"]),
     min_size=4, max_size=40).filter(lambda v: v.strip() == v and not v.startswith(("[", "#", ";")))
 paths = st.lists(words, min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts))
 
@@ -499,8 +502,11 @@ def test_property_30_secrets_ini_parsing_extracts_key_paths_and_tokens(
         key_path: str | None, known_hosts: str | None, token: str | None, api: dict[str, str],
         separator: str, noise: bool) -> None:
     """Property 30: secrets.ini parsing extracts key paths and tokens."""
-    sections = {"ssh": {"key_path": key_path, "known_hosts_path": known_hosts},
-                "git": {"token": token}, "api": api}
+    sections: dict[str, dict[str, str | None]] = {
+        "ssh": {"key_path": key_path, "known_hosts_path": known_hosts},
+        "git": {"token": token},
+        "api": dict(api),
+    }
     lines = ["# LinkOps secrets"] if noise else []
     for name, values in sections.items():
         lines.append(f"[{name}]")
