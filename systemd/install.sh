@@ -108,7 +108,18 @@ fi
 systemd_running() { [[ -z "$ROOT" && -d /run/systemd/system ]]; }
 
 TMPFILES=()
-cleanup() { ((${#TMPFILES[@]})) && rm -f -- "${TMPFILES[@]}"; return 0; }
+WAS_ACTIVE=0
+RESTARTED=0
+cleanup() {
+    local status=$?
+    if ((${#TMPFILES[@]})); then rm -f -- "${TMPFILES[@]}"; fi
+    # A failed upgrade must not leave the team without the service it stopped.
+    if ((status != 0 && WAS_ACTIVE == 1 && RESTARTED == 0)); then
+        log "installation failed; starting $SERVICE again"
+        systemctl start "$SERVICE" || true
+    fi
+    return 0
+}
 trap cleanup EXIT
 
 # --- 1. System packages ----------------------------------------------------------------------
@@ -140,19 +151,27 @@ if [[ -n "$ROOT" ]]; then
     touch "$ROOT/etc/passwd" "$ROOT/etc/group"
     if [[ -z "$(user_ids)" ]]; then
         # Like useradd --system: the highest free id below 1000, same number for the group.
-        id_=$(awk -F: 'FNR == 1 { f++ } { used[$3] = 1 }
+        id_=$(awk -F: '{ used[$3] = 1 }
                        END { for (i = 999; i >= 100; i--) if (!(i in used)) { print i; exit } }' \
               "$ROOT/etc/passwd" "$ROOT/etc/group")
         [[ -n "$id_" ]] || die "no free system id in $ROOT/etc/passwd"
-        printf '%s:x:%s:\n' "$SERVICE_USER" "$id_" >>"$ROOT/etc/group"
+        # A group left behind by an earlier install is reused.
+        gid_=$(awk -F: -v g="$SERVICE_USER" '$1 == g { print $3 }' "$ROOT/etc/group")
+        if [[ -z "$gid_" ]]; then
+            gid_="$id_"
+            printf '%s:x:%s:\n' "$SERVICE_USER" "$gid_" >>"$ROOT/etc/group"
+        fi
         printf '%s:x:%s:%s:LinkOps service:%s:/usr/sbin/nologin\n' \
-            "$SERVICE_USER" "$id_" "$id_" "$LIB" >>"$ROOT/etc/passwd"
+            "$SERVICE_USER" "$id_" "$gid_" "$LIB" >>"$ROOT/etc/passwd"
         log "root mode: recorded user $SERVICE_USER ($id_) in $ROOT/etc/passwd; host untouched"
     fi
 elif [[ -z "$(user_ids)" ]]; then
     # Home is the state directory: git and ssh look for ~/.ssh and ~/.gitconfig there,
     # and the unit's ProtectHome= hides /home anyway.
-    useradd --system --user-group --home-dir "$LIB" --no-create-home \
+    # A group left behind (userdel keeps a group that is someone's supplementary group).
+    group_opt=(--user-group)
+    if getent group "$SERVICE_USER" >/dev/null; then group_opt=(--gid "$SERVICE_USER"); fi
+    useradd --system "${group_opt[@]}" --home-dir "$LIB" --no-create-home \
         --shell /usr/sbin/nologin --comment "LinkOps service" "$SERVICE_USER"
     log "created system user $SERVICE_USER"
 else
@@ -192,7 +211,6 @@ fi
 # --- 4. The program (virtualenv) -------------------------------------------------------------
 # An upgrade must not swap modules under a running interpreter (lazy imports would mix old
 # and new code): stop first, start again at the end.
-WAS_ACTIVE=0
 if systemd_running && systemctl is-active --quiet "$SERVICE"; then
     log "stopping $SERVICE for the upgrade"
     systemctl stop "$SERVICE"
@@ -329,6 +347,7 @@ else
         log "--no-start: not starting $SERVICE"
     else
         # Type=notify: this returns once the service reported READY=1 (port bound).
+        RESTARTED=1
         systemctl restart "$SERVICE"
         log "$SERVICE is $(systemctl is-active "$SERVICE")"
     fi

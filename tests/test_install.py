@@ -297,3 +297,15 @@ def test_install_from_the_source_tree(tmp_path: Path) -> None:
     assert (site / "linkops/templates/config.ini.template").is_file()
     assert (site / "linkops/frontend/index.html").is_file()
     assert list((site / "linkops/frontend/vendor").rglob("*.js"))
+
+
+def test_leftover_group_is_reused(tmp_path: Path, wheel: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc/group").write_text("root:x:0:\nlinkops:x:500:\n")
+    installed(root, wheel)
+    uid, gid = service_ids(root)
+    assert (uid, gid) == (999, 500)
+    assert (root / "etc/group").read_text() == "root:x:0:\nlinkops:x:500:\n"
+    assert mode_owner(root / "var/lib/linkops/keys") == (0o700, uid, 500)
