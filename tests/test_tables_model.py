@@ -86,6 +86,7 @@ def operation(draw: st.DrawFn, seq: int) -> Row:
                 st.integers(0, 3),
             ),
             st.just("not json"),
+            st.just('{"success": ["m00"], "failed": 1.5}'),
         )
     )
     return {
@@ -203,7 +204,7 @@ def _result_count(result: str, key: str) -> int | None:
         value = json.loads(result).get(key)
     except ValueError:
         return None
-    return value if isinstance(value, int) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def operation_row(op: Row) -> Row:

@@ -228,11 +228,22 @@ TBL_RECENT_ACTIVITY = Table(
     default_sort=(SortTerm("at", "desc"),),
 )
 
+def _result_count(key: str) -> str:
+    """``result.<key>`` when it is an integer, else NULL (never an error on bad JSON).
+
+    CASE evaluates lazily, so json_type never sees text that is not JSON.
+    """
+    path = f"'$.{key}'"
+    return (
+        f"CASE WHEN json_valid(result) THEN CASE WHEN json_type(result, {path}) = 'integer'"
+        f" THEN json_extract(result, {path}) END END"
+    )
+
+
 _OPERATION_COLUMNS_SQL = (
     "SELECT seq, id, status, scripts, targets, concurrency, require_enrollment, triggered_by,"
     " commit_hash, created_at, started_at, ended_at, duration,"
-    " CASE WHEN json_valid(result) THEN json_extract(result, '$.success') END AS succeeded,"
-    " CASE WHEN json_valid(result) THEN json_extract(result, '$.failed') END AS failed,"
+    f" {_result_count('success')} AS succeeded, {_result_count('failed')} AS failed,"
     " error FROM operations"
 )
 
