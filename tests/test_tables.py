@@ -354,7 +354,7 @@ async def test_forged_or_foreign_cursors_are_refused(service: TableService, db: 
         "not-a-cursor",
         "v1.!!!.!!!",
         "v1.é.é",
-        cursor + "x" * 5000,
+        cursor + "x" * 70_000,
         await _cursor(TableService(db, b"another-secret"), LINKS_BY_NAME),
     ]
     for bad in forged:
@@ -436,3 +436,22 @@ def test_compiled_sql_uses_only_declared_identifiers() -> None:
     assert compiled.sql.count("?") == len(compiled.params)
     assert "VPS" not in compiled.sql and "m01" not in compiled.sql
     assert 'ORDER BY t."latency_ms" DESC, t."id" DESC LIMIT ?' in compiled.sql
+
+
+async def test_long_sort_values_still_paginate(service: TableService, db: Database) -> None:
+    long_names = [("m01", "n" * 6000 + "b"), ("m02", "n" * 6000 + "a"), ("m03", "n" * 6000 + "c")]
+    await db.write(
+        lambda conn: conn.executemany(
+            "UPDATE machines SET name = ? WHERE id = ?", [(n, i) for i, n in long_names]
+        )
+    )
+    request = {"table": "tbl_links", "columns": ["id"], "sort": [{"col": "name", "dir": "desc"}]}
+    seen: list[str] = []
+    cursor = None
+    while True:
+        result = await service.query({**request, "page": {"size": 1, "cursor": cursor}})
+        seen.extend(r["id"] for r in result["rows"])
+        cursor = result["page"]["next_cursor"]
+        if cursor is None:
+            break
+    assert seen[:3] == ["m03", "m01", "m02"] and len(seen) == 9 == len(set(seen))
