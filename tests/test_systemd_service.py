@@ -21,6 +21,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -219,6 +220,7 @@ class NotifyListener:
     def __init__(self, path: Path) -> None:
         self.path = path
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.raw = raw
         raw.bind(str(path))
         path.chmod(0o777)  # like /run/systemd/notify: any service uid may send
         self.sock = trio.socket.from_stdlib_socket(raw)
@@ -389,3 +391,36 @@ async def _workspace(http: httpx.AsyncClient, link: str) -> str:
     connected = await http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
     assert connected.status_code == 200, connected.text
     return ws_id
+
+
+async def test_bad_config_exits_1_without_ready(staged: Staged, tmp_path: Path) -> None:
+    """A config error ends `linkops serve` with status 1 and one line, before READY=1:
+    systemd marks the start failed (Restart=on-failure, then the start limit) instead of
+    believing a half-started service."""
+    argv, env, workdir = unit_command(staged)
+    broken = staged.root / "etc/linkops/config.broken.ini"
+    text = staged.config.read_text()
+    broken.write_text(re.sub(r"^jwt_secret = .*$", "jwt_secret = short", text,
+                             flags=re.MULTILINE))
+    broken.chmod(0o640)
+    os.chown(broken, 0, staged.gid)
+    argv = [str(broken) if part == str(staged.config) else part for part in argv]
+    listener = NotifyListener(staged.root / "run" / "notify-broken.sock")
+    env["NOTIFY_SOCKET"] = str(listener.path)
+    try:
+        with trio.fail_after(30):
+            done = await trio.run_process(
+                with_deps(staged.root, "setpriv", f"--reuid={staged.uid}",
+                          f"--regid={staged.gid}", "--clear-groups", "--", *argv),
+                env=env, cwd=str(workdir), capture_stdout=True, capture_stderr=True,
+                check=False,
+            )
+        assert done.returncode == 1
+        lines = done.stderr.decode().strip().splitlines()
+        assert len(lines) == 1, lines
+        assert "[api] jwt_secret" in lines[0]
+        # Nothing was announced to systemd.
+        with pytest.raises(BlockingIOError):
+            listener.raw.recv(4096, socket.MSG_DONTWAIT)
+    finally:
+        listener.close()
