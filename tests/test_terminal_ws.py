@@ -205,3 +205,39 @@ async def test_malformed_frames_get_errors_and_the_server_stays_healthy(
         async with term_env.socket(ws_id) as sock:
             await sock.stdin("A", "echo alive-$((3+4))\r")
             await sock.until_output("A", "alive-7")
+
+
+async def test_pane_that_does_not_read_input_refuses_it_without_blocking_others(
+        term_env: TermEnv) -> None:
+    """Input is bounded too: a remote that stops reading gets INPUT_OVERFLOW errors while the
+    other pane keeps answering."""
+    with trio.fail_after(60):
+        ws_id = await term_env.workspace("grid2x1", A="sbx-01", B="sbx-02")
+        await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+        async with term_env.socket(ws_id) as sock:
+            await sock.until_status("B", "connected")
+            # Raw mode: the tty stops taking input once its buffer is full (canonical mode
+            # would silently discard it instead), so sshd stops reading the channel.
+            await sock.stdin("A", "stty raw -echo; echo sleep-$((2*3)); sleep 600\r")
+            await sock.until_output("A", "sleep-6")
+            chunk = "x" * 60_000
+
+            def overflowed() -> bool:
+                return any(m.get("code") == "INPUT_OVERFLOW" for m in sock.statuses.get("A", []))
+
+            async with trio.open_nursery() as nursery:
+                async def read_all() -> None:
+                    while True:
+                        await sock.pump_one()
+
+                nursery.start_soon(read_all)
+                for _ in range(200):
+                    await sock.stdin("A", chunk)
+                    await trio.sleep(0.005)
+                    if overflowed():
+                        break
+                nursery.cancel_scope.cancel()
+            assert overflowed()
+            sock.take("B")
+            await sock.stdin("B", "echo b-ok-$((9*9))\r")
+            await sock.until_output("B", "b-ok-81")

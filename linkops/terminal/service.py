@@ -89,6 +89,8 @@ class _Runtime:
     attachment: Attachment | None = None
     detached_since: float | None = None
     deleted: bool = False
+    # Pane sizes known to be in the database (saves a write per repeated resize).
+    stored_sizes: dict[str, tuple[int, int]] = attrs.field(factory=dict)
 
     def idle(self) -> bool:
         return not self.sessions and not self.connecting and self.attachment is None
@@ -435,11 +437,15 @@ class TerminalService:
         session = None if runtime is None else runtime.sessions.get(message.pane)
         if isinstance(message, protocol.Resize):
             cols, rows = clamp_size(message.cols, message.rows)
-            if session is not None:
+            if session is not None and (session.cols, session.rows) != (cols, rows):
                 session.resize(cols, rows)
-            # The stored size is used by the next connect of this pane.
-            await self.store.set_pane(attachment.workspace_id, message.pane, cols=cols,
-                                      rows=rows)
+            # The stored size is used by the next connect of this pane; written only when it
+            # changes (browsers repeat resizes; the database has one writer for everyone).
+            sizes = runtime.stored_sizes if runtime is not None else {}
+            if sizes.get(message.pane) != (cols, rows):
+                await self.store.set_pane(attachment.workspace_id, message.pane, cols=cols,
+                                          rows=rows)
+                sizes[message.pane] = (cols, rows)
             return
         if session is None:
             attachment.send_control(protocol.status(

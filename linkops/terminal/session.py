@@ -38,6 +38,9 @@ from linkops.terminal.buffers import Outbox, Scrollback
 log = logging.getLogger("linkops.terminal")
 
 INPUT_QUEUE: Final = 256
+# Keystrokes (and pastes) waiting for a remote that does not read them: beyond this much,
+# input is refused with an error status rather than queued.
+INPUT_LIMIT_BYTES: Final = 256 * 1024
 CLEANUP_SECONDS: Final = 5.0
 CHANNEL_CLOSE_SECONDS: Final = 1.0
 
@@ -94,6 +97,7 @@ class PaneSession:
         self._close_error: str | None = None
         self.finished = trio.Event()
         self.bytes_out = 0
+        self._input_bytes = 0
 
     # -- attach / detach (called from the Trio thread, never awaits) -----------------------
 
@@ -120,7 +124,13 @@ class PaneSession:
 
     def write(self, data: str) -> bool:
         """Queue keystrokes; ``False`` when the pane is not keeping up (input refused)."""
-        return self._enqueue(("stdin", data.encode("utf-8", "surrogateescape")))
+        raw = data.encode("utf-8", "surrogatepass")
+        if self._input_bytes + len(raw) > INPUT_LIMIT_BYTES:
+            return False
+        if not self._enqueue(("stdin", raw)):
+            return False
+        self._input_bytes += len(raw)
+        return True
 
     def resize(self, cols: int, rows: int) -> bool:
         self.cols, self.rows = cols, rows
@@ -203,6 +213,7 @@ class PaneSession:
         async for kind, value in self._input_recv:
             try:
                 if kind == "stdin":
+                    self._input_bytes -= len(value)
                     await self._shell.send(value)
                 else:
                     cols, rows = value
