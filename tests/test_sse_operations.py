@@ -183,3 +183,24 @@ async def test_streams_end_when_the_service_shuts_down(
                     ops_server.stop.set()  # SIGTERM path
         assert events[-1].event == "operation_end"
         assert events[-1].data["status"] == "stopped"
+
+
+async def test_heartbeat_comments_while_idle(
+        ops_client: httpx.AsyncClient, ops_server_db: Database, ops_ssh_env: SshEnv,
+        monkeypatch: Any) -> None:
+    """A quiet operation still sends ``: ping`` comments (every 15 s normally; 0.2 s here)."""
+    from linkops.operations import events as events_module
+    monkeypatch.setattr(events_module, "HEARTBEAT_SECONDS", 0.2)
+    seed_links(ops_server_db, ops_ssh_env, ["ops-20"])
+    seed_script(ops_server_db, "quiet", BASH + "sleep 1.2\necho done\n")
+    with trio.fail_after(30):
+        op_id = await _start(ops_client, {"scripts": ["quiet"], "targets": ["ops-20"]})
+        pings = 0
+        kinds: list[str] = []
+        async with ops_client.stream("GET", f"/api/operations/{op_id}/events") as resp:
+            async for event in read_sse(resp):
+                pings += event.comments.count("ping")
+                if event.event is not None:
+                    kinds.append(event.event)
+        assert pings >= 3
+        assert kinds[-1] == "operation_end"

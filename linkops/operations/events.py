@@ -151,18 +151,21 @@ async def follow(
     hub: EventHub,
     after: int = 0,
     *,
-    heartbeat: float = HEARTBEAT_SECONDS,
+    heartbeat: float | None = None,
     closing: trio.Event | None = None,
     closing_grace: float = 6.0,
 ) -> AsyncIterator[Event]:
     """Every event after ``after``, in order and without duplicates, until ``operation_end``.
 
-    Yields :data:`PING` after ``heartbeat`` seconds without an event. When ``closing`` is set
+    Yields :data:`PING` after ``heartbeat`` seconds (default :data:`HEARTBEAT_SECONDS`)
+    without an event. When ``closing`` is set
     (service shutdown) the stream keeps delivering for ``closing_grace`` seconds — long enough
     for the ``stopped`` end of a running operation — and then ends.
 
     *Cancellation*: safe at every await; the subscription's channel is closed on exit.
     """
+    if heartbeat is None:
+        heartbeat = HEARTBEAT_SECONDS  # read at call time (tests shorten it)
     last = after
     stop_at = math.inf
     while True:

@@ -24,7 +24,8 @@ TRUNCATION_MARKER = "\n[linkops: output truncated, {omitted} bytes omitted]\n"
 
 
 def _utf8_len(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
+    # isascii() is a fast C scan; only non-ASCII text pays for an encode.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 class _BoundedText:
@@ -34,7 +35,7 @@ class _BoundedText:
         self._head: list[str] = []
         self._head_bytes = 0
         self._head_limit = head_limit
-        self._tail: deque[str] = deque()
+        self._tail: deque[tuple[str, int]] = deque()  # (text, its UTF-8 size)
         self._tail_bytes = 0
         self._tail_limit = tail_limit
         self.omitted = 0  # bytes dropped between head and tail
@@ -42,9 +43,9 @@ class _BoundedText:
     def append(self, text: str) -> None:
         if not text:
             return
+        size = _utf8_len(text)
         room = self._head_limit - self._head_bytes
         if room > 0:
-            size = _utf8_len(text)
             if size <= room:
                 self._head.append(text)
                 self._head_bytes += size
@@ -54,13 +55,13 @@ class _BoundedText:
             self._head.append(cut)
             self._head_bytes += _utf8_len(cut)
             text = text[len(cut):]
+            size = _utf8_len(text)
             self._head_limit = self._head_bytes  # the head is closed from now on
-        self._tail.append(text)
-        self._tail_bytes += _utf8_len(text)
+        self._tail.append((text, size))
+        self._tail_bytes += size
         while self._tail_bytes > self._tail_limit and self._tail:
             excess = self._tail_bytes - self._tail_limit
-            first = self._tail[0]
-            first_bytes = _utf8_len(first)
+            first, first_bytes = self._tail[0]
             if first_bytes <= excess:
                 self._tail.popleft()
                 self._tail_bytes -= first_bytes
@@ -68,10 +69,10 @@ class _BoundedText:
             else:
                 raw = first.encode("utf-8", "surrogatepass")[excess:]
                 kept = raw.decode("utf-8", "ignore")  # drops a partial leading character
-                dropped = first_bytes - _utf8_len(kept)
-                self._tail[0] = kept
-                self._tail_bytes -= dropped
-                self.omitted += dropped
+                kept_bytes = _utf8_len(kept)
+                self._tail[0] = (kept, kept_bytes)
+                self._tail_bytes -= first_bytes - kept_bytes
+                self.omitted += first_bytes - kept_bytes
 
     @property
     def size(self) -> int:
@@ -79,7 +80,7 @@ class _BoundedText:
 
     def text(self) -> str:
         middle = TRUNCATION_MARKER.format(omitted=self.omitted) if self.omitted else ""
-        return "".join(self._head) + middle + "".join(self._tail)
+        return "".join(self._head) + middle + "".join(text for text, _ in self._tail)
 
 
 class TaskOutput:
