@@ -366,3 +366,46 @@ async def test_foreign_local_path_is_refused_not_deleted(
     assert "is not a LinkOps checkout" in result.error.message
     assert precious.read_text() == "someone else's file\n"
     assert not (settings.git.local_path / ".git").exists()
+
+
+async def test_leftovers_of_a_killed_git_are_cleaned_up(
+        inventory: tuple[Any, Database, InventoryService], config_repo: RepoWriter) -> None:
+    settings, _, service = inventory
+    with trio.fail_after(30):
+        assert (await service.sync()).success
+    checkout = settings.git.local_path
+    # What git leaves when it is SIGKILLed mid-way (our deadline does that) ...
+    stale = [checkout / ".git" / "index.lock",
+             checkout / ".git" / "refs" / "remotes" / "origin" / "main.lock"]
+    for path in stale:
+        path.write_text("")
+    # ... and a private directory of a sync whose process died.
+    old_private = checkout.parent / f".{checkout.name}-git-dead"
+    (old_private / "home").mkdir(parents=True)
+    head = config_repo.commit_and_push("after a crash")
+    with trio.fail_after(30):
+        result = await service.sync()
+    assert result.success, result.error
+    assert result.commit_hash == head
+    assert not any(path.exists() for path in stale)
+    assert not old_private.exists()
+    assert list(checkout.parent.glob(f".{checkout.name}-git-*")) == []
+
+
+async def test_another_process_holding_the_checkout_lock(
+        config_repo: RepoWriter, make_inventory: Any) -> None:
+    import fcntl
+
+    settings, _, service = make_inventory(str(config_repo.bare), timeout_seconds=1)
+    checkout = settings.git.local_path
+    lock = checkout.parent / f".{checkout.name}.lock"
+    # A separate open file description conflicts like another process would.
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with trio.fail_after(30):
+            result = await service.sync()
+        assert result.error is not None
+        assert (result.error.code, result.error.status) == ("SYNC_IN_PROGRESS", 409)
+        fcntl.flock(held, fcntl.LOCK_UN)
+    with trio.fail_after(30):
+        assert (await service.sync()).success

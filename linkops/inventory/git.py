@@ -24,17 +24,23 @@ Hardening, because the repository's content is not trusted:
   taken out of it; git's stderr is scrubbed before it is quoted.
 
 *Cancellation*: cancelling :meth:`GitCheckout.update` kills the running git process group
-and leaves the checkout wherever it was (the next update repairs it with ``reset --hard``).
+and leaves the checkout wherever it was; the next update removes the ``*.lock`` files the
+killed git left and repairs the tree with ``reset --hard``.
+
+*Concurrency*: an ``flock`` on ``.<checkout>.lock`` next to the checkout keeps two processes
+(the service and a ``linkops sync``) from running git on it at the same time.
 
 *Errors*: :class:`~linkops.errors.UnavailableError` ``GIT_UNREACHABLE`` (remote problems;
 ``details.reason`` is ``auth``, ``not_found``, ``network``, ``timeout``, ``host_key``, ``tls``,
 ``branch_not_found`` or ``git_error``), ``GIT_REPO_TOO_LARGE``;
 :class:`~linkops.errors.ValidationError` ``INVALID_REPOSITORY_URL`` / ``INVALID_BRANCH``;
+:class:`~linkops.errors.ConflictError` ``SYNC_IN_PROGRESS`` (another process holds the lock);
 :class:`~linkops.ssh.errors.SshKeyError` for a deploy key that is missing or not 0600.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shlex
@@ -42,14 +48,15 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import trio
 
-from linkops.errors import LinkOpsError, UnavailableError, ValidationError
+from linkops.errors import ConflictError, LinkOpsError, UnavailableError, ValidationError
 from linkops.ssh.keys import check_key_file
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -387,17 +394,66 @@ class GitCheckout:
                 lambda: self.known_hosts.parent.mkdir(parents=True, exist_ok=True))
         parent = self.checkout.parent
         await trio.to_thread.run_sync(lambda: parent.mkdir(parents=True, exist_ok=True))
-        private = Path(await trio.to_thread.run_sync(
-            lambda: tempfile.mkdtemp(prefix=".linkops-git-", dir=parent)))
+        async with self._exclusive():
+            await trio.to_thread.run_sync(self._remove_leftovers)
+            private = Path(await trio.to_thread.run_sync(
+                lambda: tempfile.mkdtemp(prefix=self._private_prefix, dir=parent)))
+            try:
+                askpass = private / "askpass.sh"
+                home = private / "home"
+                await trio.to_thread.run_sync(self._prepare_private, home, askpass)
+                env = self._env(home, askpass)
+                return await self._update(env)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(
+                        lambda: shutil.rmtree(private, ignore_errors=True))
+
+    @property
+    def _private_prefix(self) -> str:
+        return f".{self.checkout.name}-git-"
+
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """Hold ``.<checkout>.lock`` (flock) so a `linkops sync` run and the service never
+        work on the checkout at the same time; gives up after ``timeout`` (409)."""
+        path = self.checkout.parent / f".{self.checkout.name}.lock"
+        fd = await trio.to_thread.run_sync(
+            lambda: os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         try:
-            askpass = private / "askpass.sh"
-            home = private / "home"
-            await trio.to_thread.run_sync(self._prepare_private, home, askpass)
-            env = self._env(home, askpass)
-            return await self._update(env)
+            with trio.move_on_after(self.timeout) as waited:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await trio.sleep(0.2)
+            if waited.cancelled_caught:
+                raise ConflictError(
+                    f"another process is syncing {self.checkout}; try again later",
+                    code="SYNC_IN_PROGRESS", details={"repository": self.remote.display})
+            yield
         finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(lambda: shutil.rmtree(private, ignore_errors=True))
+            os.close(fd)  # releases the flock
+
+    def _remove_leftovers(self) -> None:
+        """Blocking, under the lock: what a killed git or a crashed sync left behind.
+
+        git takes ``*.lock`` files (index, refs, HEAD…) and a git we killed on a deadline
+        cannot remove them; while we hold the lock nobody else runs git here, so every one of
+        them is stale. Private directories of earlier syncs are stale for the same reason.
+        """
+        for leftover in self.checkout.parent.glob(f"{self._private_prefix}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        git_dir = self.checkout / ".git"
+        if not git_dir.is_dir():
+            return
+        for dirpath, dirnames, files in os.walk(git_dir):
+            if Path(dirpath) == git_dir and "objects" in dirnames:
+                dirnames.remove("objects")  # git never leaves *.lock files among objects
+            for name in files:
+                if name.endswith(".lock"):
+                    Path(dirpath, name).unlink(missing_ok=True)
 
     @staticmethod
     def _prepare_private(home: Path, askpass: Path) -> None:
