@@ -24,7 +24,7 @@ from typing import Any
 from linkops.db import Database
 from linkops.tables.compile import compile_query
 from linkops.tables.cursor import CursorCodec
-from linkops.tables.query import Query, Scalar, parse_query
+from linkops.tables.query import Scalar, parse_query
 from linkops.tables.schema import TABLES, Column
 from linkops.timeutil import now_iso
 
@@ -92,4 +92,4 @@ class TableService:
         }
 
 
-__all__ = ["Query", "TableService"]
+__all__ = ["TableService"]
