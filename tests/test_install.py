@@ -11,6 +11,7 @@ import configparser
 import hashlib
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from linkops import auth, config
+from tests.test_systemd_unit import SYSTEM_UNITS, analyze
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "systemd" / "install.sh"
@@ -309,3 +311,15 @@ def test_leftover_group_is_reused(tmp_path: Path, wheel: Path) -> None:
     assert (uid, gid) == (999, 500)
     assert (root / "etc/group").read_text() == "root:x:0:\nlinkops:x:500:\n"
     assert mode_owner(root / "var/lib/linkops/keys") == (0o700, uid, 500)
+
+
+def test_installed_unit_verifies_with_the_real_entry_point(tmp_path: Path, wheel: Path) -> None:
+    """`systemd-analyze verify` on what the installer laid down: the enabled unit and the
+    virtualenv's own `linkops` script (not a stub) as ExecStart=."""
+    root = tmp_path / "root"
+    installed(root, wheel)
+    (root / "usr/lib/systemd").mkdir(parents=True)
+    shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
+    result = analyze("verify", "--man=no", f"--root={root}", "linkopsd.service")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
