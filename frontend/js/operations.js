@@ -114,6 +114,8 @@ async function refreshList() {
       }
     }
     renderList(ops);
+    // Nothing shown yet and something is running: follow it, that is what one came to see.
+    if (!current && !opening && listMode === "active" && ops.length) openOperation(ops[0].id);
     $("#ops-page").textContent = `Page ${page}`;
     $("#ops-prev").disabled = page <= 1;
     $("#ops-next").disabled = !hasNext;
@@ -195,7 +197,18 @@ async function scriptMeta(ids) {
  * start); finished ones are rendered from GET /api/operations/{id} logs. `known` lets the run
  * form pass scripts/targets so the QUEUED headers appear before the first event.
  */
+let opening = false;
+
 export async function openOperation(id, known = null) {
+  opening = true;
+  try {
+    await openOperationNow(id, known);
+  } finally {
+    opening = false;
+  }
+}
+
+async function openOperationNow(id, known) {
   closeCurrent();
   $("#op-live-title").textContent = `Output · ${id}`;
   $("#op-download").disabled = false;

@@ -53,6 +53,7 @@ async function refresh() {
 }
 
 const TYPE_LABEL = { VPS: "VPS", Proxmox: "Proxmox hosts", VM: "Virtual machines" };
+const INFRA_ORDER = { VPS: 0, Proxmox: 1, VM: 2 };
 
 function renderInfra({ rows, meta }) {
   const body = $("#infra-body");
@@ -61,6 +62,7 @@ function renderInfra({ rows, meta }) {
     body.replaceChildren(h("p", { class: "empty", text: "No links in the inventory yet." }));
     return;
   }
+  rows = [...rows].sort((a, b) => (INFRA_ORDER[a.type] ?? 9) - (INFRA_ORDER[b.type] ?? 9));
   const total = rows.reduce((n, r) => n + Number(r.total || 0), 0);
   const enrolled = rows.reduce((n, r) => n + Number(r.enrolled || 0), 0);
   const online = rows.reduce((n, r) => n + Number(r.online || 0), 0);
@@ -74,6 +76,7 @@ function renderInfra({ rows, meta }) {
           { class: "infra-row" },
           typeIcon(r.type),
           h("span", { class: "infra-count", text: r.total ?? 0 }),
+          h("span", { class: "infra-text" },
           h("span", { class: "infra-label", text: TYPE_LABEL[r.type] || r.type || "Other" }),
           h(
             "span",
@@ -82,7 +85,7 @@ function renderInfra({ rows, meta }) {
             Number(r.offline) ? badge(`${r.offline} offline`, "bad") : null,
             badge(`${r.enrolled ?? 0}/${r.total ?? 0} enrolled`,
               Number(r.enrolled) === Number(r.total) ? "ok" : "warn"),
-          ),
+          )),
         ),
       ),
     ),
@@ -148,6 +151,8 @@ function renderActivity({ rows }) {
   );
 }
 
+const TYPE_ORDER = { VPS: 0, Proxmox: 1, VM: 2 };
+
 function renderHealth({ rows, meta }) {
   const body = $("#health-body");
   $("#health-asof").textContent = meta.as_of ? `as of ${relTime(meta.as_of)}` : "";
@@ -155,6 +160,9 @@ function renderHealth({ rows, meta }) {
     body.replaceChildren(h("p", { class: "empty", text: "No links to check." }));
     return;
   }
+  // Same order as the topology: VPS, Proxmox, VMs, then by name.
+  rows = [...rows].sort((a, b) => (TYPE_ORDER[a.type] ?? 9) - (TYPE_ORDER[b.type] ?? 9) ||
+    String(a.name || a.id).localeCompare(String(b.name || b.id)));
   // The bar shows latency on a log scale up to 1 s, so 5 ms and 200 ms look different.
   body.replaceChildren(
     h(
