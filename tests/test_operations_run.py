@@ -179,3 +179,25 @@ flock -u 9
         assert max(starts) <= 5
         assert max(starts) >= 2  # they really ran in parallel
         assert (shared / "count").read_text().strip() == "0"
+
+
+async def test_stop_escalates_to_kill_when_term_is_ignored(ops: OpsHarness) -> None:
+    """The script (and its child, which inherits the ignored disposition) ignores SIGTERM:
+    after the grace period the group gets SIGKILL, and the kill is confirmed."""
+    marker = f"600.{secrets.randbelow(10**6)}"
+    with trio.fail_after(60):
+        seed_links(ops.db, ops.env, ["ops-03"])
+        seed_script(ops.db, "stubborn", BASH + f"trap '' TERM\necho armed\nsleep {marker}\n")
+        op_id = await ops.submit({"scripts": ["stubborn"], "targets": ["ops-03"]})
+        hub = ops.service.hub(op_id)
+        assert hub is not None
+        while not any(e.kind == "output" for e in hub.subscribe(0).backlog):
+            await trio.sleep(0.05)
+        t0 = time.monotonic()
+        await ops.service.stop(op_id)
+        assert await ops.service.wait(op_id) == "stopped"
+        elapsed = time.monotonic() - t0
+        assert 1.5 <= elapsed < 6, elapsed  # TERM ignored: the grace period passed, then KILL
+        log = (await ops.service.detail(op_id))["logs"][0]
+        assert log["status"] == "stopped" and log["remote_killed"] is True
+        assert await no_process(ops, "ops-03", marker)

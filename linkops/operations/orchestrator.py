@@ -255,6 +255,11 @@ class OperationRun:
                 }
                 await self.db.write(store.task_finished(self.id, target.id, position, values))
                 self.statuses[target.id][position] = status
+                if status != "success":
+                    log.warning("operation.task_end", extra={"context": {
+                        "operation": self.id, "target": target.id, "script": script.id,
+                        "status": status, "exit_code": outcome.exit_code,
+                        "reason": values["error"], "remote_killed": outcome.remote_killed}})
                 self.hub.publish("task_end", {
                     **base, "status": status, "exit_code": outcome.exit_code,
                     "duration": duration, "ended": ended_at, "error": values["error"],

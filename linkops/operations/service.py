@@ -39,6 +39,7 @@ from linkops.operations.status import FINISHED_STATUSES
 from linkops.operations.validate import build_plan, parse_request, read_rows
 from linkops.ssh.bridge import SshConnection, SshManager
 from linkops.ssh.machines import load_links
+from linkops.timeutil import now_iso
 
 log = logging.getLogger("linkops.operations")
 
@@ -130,6 +131,14 @@ class OperationsService:
                                    code="SERVICE_SHUTTING_DOWN")
         links = await load_links(self.db)
         op_id = await self.db.write(lambda c: store.insert_operation(c, plan, triggered_by))
+        nursery = self._nursery
+        if nursery is None or self._closing:
+            # Shutdown began while we were recording: never start it, say so in the record.
+            now = now_iso()
+            await self.db.write(store.finish_operation(
+                op_id, "stopped", {}, now, 0.0, "stopped: the service is shutting down"))
+            raise UnavailableError("the service is shutting down",
+                                   code="SERVICE_SHUTTING_DOWN", details={"operation_id": op_id})
         limit = self.settings.operations.output_buffer_size
         hub = EventHub(task_output_limit=limit,
                        total_output_limit=max(TOTAL_REPLAY_OUTPUT, 2 * limit))
