@@ -135,7 +135,8 @@ def test_proxy_jump_unknown_and_cycle(tmp_path: Path) -> None:
     assert "cycle" in problem(make_checkout(tmp_path / "s", self_jump)).message
 
 
-@pytest.mark.parametrize("bad_id", ["vps 01", "vps/01", "ü", "x" * 65, "'a;b'"])
+@pytest.mark.parametrize("bad_id", ["vps 01", "vps/01", "ü", "x" * 65, "'a;b'", "-rf", "..",
+                                    ".hidden", "_x"])
 def test_ids_use_a_safe_charset(tmp_path: Path, bad_id: str) -> None:
     error = problem(make_checkout(tmp_path, LINK.format(port=22).replace("vps-01", bad_id)))
     assert "id must be" in error.message

@@ -6,10 +6,11 @@ regular files that really live inside the checkout: every path (``links.yaml``,
 repository and outside ``.git``. Nothing in the repository is ever executed.
 
 Rules (SPEC §2, plus the hardening in docs/decisions/inventory-sync.md): ids use
-``[A-Za-z0-9._-]`` (max 64); hosts and users cannot smuggle ssh options (no leading ``-``,
-whitespace or control characters); ports are 1-65535; ``proxyJump`` names another link and
-forms no cycle; flags look like ``--name`` or ``--name=value``; a script is a UTF-8 regular
-file of at most 1 MiB whose first line is a bash shebang.
+``[A-Za-z0-9._-]`` (max 64, starting with a letter or digit); hosts and users cannot smuggle
+ssh options (no leading ``-``, whitespace or control characters); ports are 1-65535;
+``proxyJump`` names another link and forms no cycle; flags look like ``--name`` or
+``--name=value``; a script is a UTF-8 regular file of at most 1 MiB whose first line is a
+bash shebang.
 
 *Errors*: :class:`~linkops.errors.ValidationError` listing every problem found in both files
 (see :mod:`linkops.inventory.problems`).
@@ -28,14 +29,16 @@ from cattrs.errors import BaseValidationError
 
 from linkops.converters import error_paths, structure
 from linkops.inventory.problems import Problem, raise_problems
-from linkops.inventory.yaml_loader import LoadedYaml, YamlProblem, load_yaml
+from linkops.inventory.yaml_loader import MAX_YAML_BYTES, LoadedYaml, YamlProblem, load_yaml
 from linkops.models import Link, Script
 
 LINKS_FILE = "links.yaml"
 SCRIPTS_FILE = "scripts.yaml"
 MAX_SCRIPT_BYTES = 1024 * 1024
 
-ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A leading letter or digit: no "-rf" (an option wherever an id meets a command line) and no
+# "." / ".." (a path segment in a URL).
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Hostnames, IPv4 and IPv6 literals; never a leading "-" (ssh would read an option).
 HOST_RE = re.compile(r"^[A-Za-z0-9_.:%\[\]][A-Za-z0-9_.:%\[\]-]{0,252}$")
 USER_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$")
@@ -98,7 +101,7 @@ def read_repo_file(root: Path, relative: str, limit: int) -> tuple[Path, bytes]:
 def _load_file(root: Path, collector: _Collector, top_key: str) -> dict[str, Any] | None:
     """The mapping under ``top_key`` of one YAML file, or None after recording problems."""
     try:
-        _, raw = read_repo_file(root, collector.file, MAX_SCRIPT_BYTES)
+        _, raw = read_repo_file(root, collector.file, MAX_YAML_BYTES)
     except FileNotFoundError:
         collector.add((), "file not found at the repository root")
         return None
@@ -136,7 +139,8 @@ def _structure_entries(
     for raw_id, entry in entries.items():
         base: tuple[str | int, ...] = (top_key, str(raw_id))
         if not isinstance(raw_id, str) or not ID_RE.match(raw_id):
-            collector.add(base, "id must be 1-64 characters of A-Z a-z 0-9 . _ -")
+            collector.add(base, "id must be 1-64 characters of A-Z a-z 0-9 . _ - starting "
+                                "with a letter or digit")
             continue
         if not isinstance(entry, dict):
             collector.add(base, "must be a mapping")
