@@ -204,3 +204,25 @@ async def test_heartbeat_comments_while_idle(
                     kinds.append(event.event)
         assert pings >= 3
         assert kinds[-1] == "operation_end"
+
+
+async def test_disconnected_subscribers_are_released(
+        ops_client: httpx.AsyncClient, ops_server: server.Running, ops_server_db: Database,
+        ops_ssh_env: SshEnv, monkeypatch: Any) -> None:
+    """Clients that go away leave no subscription behind in the running operation's hub."""
+    from linkops.operations import events as events_module
+    monkeypatch.setattr(events_module, "HEARTBEAT_SECONDS", 0.2)
+    seed_links(ops_server_db, ops_ssh_env, ["ops-20"])
+    seed_script(ops_server_db, "long", BASH + "echo up\nsleep 600.6262\n")
+    service = ops_server.services.operations
+    with trio.fail_after(30):
+        op_id = await _start(ops_client, {"scripts": ["long"], "targets": ["ops-20"]})
+        for _ in range(5):
+            got = await collect_sse(ops_client, op_id, stop_after=1)  # then hang up
+            assert got[0].event == "operation"
+        hub = service.hub(op_id)
+        assert hub is not None
+        while hub.subscriber_count:
+            await trio.sleep(0.1)
+        await ops_client.post(f"/api/operations/{op_id}/stop")
+        assert await service.wait(op_id) == "stopped"
