@@ -5,7 +5,8 @@ and a small WebSocket client that sorts frames by pane.
   sandbox fleet, ``machines`` rows for ``sbx-01..03`` (enrolled), ``sbx-unenrolled`` (a real
   host, ``enrolled = 0``) and ``sbx-wrongid`` (a real host whose inventory client ID differs
   from the file: ``enrolled = 1`` in the DB, so only the fresh check at connect catches it);
-  users ``admin`` and ``bob`` with bearer-token httpx clients.
+  users ``admin`` and ``bob`` with bearer-token httpx clients. The fleet's bastion and inner
+  hosts (ProxyJump only) are enrolled too when the fleet has them.
 - :class:`TermSocket`: ``open_websocket_url`` plus per-pane output buffers and statuses.
 """
 
@@ -134,6 +135,8 @@ class TermSocket:
 def _machines(fleet: Sandbox) -> list[Any]:
     links = fleet_links(fleet)
     chosen = [links[name] for name in ENROLLED]
+    # The bastion and the hosts behind it (network namespaces; present when running as root).
+    chosen.extend(link for name, link in links.items() if name not in ENROLLED)
     chosen.append(attrs.evolve(links["sbx-03"], id="sbx-unenrolled", name="sbx-unenrolled"))
     chosen.append(attrs.evolve(
         links["sbx-02"], id="sbx-wrongid", name="sbx-wrongid",

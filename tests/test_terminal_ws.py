@@ -8,6 +8,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
+from linkops.sandbox import Sandbox, netns_available
 from tests.fixtures_terminal import TermEnv
 
 pytestmark = pytest.mark.usefixtures("sandbox_fleet")
@@ -241,3 +242,22 @@ async def test_pane_that_does_not_read_input_refuses_it_without_blocking_others(
             sock.take("B")
             await sock.stdin("B", "echo b-ok-$((9*9))\r")
             await sock.until_output("B", "b-ok-81")
+
+
+@pytest.mark.skipif(not netns_available(), reason="inner hosts need root (network namespaces)")
+async def test_panes_on_hosts_behind_a_bastion(term_env: TermEnv,
+                                               sandbox_fleet: Sandbox) -> None:
+    """Two panes on two inner hosts reachable only through the bastion (ProxyJump), each with
+    its own client ID file at the real default path, stay independent."""
+    with trio.fail_after(40):
+        ws_id = await term_env.workspace("grid2x1", A="sbx-inner-01", B="sbx-inner-02")
+        r = await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+        assert [p["status"] for p in r.json()["panes"]] == ["connected", "connected"], r.text
+        async with term_env.socket(ws_id) as sock:
+            for pane in "AB":
+                await sock.until_status(pane, "connected")
+                await sock.stdin(pane, 'echo "id=$(cat /etc/linkops/client_id)"\r')
+            a = await sock.until_match("A", r"id=(LINKOPS-[0-9a-f-]+)")
+            b = await sock.until_match("B", r"id=(LINKOPS-[0-9a-f-]+)")
+            assert a.group(1) == sandbox_fleet.host("sbx-inner-01").client_id
+            assert b.group(1) == sandbox_fleet.host("sbx-inner-02").client_id
