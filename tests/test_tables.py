@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from linkops.db import Database
 from linkops.errors import ValidationError
@@ -349,6 +352,8 @@ async def test_forged_or_foreign_cursors_are_refused(service: TableService, db: 
         _tamper_payload(cursor, lambda d: d["k"].__setitem__(0, "zzz")),
         _tamper_payload(cursor, lambda d: d["k"].__setitem__(1, "m00' OR 1=1 --")),
         f"{prefix}.{payload}.{mac[:-2]}AA",
+        # Same bytes, different spelling: the last character's unused low bit flipped.
+        f"{prefix}.{payload}.{mac[:-1]}{B64URL[B64URL.index(mac[-1]) ^ 1]}",
         f"{prefix}.{payload}",
         f"v2.{payload}.{mac}",
         "not-a-cursor",
@@ -455,3 +460,33 @@ async def test_long_sort_values_still_paginate(service: TableService, db: Databa
         if cursor is None:
             break
     assert seen[:3] == ["m03", "m01", "m02"] and len(seen) == 9 == len(set(seen))
+
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(position=st.integers(min_value=0), replacement=st.sampled_from(B64URL))
+def test_any_altered_cursor_is_refused(db: Database, position: int, replacement: str) -> None:
+    """Tamper evidence: changing any one character of a cursor makes it INVALID_CURSOR."""
+    service = TableService(db, b"unit-test-secret")
+
+    async def run() -> None:
+        cursor = await _cursor(service, LINKS_BY_NAME)
+        index = position % len(cursor)
+        altered = cursor[:index] + replacement + cursor[index + 1 :]
+        if altered == cursor:
+            return
+        with pytest.raises(ValidationError) as caught:
+            await service.query({**LINKS_BY_NAME, "page": {"cursor": altered}})
+        assert caught.value.code == "INVALID_CURSOR"
+        # The same secret in a new service (a restart) still accepts the original.
+        again = TableService(db, b"unit-test-secret")
+        result = await again.query({**LINKS_BY_NAME, "page": {"cursor": cursor}})
+        assert result["rows"]
+
+    trio.run(run)

@@ -38,7 +38,12 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     padded = text + "=" * (-len(text) % 4)
-    return base64.urlsafe_b64decode(padded.encode("ascii"))
+    data = base64.urlsafe_b64decode(padded.encode("ascii"))
+    # Only the canonical spelling: a token that differs in any character is refused, even
+    # where base64 would ignore the difference (unused low bits of the last character).
+    if _b64(data) != text:
+        raise ValueError("non-canonical base64")
+    return data
 
 
 def _invalid(message: str) -> ValidationError:
