@@ -4,6 +4,17 @@ Events are numbered 1, 2, 3, … per operation (the SSE ``id``). Kinds: ``operat
 operation's state), ``task_start``, ``output``, ``task_end`` and ``operation_end`` (always the
 last one).
 
+``data`` of each kind (JSON; times ISO-8601 UTC; a task is ``target`` + ``script`` +
+``position``, the script's index in the operation)::
+
+    operation      {operation_id, status: queued|running, scripts, targets, flags,
+                    concurrency, started?, triggered_by?}
+    task_start     {target, script, position, name, started}
+    output         {target, script, position, stream: stdout|stderr, data, truncated?}
+    task_end       {target, script, position, status, exit_code, duration, ended, error,
+                    remote_killed, output_truncated?}   (also for skipped tasks)
+    operation_end  {operation_id, status, result, ended, duration, error}
+
 *Replay log* (what a late or reconnecting subscriber gets): every lifecycle event is kept. Output
 events are kept while the task's kept output stays under ``task_output_limit`` bytes and the
 operation's under ``total_output_limit``; the first output event that does not fit is replaced
