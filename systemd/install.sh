@@ -110,9 +110,23 @@ systemd_running() { [[ -z "$ROOT" && -d /run/systemd/system ]]; }
 TMPFILES=()
 WAS_ACTIVE=0
 RESTARTED=0
+START_FAILED=0
+admin_password=""
+print_admin() {
+    [[ -n "$admin_password" ]] || return 0
+    echo
+    echo "  First administrator: $ADMIN_NAME"
+    echo "  Password:            $admin_password"
+    echo "  (shown only this once; change it with:" \
+        "sudo -u $SERVICE_USER $VENV/bin/linkops user passwd $ADMIN_NAME)"
+    admin_password=""
+}
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local status=$?
     if ((${#TMPFILES[@]})); then rm -f -- "${TMPFILES[@]}"; fi
+    # The admin exists from step 7 on: whatever fails later, its password must be shown.
+    print_admin
     # A failed upgrade must not leave the team without the service it stopped.
     if ((status != 0 && WAS_ACTIVE == 1 && RESTARTED == 0)); then
         log "installation failed; starting $SERVICE again"
@@ -300,7 +314,6 @@ if [[ -e "$key.pub" ]]; then own svc:svc 644 "$key.pub"; fi
 
 # --- 7. First administrator (first install only) ---------------------------------------------
 admin_marker="$(r "$LIB")/.admin-created"
-admin_password=""
 if [[ -e "$admin_marker" ]]; then
     log "first administrator was created by an earlier run; users are left alone"
 else
@@ -348,20 +361,19 @@ else
     else
         # Type=notify: this returns once the service reported READY=1 (port bound).
         RESTARTED=1
-        systemctl restart "$SERVICE"
-        log "$SERVICE is $(systemctl is-active "$SERVICE")"
+        if systemctl restart "$SERVICE"; then
+            log "$SERVICE is $(systemctl is-active "$SERVICE")"
+        else
+            START_FAILED=1
+            log "ERROR: $SERVICE did not start; see: journalctl -u linkopsd -n 50"
+        fi
     fi
 fi
 
 # --- 9. What the operator needs to know ------------------------------------------------------
 echo
 echo "LinkOps $version is installed."
-if [[ -n "$admin_password" ]]; then
-    echo
-    echo "  First administrator: $ADMIN_NAME"
-    echo "  Password:            $admin_password"
-    echo "  (shown only this once; change it with: sudo -u $SERVICE_USER $VENV/bin/linkops user passwd $ADMIN_NAME)"
-fi
+print_admin
 if [[ -e "$key.pub" ]]; then
     echo
     echo "  Public key to add to ~/.ssh/authorized_keys of the SSH user on every target:"
@@ -370,3 +382,4 @@ fi
 echo
 echo "  Configuration: $CONFIG (set [git] repository_url, then: systemctl restart linkopsd)"
 echo "  Logs:          journalctl -u linkopsd   and   $LOGDIR/linkops.log"
+exit "$START_FAILED"

@@ -323,3 +323,19 @@ def test_installed_unit_verifies_with_the_real_entry_point(tmp_path: Path, wheel
     result = analyze("verify", "--man=no", f"--root={root}", "linkopsd.service")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+def test_admin_password_is_shown_even_when_a_later_step_fails(
+    tmp_path: Path, wheel: Path
+) -> None:
+    """The admin is created before the unit is installed; if that fails, the one-time
+    password must still reach the operator (it is never shown again)."""
+    root = tmp_path / "root"
+    (root / "etc/systemd").mkdir(parents=True)
+    (root / "etc/systemd/system").write_text("not a directory\n")  # the unit step fails
+    result = run_install(root, wheel)
+    assert result.returncode != 0
+    password = printed_password(result.stdout)
+    with sqlite3.connect(root / "var/lib/linkops/linkops.db") as conn:
+        (stored,) = conn.execute("SELECT password_hash FROM users").fetchone()
+    assert auth.verify_password(password, stored)
