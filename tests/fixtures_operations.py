@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,12 +134,14 @@ async def no_process(ops: OpsHarness, host: str, marker: str) -> bool:
     return out.strip() == "none"
 
 
-@pytest.fixture
-async def ops(ops_settings: Settings, ops_ssh_env: SshEnv,
-              nursery: trio.Nursery) -> AsyncIterator[OpsHarness]:
-    db = Database(ops_settings.database.path)
-    ssh = SshManager(ops_settings.ssh)
-    service = OperationsService(db, ops_settings, ssh)
+@asynccontextmanager
+async def open_harness(settings: Settings, env: SshEnv,
+                       nursery: trio.Nursery) -> AsyncIterator[OpsHarness]:
+    """An :class:`OperationsService` (own DB handle and SSH manager) running in ``nursery``
+    for the fleet of ``env``; shut down and closed on exit."""
+    db = Database(settings.database.path)
+    ssh = SshManager(settings.ssh)
+    service = OperationsService(db, settings, ssh)
     scope = trio.CancelScope()
 
     async def host(task_status: trio.TaskStatus[None]) -> None:
@@ -147,13 +150,20 @@ async def ops(ops_settings: Settings, ops_ssh_env: SshEnv,
 
     await nursery.start(host)
     try:
-        yield OpsHarness(db, ssh, service, ops_ssh_env, ops_settings)
+        yield OpsHarness(db, ssh, service, env, settings)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(15):
             await service.shutdown()
             scope.cancel()
             await ssh.aclose()
         db.close()
+
+
+@pytest.fixture
+async def ops(ops_settings: Settings, ops_ssh_env: SshEnv,
+              nursery: trio.Nursery) -> AsyncIterator[OpsHarness]:
+    async with open_harness(ops_settings, ops_ssh_env, nursery) as harness:
+        yield harness
 
 
 @pytest.fixture

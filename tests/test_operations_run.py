@@ -134,6 +134,9 @@ async def test_stop_kills_remote_process_group(ops: OpsHarness) -> None:
                   if e.kind == "output" and "started" in e.data["data"]) < 2:
             await trio.sleep(0.05)
         assert not await no_process(ops, "ops-06", marker)
+        running = await ops.service.detail(op_id)
+        assert running["status"] == "running"
+        assert [g["stdout"] for g in running["logs"] if g["script"] == "long"] == ["started\n"] * 2
         t0 = time.monotonic()
         await ops.service.stop(op_id)
         status = await ops.service.wait(op_id)

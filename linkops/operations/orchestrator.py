@@ -72,6 +72,8 @@ class OperationRun:
             t.id: ["pending"] * len(plan.scripts) for t in plan.targets}
         self.in_flight = 0
         self.max_in_flight = 0
+        # Output of the tasks running right now, so a view of a running operation shows it.
+        self.live: dict[tuple[str, int], TaskOutput] = {}
 
     def stop(self, reason: str = "stopped by user") -> None:
         """Cancel everything (remote processes are killed by the tasks' cleanup)."""
@@ -203,6 +205,7 @@ class OperationRun:
         self.statuses[target.id][position] = "running"
         self.hub.publish("task_start", {**base, "started": started_at, "name": script.name})
         output = TaskOutput(self.settings.operations.output_buffer_size)
+        self.live[(target.id, position)] = output
 
         async def sink(stream: str, chunk: bytes) -> None:
             text = output.feed(stream, chunk)
@@ -254,6 +257,7 @@ class OperationRun:
                     else int(outcome.remote_killed),
                 }
                 await self.db.write(store.task_finished(self.id, target.id, position, values))
+                self.live.pop((target.id, position), None)
                 self.statuses[target.id][position] = status
                 if status != "success":
                     log.warning("operation.task_end", extra={"context": {

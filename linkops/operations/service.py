@@ -197,7 +197,19 @@ class OperationsService:
     # -- reads -----------------------------------------------------------------------------
 
     async def detail(self, op_id: str) -> dict[str, Any]:
-        return await self.db.read(lambda c: history.operation_detail(c, op_id))
+        """The operation view; for a running task, the output so far (from memory).
+
+        *Errors*: 404 ``OPERATION_NOT_FOUND``.
+        """
+        view = await self.db.read(lambda c: history.operation_detail(c, op_id))
+        op = self._running.get(op_id)
+        if op is not None:
+            for log in view["logs"]:
+                live = op.live.get((log["target"], log["position"]))
+                if live is not None and log["status"] == "running":
+                    log["stdout"], log["stderr"] = live.text("stdout"), live.text("stderr")
+                    log["output_truncated"] = live.truncated
+        return view
 
     async def history(self, params: Mapping[str, str | None]) -> dict[str, Any]:
         return await self.db.read(lambda c: history.list_operations(c, params))
