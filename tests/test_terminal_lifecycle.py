@@ -12,6 +12,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from linkops.db import Database
+from linkops.sandbox import Tarpit
 from tests.fixtures_terminal import TermEnv, TermSocket
 
 pytestmark = pytest.mark.usefixtures("sandbox_fleet")
@@ -235,3 +236,35 @@ async def test_shutdown_closes_sockets_with_1001_and_records_sessions(term_env: 
         finally:
             db.close()
         assert row is not None and row["close_reason"] == "shutdown"
+
+
+async def test_connect_in_progress_is_cancelled_by_disconnect_and_delete(
+        term_env: TermEnv) -> None:
+    """A host that never answers: disconnecting the pane (or deleting the workspace) ends the
+    pending connect at once, and nothing is left open or recorded as a session."""
+    with Tarpit() as tarpit, trio.fail_after(30):
+        await term_env.db.execute(
+            "INSERT INTO machines (id, name, type, host, port, user, client_id, enrolled, "
+            "created_at, updated_at) VALUES ('tarpit', 'tarpit', 'VPS', '127.0.0.1', ?, 'x', "
+            "'LINKOPS-x', 1, 'now', 'now')", (tarpit.port,))
+        service = term_env.running.services.terminal
+        for how in ("disconnect", "delete"):
+            ws_id = await term_env.workspace("single", A="tarpit")
+            result: list[int] = []
+            async with trio.open_nursery() as nursery:
+                async def connect(ws_id: str = ws_id) -> None:
+                    result.append((await term_env.connect(ws_id, "A")).status_code)
+
+                nursery.start_soon(connect)
+                while "A" not in service.live_panes(ws_id):
+                    await trio.sleep(0.01)
+                if how == "disconnect":
+                    r = await term_env.http.post(
+                        f"/api/terminal/workspaces/{ws_id}/panes/A/disconnect")
+                else:
+                    r = await term_env.http.delete(f"/api/terminal/workspaces/{ws_id}")
+                assert r.status_code == 200
+                assert service.live_panes(ws_id) == set()
+            assert result == [409]  # PANE_DISCONNECTED: the connect was called off
+        assert service.session_count() == 0
+        assert await term_env.db.fetchall("SELECT * FROM terminal_sessions") == []

@@ -208,15 +208,18 @@ class TerminalService:
                                        self.live_panes(workspace_id))
 
     async def delete_workspace(self, owner: str, workspace_id: str) -> None:
-        workspace = await self.store.get(owner, workspace_id)
-        runtime = self._runtimes.get(workspace.id)
-        if runtime is not None:
+        runtime = self._runtimes.get(workspace_id)
+        if runtime is not None and runtime.owner == owner:
+            # From here on a connect that is still running closes what it opens.
             runtime.deleted = True
-            await self._end_sessions(runtime, list(runtime.sessions), "workspace_deleted")
+        # Closed in the database first: no request can start anything in it any more.
+        await self.store.close(owner, workspace_id)
+        if runtime is not None and runtime.owner == owner:
+            await self._end_sessions(runtime, list(runtime.sessions) + list(runtime.connecting),
+                                     "workspace_deleted")
             if runtime.attachment is not None:
                 runtime.attachment.close(protocol.CLOSE_WORKSPACE_GONE, "workspace deleted")
-            self._runtimes.pop(workspace.id, None)
-        await self.store.close(owner, workspace_id)
+            self._runtimes.pop(workspace_id, None)
 
     async def disconnect_pane(self, owner: str, workspace_id: str, pane: str) -> PaneState:
         workspace = await self.store.get(owner, workspace_id)
