@@ -252,10 +252,10 @@ async def test_connect_in_progress_is_cancelled_by_disconnect_and_delete(
             ws_id = await term_env.workspace("single", A="tarpit")
             result: list[int] = []
             async with trio.open_nursery() as nursery:
-                async def connect(ws_id: str = ws_id) -> None:
+                async def connect(ws_id: str, result: list[int]) -> None:
                     result.append((await term_env.connect(ws_id, "A")).status_code)
 
-                nursery.start_soon(connect)
+                nursery.start_soon(connect, ws_id, result)
                 while "A" not in service.live_panes(ws_id):
                     await trio.sleep(0.01)
                 if how == "disconnect":
