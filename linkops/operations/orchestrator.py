@@ -24,6 +24,7 @@ bug becomes a failed operation with its message logged.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -49,6 +50,11 @@ from linkops.timeutil import now_iso
 log = logging.getLogger("linkops.operations")
 
 CLIENT_ID_TIMEOUT = 15.0
+
+
+def _cancelled_here() -> bool:
+    """True inside a cancelled scope (checked from ``finally`` blocks)."""
+    return trio.current_effective_deadline() == -math.inf
 
 
 class OperationRun:
@@ -107,6 +113,10 @@ class OperationRun:
             error = f"internal error: {exc}"
             log.exception("operation.internal_error", extra={"context": {"operation": self.id}})
         finally:
+            if not self.stop_requested and _cancelled_here():
+                # Cancelled from outside (the service's nursery is going away): a stop too.
+                self.stop_requested = True
+                self.stop_reason = "stopped: the service is shutting down"
             with trio.CancelScope(shield=True):
                 await self._finish(t0, error)
 
@@ -238,7 +248,7 @@ class OperationRun:
         finally:
             if status is None:
                 # Cancelled (possibly wrapped in an ExceptionGroup by a nursery) or a bug.
-                stopped = self.cancel_scope.cancel_called
+                stopped = self.cancel_scope.cancel_called or _cancelled_here()
                 status = "stopped" if stopped else "failed"
                 error = (self.stop_reason or "stopped") if stopped else "internal error"
             with trio.CancelScope(shield=True):
