@@ -44,8 +44,17 @@ async def test_hooks_never_run(tmp_path: Path, inventory: Inventory,
     # The repository also ships hook-looking files and a script that would touch the canary.
     config_repo.write(".githooks/post-checkout", _canary_hook(canary), 0o755)
     config_repo.write("scripts/long_task.sh", f"#!/bin/bash\ntouch {canary}\n", 0o755)
-    config_repo.commit_and_push("hooks")
+    # Filters and fsmonitor need configuration git never takes from repository content.
+    config_repo.write(".gitattributes", "* filter=evil\n")
+    config_repo.write(".gitconfig", f'[filter "evil"]\n\tsmudge = touch {canary}\n'
+                                    f"[core]\n\tfsmonitor = touch {canary}\n")
+    config_repo.write(".lfsconfig", f"[lfs]\n\turl = ext::touch {canary}\n")
+    head = config_repo.commit_and_push("hooks")
     await _sync_ok(service)
+    assert git("rev-parse", "HEAD", cwd=settings.git.local_path) == head
+    # The script is stored (it is valid bash) but nothing ran it.
+    stored = (await service.script_models(["long_task"]))["long_task"]
+    assert f"touch {canary}" in stored.content
     assert not canary.exists()
 
 
