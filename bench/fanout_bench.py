@@ -1,4 +1,11 @@
-"""Event fan-out: one operation's output events to 1…200 SSE subscribers.
+"""Fan-out: one operation on N links end to end, and one operation's events to many subscribers.
+
+*End to end* (:func:`end_to_end`, first): the real server as a subprocess, N = 50, 200, 500
+links on a sandbox fleet (links share sshd processes), against OpenSSH / asyncssh / paramiko
+baselines run in the same process tree at the same time of day; see the section comment.
+``--quick`` (or ``CI=true``): one small cell, one repeat.
+
+*Event hub* (:func:`amain`, second):
 
 For each subscriber count, publishes :data:`EVENTS` output events (200 bytes each) through an
 :class:`~linkops.operations.events.EventHub` while every subscriber reads with
@@ -13,11 +20,34 @@ cap the wait at :data:`STALL_CAP` s) while the hub keeps publishing at full spee
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+import attrs
+import httpx
 import trio
 
+from bench.common import (
+    REPO,
+    ServerProcess,
+    Table,
+    check_lean_shell,
+    client_files,
+    fleet_links,
+    median,
+    quick_mode,
+    run_operation,
+    ssh_argv,
+)
+from linkops.models import Link
 from linkops.operations.events import EventHub, follow
+from linkops.sandbox import Sandbox
 
 EVENTS = 2_000
 PAYLOAD = "x" * 199 + "\n"
@@ -105,7 +135,154 @@ async def amain() -> None:
           f"{deliver:.3f} s); naive {naive:.0f} ev/s (stalled, capped at {STALL_CAP:g} s)")
 
 
+# == End to end: one operation on N links, through the real server (a subprocess) ==============
+#
+# From the API call to ``operation_end`` on the SSE stream, ``echo ok; sleep 0.2`` on N links at
+# concurrency C. Baselines in the same run, each opening a fresh connection per link: OpenSSH
+# (``xargs -P C ssh …``), a minimal asyncssh script, raw paramiko in C threads. Then the same
+# operation again on the same server (the SshManager pool: connections reused).
+
+COMMAND = "echo ok; sleep 0.2"
+SSHD_FULL = 20
+
+
+def _cases(quick: bool) -> tuple[list[tuple[int, int]], int, int]:
+    """((N, C) cells, repeats, sshd count)."""
+    if quick:
+        return [(50, 25)], 1, 5
+    cells = [(n, c) for n in (50, 200, 500) for c in (25, 50, 100)]
+    return cells, 3, SSHD_FULL
+
+
+def _targets(links: list[Link]) -> list[dict[str, object]]:
+    return [{"host": link.host, "port": link.port, "user": link.user} for link in links]
+
+
+def openssh_baseline(key: Path, known_hosts: Path, links: list[Link], concurrency: int
+                     ) -> dict[str, float]:
+    """``xargs -P C ssh … -p PORT user@host 'echo ok; sleep 0.2'`` (no shell in between)."""
+    user, host = links[0].user, links[0].host
+    assert all(link.host == host for link in links)
+    argv = ["xargs", "-P", str(concurrency), "-I", "{}",
+            *ssh_argv(key, known_hosts, 0, user, host), COMMAND]
+    port_index = argv.index("-p") + 1
+    argv[port_index] = "{}"
+    ports = "".join(f"{link.port}\n" for link in links)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, input=ports, capture_output=True, text=True, timeout=900,
+                          check=False)
+    elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ok = done.stdout.count("ok\n")
+    if ok != len(links):
+        raise RuntimeError(f"openssh baseline: {ok}/{len(links)} ok; {done.stderr[-500:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"elapsed": elapsed, "cpu": cpu}
+
+
+def python_baseline(mode: str, key: Path, known_hosts: Path, links: list[Link],
+                    concurrency: int) -> dict[str, float]:
+    job = {"key": str(key), "known_hosts": str(known_hosts), "targets": _targets(links),
+           "concurrency": concurrency, "command": COMMAND}
+    done = subprocess.run([sys.executable, "-m", "bench.baselines", mode, json.dumps(job)],
+                          capture_output=True, text=True, timeout=900, check=False,
+                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} baseline failed: {done.stderr[-1500:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["ok"] != len(links):
+        raise RuntimeError(f"{mode} baseline: {result['ok']}/{len(links)} ok")
+    return result
+
+
+def linkops_run(server: ServerProcess, http: httpx.Client, links: list[Link],
+                concurrency: int) -> dict[str, float]:
+    body = {"scripts": ["bench-echo"], "targets": [link.id for link in links],
+            "concurrency": concurrency, "require_enrollment": True}
+    cpu0 = server.cpu_seconds()
+    elapsed, end = run_operation(http, body)
+    cpu = server.cpu_seconds() - cpu0
+    result = end.get("result") or {}
+    if end.get("status") != "success":
+        raise RuntimeError(f"operation ended {end.get('status')}: {result} {end.get('error')}")
+    return {"elapsed": elapsed, "cpu": cpu}
+
+
+@attrs.define
+class Cell:
+    n: int
+    c: int
+    samples: dict[str, list[dict[str, float]]] = attrs.field(factory=dict)
+
+    def add(self, name: str, sample: dict[str, float]) -> None:
+        self.samples.setdefault(name, []).append(sample)
+
+    def elapsed(self, name: str) -> float:
+        return median(s["elapsed"] for s in self.samples[name])
+
+    def cpu_per_link_ms(self, name: str) -> float:
+        return median(s["cpu"] for s in self.samples[name]) / self.n * 1000
+
+
+BASELINES = ("openssh", "asyncssh", "paramiko")
+
+
+def run_cell(fleet: Sandbox, root: Path, key: Path, known_hosts: Path, n: int, c: int,
+             repeats: int) -> Cell:
+    cell = Cell(n, c)
+    for rep in range(repeats):
+        links = fleet_links(fleet, n, prefix=f"r{rep}")
+        # Fresh server per repeat: an empty pool, so the first run opens N new connections.
+        with ServerProcess(root / f"server-{n}-{c}-{rep}", fleet) as server:
+            server.seed(links, {"bench-echo": f"#!/bin/bash\n{COMMAND}\n"})
+            with server.client() as http:
+                cell.add("linkops", linkops_run(server, http, links, c))
+                cell.add("linkops-reused", linkops_run(server, http, links, c))
+        cell.add("openssh", openssh_baseline(key, known_hosts, links, c))
+        cell.add("asyncssh", python_baseline("asyncssh", key, known_hosts, links, c))
+        cell.add("paramiko", python_baseline("paramiko", key, known_hosts, links, c))
+        print(f"    N={n} C={c} rep {rep + 1}/{repeats}: " + ", ".join(
+            f"{name} {samples[-1]['elapsed']:.2f}s" for name, samples in cell.samples.items()),
+            flush=True)
+    return cell
+
+
+def report_cell(table: Table, cell: Cell) -> None:
+    best_name = min(BASELINES, key=cell.elapsed)
+    best = cell.elapsed(best_name)
+    fresh = cell.elapsed("linkops")
+    reused = cell.elapsed("linkops-reused")
+    label = f"N={cell.n} C={cell.c}"
+    base = ", ".join(f"{b} {cell.elapsed(b):.2f}s" for b in BASELINES)
+    table.add(f"fan-out {label} fresh", f"{fresh:.2f}s", base,
+              f"{fresh / best:.2f}x {best_name}", "<= 1.05x", fresh / best <= 1.05)
+    cpu = cell.cpu_per_link_ms("linkops")
+    table.add(f"fan-out {label} server CPU/link", f"{cpu:.1f} ms",
+              ", ".join(f"{b} {cell.cpu_per_link_ms(b):.1f} ms" for b in BASELINES), "",
+              "<= 4 ms", cpu <= 4.0)
+    fastest_any = min(cell.elapsed(b) for b in BASELINES)
+    table.add(f"fan-out {label} reused", f"{reused:.2f}s", f"best {fastest_any:.2f}s",
+              f"{fastest_any / reused:.1f}x faster", ">= 5x faster", fastest_any / reused >= 5)
+
+
+def end_to_end(quick: bool) -> Table:
+    cells, repeats, sshd = _cases(quick)
+    table = Table(f"Fan-out end to end ({'quick' if quick else 'full'}: {repeats} repeat(s), "
+                  f"median; {sshd} sshd; '{COMMAND}')")
+    with tempfile.TemporaryDirectory(prefix="linkops-fanout-bench-") as tmp:
+        root = Path(tmp)
+        with Sandbox(root / "fleet", hosts=sshd, prefix="fan") as fleet:
+            key, known_hosts = client_files(fleet, root / "client")
+            one = check_lean_shell(fleet, key, known_hosts)
+            print(f"  lean target shell: ok (one ssh round trip {one * 1000:.0f} ms)")
+            for n, c in cells:
+                report_cell(table, run_cell(fleet, root, key, known_hosts, n, c, repeats))
+    return table
+
+
 def main() -> None:
+    end_to_end(quick_mode()).print()
     trio.run(amain)
 
 
