@@ -226,3 +226,20 @@ async def test_disconnected_subscribers_are_released(
             await trio.sleep(0.1)
         await ops_client.post(f"/api/operations/{op_id}/stop")
         assert await service.wait(op_id) == "stopped"
+
+
+async def test_split_characters_and_invalid_bytes_in_the_stream(
+        ops_client: httpx.AsyncClient, ops_server_db: Database, ops_ssh_env: SshEnv) -> None:
+    """A euro sign written in two halves (separate reads) arrives whole; invalid bytes
+    become U+FFFD; the stored output matches what was streamed."""
+    seed_links(ops_server_db, ops_ssh_env, ["ops-19"])
+    seed_script(ops_server_db, "bytes", BASH + "printf 'a\\xe2'; sleep 0.3; printf '\\x82\\xac'; "
+                "sleep 0.3; printf '\\xff\\xfeb\\n'\n")
+    with trio.fail_after(30):
+        op_id = await _start(ops_client, {"scripts": ["bytes"], "targets": ["ops-19"]})
+        events = await collect_sse(ops_client, op_id)
+        chunks = [e.data["data"] for e in events if e.event == "output"]
+        assert len(chunks) >= 2  # it really came in pieces
+        assert "".join(chunks) == "a€\ufffd\ufffdb\n"
+        view = (await ops_client.get(f"/api/operations/{op_id}")).json()
+        assert view["logs"][0]["stdout"] == "a€\ufffd\ufffdb\n"
