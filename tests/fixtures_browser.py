@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import httpx
@@ -234,5 +234,7 @@ def open_tab(driver: WebDriver, name: str) -> None:
 
 def console_errors(driver: WebDriver, allow: Callable[[dict[str, Any]], bool]) -> list[str]:
     """SEVERE console entries since the last call, minus those ``allow`` accepts."""
-    return [e["message"] for e in driver.get_log("browser")
+    # get_log is Chromium-specific (not on the generic WebDriver type).
+    entries: list[dict[str, Any]] = cast(Any, driver).get_log("browser")
+    return [e["message"] for e in entries
             if e["level"] == "SEVERE" and not allow(e)]

@@ -88,6 +88,17 @@ def op_status_badge(driver: WebDriver) -> str:
     return driver.find_element(By.ID, "op-live-status").text.strip()
 
 
+def rows_if_count(driver: WebDriver, selector: str, count: int) -> list[WebElement]:
+    """The elements matching ``selector`` once there are exactly ``count`` of them."""
+    found = driver.find_elements(By.CSS_SELECTOR, selector)
+    return found if len(found) == count else []
+
+
+def pane_live(driver: WebDriver, pane: str) -> bool:
+    status = driver.find_element(By.CSS_SELECTOR, f'.pane[data-pane="{pane}"]')
+    return status.get_attribute("data-status") in ("connected", "enrolled")
+
+
 def toast_texts(driver: WebDriver) -> list[str]:
     return [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#toasts .toast")]
 
@@ -139,9 +150,8 @@ def test_login_opens_the_app(app: WebDriver, demo_service: DemoService) -> None:
 
 def test_overview_shows_infrastructure_activity_and_health(app: WebDriver) -> None:
     open_tab(app, "overview")
-    rows = wait_for("link health rows", lambda: len(app.find_elements(
-        By.CSS_SELECTOR, "#health-body .health-row")) == len(LINK_IDS) and
-        app.find_elements(By.CSS_SELECTOR, "#health-body .health-row"))
+    rows = wait_for("link health rows", lambda: rows_if_count(
+        app, "#health-body .health-row", len(LINK_IDS)))
     names = {r.find_element(By.CLASS_NAME, "health-name").text for r in rows}
     assert len(names) == len(LINK_IDS)
     infra = wait_for("infrastructure rows", lambda: app.find_elements(
@@ -155,9 +165,8 @@ def test_overview_shows_infrastructure_activity_and_health(app: WebDriver) -> No
 
 def test_links_table_lists_the_inventory_and_filters(app: WebDriver) -> None:
     open_tab(app, "links")
-    rows = wait_for("every link in the table", lambda: len(app.find_elements(
-        By.CSS_SELECTOR, "#links-table tbody tr")) == len(LINK_IDS) and
-        app.find_elements(By.CSS_SELECTOR, "#links-table tbody tr"))
+    rows = wait_for("every link in the table", lambda: rows_if_count(
+        app, "#links-table tbody tr", len(LINK_IDS)))
     assert {r.get_attribute("data-link") for r in rows} == LINK_IDS
     staging = app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-staging-01"]')
     assert "not enrolled" in staging.text
@@ -169,9 +178,9 @@ def test_links_table_lists_the_inventory_and_filters(app: WebDriver) -> None:
     assert shown == ["vm-staging-01"]
     Select(app.find_element(By.ID, "links-enrolled")).select_by_value("")
     app.find_element(By.ID, "links-search").send_keys("vps-")
-    shown = [r.get_attribute("data-link")
-             for r in app.find_elements(By.CSS_SELECTOR, "#links-table tbody tr")]
-    assert sorted(shown) == ["vps-fra-01", "vps-nyc-01"]
+    searched = [str(r.get_attribute("data-link"))
+                for r in app.find_elements(By.CSS_SELECTOR, "#links-table tbody tr")]
+    assert sorted(searched) == ["vps-fra-01", "vps-nyc-01"]
     # clear() fires no input event; do what a user's select-all + delete would.
     app.execute_script("const s = document.getElementById('links-search'); s.value = '';"
                        "s.dispatchEvent(new Event('input'))")
@@ -232,9 +241,10 @@ def test_run_on_two_targets_streams_live_and_finishes(app: WebDriver,
         "[1] - [Long Task (demo)] - [long_task] - [RUNNING]"
     screenshot(app, "operations-live")
 
+    done = ["[1] - [Long Task (demo)] - [long_task] - [SUCCESS]"]
     for target in ("vps-fra-01", "vps-nyc-01"):
-        wait_for(f"{target} to finish", lambda t=target: header_texts(app, t) ==
-                 ["[1] - [Long Task (demo)] - [long_task] - [SUCCESS]"], timeout=40)
+        wait_for(f"{target} to finish",
+                 lambda t=target: header_texts(app, t) == done, timeout=40)  # type: ignore[misc]
         assert "long task: done" in task_output(app, target, "long_task")
     wait_for("the operation status", lambda: op_status_badge(app) == "success")
     with demo_service.http() as http:
@@ -345,9 +355,8 @@ def test_two_pane_terminal_runs_a_command_in_pane_b(app: WebDriver) -> None:
                            target)
     app.find_element(By.ID, "term-connect-all").click()
     for pane in ("A", "B"):
-        wait_for(f"pane {pane} connected", lambda p=pane: app.find_element(
-            By.CSS_SELECTOR, f'.pane[data-pane="{p}"]').get_attribute("data-status")
-            in ("connected", "enrolled"), timeout=40)
+        wait_for(f"pane {pane} connected",
+                 lambda p=pane: pane_live(app, p), timeout=40)  # type: ignore[misc]
     wait_for("a prompt in pane B", lambda: re.search(r"[$#] ?$", terminal_text(app, "B").strip()
                                                      + " "), timeout=20)
     app.find_element(By.CSS_SELECTOR, '.pane[data-pane="B"] .xterm').click()
@@ -367,9 +376,7 @@ def test_terminal_reattaches_after_reload(app: WebDriver) -> None:
     app.refresh()
     wait_for("the app after reload", lambda: app_ready(app), timeout=30)
     assert app.execute_script("return sessionStorage.getItem('linkops.workspace')") == ws_id
-    wait_for("pane B connected again", lambda: app.find_element(
-        By.CSS_SELECTOR, '.pane[data-pane="B"]').get_attribute("data-status")
-        in ("connected", "enrolled"), timeout=30)
+    wait_for("pane B connected again", lambda: pane_live(app, "B"), timeout=30)
     app.find_element(By.CSS_SELECTOR, '.pane[data-pane="B"] .xterm').click()
     ActionChains(app).send_keys("echo again-$((7*7))\n").perform()
     wait_for("output after re-attaching", lambda: "again-49" in terminal_text(app, "B"),
