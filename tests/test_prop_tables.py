@@ -142,7 +142,7 @@ def _check_meta(result: model.Row, before: str, after: str) -> None:
     assert before <= as_of <= after
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=200)
 @given(data=st.data())
 def test_property_26_queries_filter_sort_and_paginate(db: Database, data: st.DataObject) -> None:
     """Property 26: table queries filter, sort and paginate correctly.

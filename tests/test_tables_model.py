@@ -129,6 +129,67 @@ def sessions(max_size: int = 10, start: int = 1) -> st.SearchStrategy[list[Row]]
     )
 
 
+SCRIPT_COLUMNS = (
+    "id name description emoji path flags estimated_duration tags sha256 content updated_at"
+).split()
+WORKSPACE_COLUMNS = "id owner layout max_panes created_at updated_at closed_at".split()
+PANE_COLUMNS = (
+    "workspace_id pane target status cols rows connected_at disconnected_at error".split()
+)
+
+
+@st.composite
+def script(draw: st.DrawFn, ident: str) -> Row:
+    return {
+        "id": ident,
+        "name": draw(st.sampled_from(NAMES)),
+        "description": draw(st.sampled_from(["Update", "Disk usage", ""])),
+        "emoji": draw(_nullable(st.sampled_from(["📦", "🧹"]))),
+        "path": f"scripts/{ident}.sh",
+        "flags": draw(st.sampled_from(["[]", '["--dry-run"]'])),
+        "estimated_duration": draw(_nullable(st.integers(0, 600))),
+        "tags": "[]",
+        "sha256": draw(st.sampled_from(["aa", "bb"])),
+        "content": "#!/bin/bash\necho never-exposed\n",
+        "updated_at": draw(st.sampled_from(TIMES)),
+    }
+
+
+@st.composite
+def workspace(draw: st.DrawFn, ident: str) -> tuple[Row, list[Row]]:
+    panes = draw(st.lists(st.sampled_from(["A", "B", "C", "D"]), min_size=1, unique=True))
+    ws = {
+        "id": ident,
+        "owner": draw(st.sampled_from(["alice", "bob"])),
+        "layout": draw(st.sampled_from(["single", "grid2x2"])),
+        "max_panes": 4,
+        "created_at": draw(st.sampled_from(TIMES)),
+        "updated_at": draw(st.sampled_from(TIMES)),
+        "closed_at": draw(_nullable(st.sampled_from(TIMES))),
+    }
+    rows = [
+        {
+            "workspace_id": ident,
+            "pane": pane,
+            "target": draw(_nullable(st.sampled_from(["m00", "m01"]))),
+            "status": draw(st.sampled_from(["idle", "connected", "closed"])),
+            "cols": draw(st.sampled_from([80, 120])),
+            "rows": draw(st.sampled_from([24, 40])),
+            "connected_at": draw(_nullable(st.sampled_from(TIMES))),
+            "disconnected_at": draw(_nullable(st.sampled_from(TIMES))),
+            "error": draw(_nullable(st.just("reset"))),
+        }
+        for pane in panes
+    ]
+    return ws, rows
+
+
+def _many(item: Any, max_size: int, start: int, name: Callable[[int], Any]) -> Any:
+    return st.integers(0, max_size).flatmap(
+        lambda n: st.tuples(*(item(name(start + i)) for i in range(n))).map(list)
+    )
+
+
 @attrs.define
 class Dataset:
     """Rows of the base tables, as written to the database."""
@@ -136,16 +197,23 @@ class Dataset:
     machines: list[Row]
     operations: list[Row]
     sessions: list[Row]
+    scripts: list[Row] = attrs.field(factory=list)
+    workspaces: list[tuple[Row, list[Row]]] = attrs.field(factory=list)
 
     def write(self, conn: sqlite3.Connection) -> None:
         insert(conn, "machines", self.machines)
         insert(conn, "operations", self.operations)
         insert(conn, "terminal_sessions", self.sessions)
+        insert(conn, "scripts", self.scripts)
+        insert(conn, "terminal_workspaces", [ws for ws, _ in self.workspaces])
+        insert(conn, "terminal_panes", [p for _, panes in self.workspaces for p in panes])
 
     def extend(self, more: Dataset) -> None:
         self.machines.extend(more.machines)
         self.operations.extend(more.operations)
         self.sessions.extend(more.sessions)
+        self.scripts.extend(more.scripts)
+        self.workspaces.extend(more.workspaces)
 
 
 def datasets(max_size: int = 14, batch: int = 0) -> st.SearchStrategy[Dataset]:
@@ -155,6 +223,10 @@ def datasets(max_size: int = 14, batch: int = 0) -> st.SearchStrategy[Dataset]:
         machines(max_size=max_size, start=0 if batch == 0 else 40 + 10 * batch),
         operations(max_size=max_size, start=1 if batch == 0 else 100 + 10 * batch),
         sessions(max_size=max_size, start=1 if batch == 0 else 100 + 10 * batch),
+        _many(script, max_size, 0 if batch == 0 else 40 + 10 * batch, lambda i: f"s{i:02d}"),
+        _many(
+            workspace, max_size // 3, 0 if batch == 0 else 40 + 10 * batch, lambda i: f"ws-{i:02d}"
+        ),
     )
 
 
@@ -180,13 +252,24 @@ def insert(conn: sqlite3.Connection, table: str, rows: Sequence[Row]) -> None:
         "machines": MACHINE_COLUMNS,
         "operations": OPERATION_COLUMNS,
         "terminal_sessions": SESSION_COLUMNS,
+        "scripts": SCRIPT_COLUMNS,
+        "terminal_workspaces": WORKSPACE_COLUMNS,
+        "terminal_panes": PANE_COLUMNS,
     }[table]
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
 
 
 def reset(conn: sqlite3.Connection) -> None:
-    for table in ("operation_logs", "operations", "machines", "terminal_sessions", "scripts"):
+    for table in (
+        "operation_logs",
+        "operations",
+        "machines",
+        "terminal_sessions",
+        "scripts",
+        "terminal_panes",
+        "terminal_workspaces",
+    ):
         conn.execute(f"DELETE FROM {table}")
 
 
@@ -243,6 +326,20 @@ def table_rows(table: str, data: Dataset) -> list[Row]:
         return [operation_row(o) for o in ops if o["status"] not in ("queued", "running")]
     if table == "tbl_terminal_sessions":
         return [dict(s) for s in sessions]
+    if table == "tbl_scripts":
+        names = [c.name for c in TABLES[table].columns]
+        return [{n: s[n] for n in names} for s in data.scripts]
+    if table == "tbl_terminal_panes":
+        return [
+            {
+                **{k: p[k] for k in PANE_COLUMNS},
+                "owner": ws["owner"],
+                "layout": ws["layout"],
+                "workspace_closed_at": ws["closed_at"],
+            }
+            for ws, panes in data.workspaces
+            for p in panes
+        ]
     if table == "tbl_recent_activity":
         newest = sorted(ops, key=lambda o: (o["created_at"], o["seq"]), reverse=True)
         latest = sorted(sessions, key=lambda s: (s["opened_at"], s["id"]), reverse=True)
@@ -282,6 +379,8 @@ MODELLED_TABLES = (
     "tbl_operations_history",
     "tbl_recent_activity",
     "tbl_terminal_sessions",
+    "tbl_scripts",
+    "tbl_terminal_panes",
 )
 
 
