@@ -51,7 +51,7 @@ import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
 import trio
@@ -91,14 +91,23 @@ def strip_credentials(text: str) -> str:
     return _URL_CREDENTIALS_RE.sub(lambda m: m.group("scheme"), text)
 
 
+def _redacted(url: str) -> str:
+    """A URL fit for an error about it: everything before the last ``@`` of the authority is
+    hidden, whatever characters a password may contain (it may be why the URL is bad)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
+
+
 def parse_remote_url(raw: str) -> RemoteUrl:
     """Check a repository URL (see the module docstring); raises ``INVALID_REPOSITORY_URL``."""
     url = raw.strip()
 
     def refuse(why: str) -> ValidationError:
-        return ValidationError(f"[git] repository_url {strip_credentials(url)!r}: {why}",
-                               code="INVALID_REPOSITORY_URL",
-                               details={"repository": strip_credentials(url)})
+        shown = _redacted(url)
+        return ValidationError(f"[git] repository_url {shown!r}: {why}",
+                               code="INVALID_REPOSITORY_URL", details={"repository": shown})
 
     if not url:
         raise refuse("is empty")
@@ -114,6 +123,10 @@ def parse_remote_url(raw: str) -> RemoteUrl:
         if scheme not in ("https", "ssh", "file"):
             raise refuse(f"scheme {scheme}:// is not allowed (use https, ssh or file)")
         parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for "user:pass/with/slash@host"
+        except ValueError:
+            raise refuse("has an invalid port (a password with '/' must be %-encoded)")
         host = parts.hostname or ""
         if scheme != "file" and (not host or host.startswith("-")):
             raise refuse("needs a host name that does not start with '-'")
@@ -124,12 +137,13 @@ def parse_remote_url(raw: str) -> RemoteUrl:
                 raise refuse("user name must not start with '-'")
             netloc = f"{user}@{netloc}"  # the ssh login name is not a secret
         clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        https = scheme == "https"
         return RemoteUrl(
             url=clean,
             protocol=scheme,
             display=clean,
-            username=user if scheme == "https" else None,
-            password=parts.password if scheme == "https" else None,
+            username=unquote(user) if https and user else None,
+            password=unquote(parts.password) if https and parts.password else None,
         )
     if url.startswith("/"):
         return RemoteUrl(url=url, protocol="file", display=url)
