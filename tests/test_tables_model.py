@@ -1,6 +1,6 @@
 """A straightforward Python model of the table engine, used as the oracle by the table tests.
 
-It holds generated rows of ``machines`` and ``operations`` as plain dicts, writes them into a
+It holds generated rows of the base tables as plain dicts (:class:`Dataset`), writes them into a
 real database, derives the expected table rows in Python (not via our SQL), and evaluates
 filters, ordering and keyset paging in Python. The tests at the bottom pin the model's own
 semantics (NULL ordering, tie-break direction) so the oracle itself is checked.
