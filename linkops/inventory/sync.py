@@ -32,10 +32,15 @@ import trio
 
 from linkops.config import Settings
 from linkops.db import Database, loads
-from linkops.errors import LinkOpsError, UnavailableError
+from linkops.errors import LinkOpsError, UnavailableError, ValidationError
 from linkops.inventory import queries, store
 from linkops.inventory.git import GitCheckout, RemoteUrl, parse_remote_url
-from linkops.inventory.secrets import Secrets, parse_secrets_bytes, read_secrets_file
+from linkops.inventory.secrets import (
+    MAX_SECRETS_BYTES,
+    Secrets,
+    parse_secrets_bytes,
+    read_secrets_file,
+)
 from linkops.inventory.validate import Inventory, load_inventory, read_repo_file
 from linkops.models import Link, Script
 from linkops.ssh.errors import SshKeyError
@@ -284,12 +289,12 @@ class InventoryService:
         if path.is_absolute():
             return inventory, None
         try:
-            _, raw = read_repo_file(root, str(path), 64 * 1024)
+            _, raw = read_repo_file(root, str(path), MAX_SECRETS_BYTES)
         except FileNotFoundError:
             return inventory, None
         except ValueError as exc:
-            raise LinkOpsError(f"{path}: {exc}", code="SECRETS_PARSE_ERROR", status=400,
-                               details={"file": str(path)}) from None
+            raise ValidationError(f"{path}: {exc}", code="SECRETS_PARSE_ERROR",
+                                  details={"file": str(path)}) from None
         return inventory, parse_secrets_bytes(raw, str(path))
 
     def _key_warnings(self, inventory: Inventory) -> list[dict[str, Any]]:
