@@ -15,6 +15,7 @@ from linkops.web import (
     health_routes,
     inventory_routes,
     operations_routes,
+    tables_routes,
     terminal_routes,
 )
 
@@ -25,6 +26,7 @@ ROUTES = (
     enrollment_routes,
     operations_routes,
     terminal_routes,
+    tables_routes,
 )
 
 # Browsers get a strict policy: our own scripts only, no framing, no inline script. xterm.js
