@@ -40,11 +40,13 @@ class Scrollback:
         self.limit = max(0, limit)
         self._chunks: deque[str] = deque()
         self._size = 0
+        self._truncated = False
 
     def append(self, text: str) -> None:
         if not text or self.limit == 0:
             return
         if len(text) >= self.limit:
+            self._truncated = True
             self._chunks.clear()
             self._chunks.append(text[-self.limit:])
             self._size = self.limit
@@ -52,6 +54,7 @@ class Scrollback:
         self._chunks.append(text)
         self._size += len(text)
         while self._size > self.limit:
+            self._truncated = True
             head = self._chunks[0]
             excess = self._size - self.limit
             if len(head) <= excess:
@@ -62,7 +65,15 @@ class Scrollback:
                 self._size -= excess
 
     def snapshot(self) -> str:
+        """The kept output. Once older output was dropped, the replay starts at a line start:
+        a cut-off escape sequence would otherwise be shown as garbage."""
         text = "".join(self._chunks)
+        if self._truncated:
+            cut = text.find("\n", 0, 4096)
+            if cut >= 0:
+                text = text[cut + 1:]
+                self._size = len(text)
+            self._truncated = False
         # Keep the ring compact: one chunk from now on.
         self._chunks.clear()
         if text:
