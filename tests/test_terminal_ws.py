@@ -33,6 +33,9 @@ async def test_typed_input_reaches_the_pane_and_output_comes_back(term_env: Term
             await sock.send({"pane": "A", "type": "resize", "cols": 133, "rows": 41})
             await sock.stdin("A", "stty size\r")
             await sock.until_output("A", "41 133")
+            # Full-screen programs get what they need: the terminal type and its size.
+            await sock.stdin("A", 'echo "term=$TERM cols=$(tput cols)"\r')
+            await sock.until_output("A", "term=xterm-256color cols=133")
             # Out-of-bounds sizes are clamped, not refused.
             await sock.send({"pane": "B", "type": "resize", "cols": 100000, "rows": 0})
             await sock.stdin("B", "stty size\r")
