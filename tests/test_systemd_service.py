@@ -4,16 +4,17 @@ What is real: the program comes from ``systemd/install.sh --root`` (the wheel of
 checkout in a virtualenv), its config is the one the installer generated, and the command
 line, environment and working directory are read from ``systemd/linkopsd.service``. The
 process runs as the service user's uid/gid recorded by the installer (``setpriv``, with
-``UMask=0077`` and no new privileges), so the modes and owners the installer set are the
-ones that must let it work. ``NOTIFY_SOCKET`` points at a unix datagram socket this test
+``UMask=0077``, no new privileges and an empty capability bounding set, as the unit says),
+so the modes and owners the installer set are the ones that must let it work. ``NOTIFY_SOCKET`` points at a unix datagram socket this test
 reads, the way PID 1 does; ``WATCHDOG_USEC`` is set as ``WatchdogSec=`` would set it.
 The service then does real work before the SIGTERM: a Git sync from a bare repository, an
 enrollment check and a long operation on a real sshd of the sandbox, an SSE stream following
 that operation and a terminal WebSocket with a live PTY session.
 
-What is not systemd: no mount namespace (ProtectSystem= etc. are checked by
-``systemd-analyze verify`` in test_systemd_unit.py; systemd is not PID 1 here), and paths
-are translated into the staging root.
+What is not systemd: no mount sandbox and no seccomp filter (ProtectSystem=,
+SystemCallFilter= etc. are checked statically by ``systemd-analyze verify`` and ``security``
+in test_systemd_unit.py; systemd is not PID 1 here), and paths are translated into the
+staging root.
 """
 
 from __future__ import annotations
@@ -263,8 +264,9 @@ async def test_ready_then_stopping_and_exit_0_with_terminal_and_sse_open(
         env["WATCHDOG_USEC"] = "2000000"
     command = with_deps(
         staged.root,
+        # User=, Group=, NoNewPrivileges=yes, CapabilityBoundingSet= (empty), UMask=0077.
         "setpriv", f"--reuid={staged.uid}", f"--regid={staged.gid}", "--clear-groups",
-        "--no-new-privs", "--",
+        "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--",
         "/bin/sh", "-c", 'umask 0077 && exec "$@"', "linkopsd", *argv,
     )
     stderr_path = tmp_path / "stderr.log"
