@@ -204,3 +204,17 @@ async def test_stop_escalates_to_kill_when_term_is_ignored(ops: OpsHarness) -> N
         log = (await ops.service.detail(op_id))["logs"][0]
         assert log["status"] == "stopped" and log["remote_killed"] is True
         assert await no_process(ops, "ops-03", marker)
+
+
+async def test_background_jobs_end_with_the_script(ops: OpsHarness) -> None:
+    """A background job that keeps stdout open does not hold the task: when the script exits,
+    the rest of its process group is ended and the task succeeds at once."""
+    marker = f"600.{secrets.randbelow(10**6)}"
+    with trio.fail_after(30):
+        seed_links(ops.db, ops.env, ["ops-02"])
+        seed_script(ops.db, "bg", BASH + f"sleep {marker} &\necho spawned\nexit 0\n")
+        _, view = await ops.run({"scripts": ["bg"], "targets": ["ops-02"]})
+        log = view["logs"][0]
+        assert log["status"] == "success" and log["exit_code"] == 0
+        assert log["stdout"] == "spawned\n" and log["duration"] < 3
+        assert await no_process(ops, "ops-02", marker)

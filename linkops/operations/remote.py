@@ -6,10 +6,15 @@ inject shell). The script text is sent on the channel's stdin, then EOF. The wra
 
 1. ``cat``\\ s stdin into a private temp file (``umask 077``, ``mktemp``), opens it on fd 3 and
    deletes it at once — nothing is left behind even if everything is killed;
-2. runs ``setsid -w bash -c 'echo "LINKOPS_PGID $$"; exec bash /dev/fd/3 "$@"'`` with stdin
+2. runs ``setsid -w bash -c 'echo "LINKOPS_PGID $$"; bash /dev/fd/3 "$@"; …'`` with stdin
    ``/dev/null``: the script runs under **bash** (never its shebang's interpreter), in a new
-   session and process group whose id it prints as the first stdout line, and its own stdin
-   is not the script.
+   session and process group whose id the group leader prints as the first stdout line, and
+   its own stdin is not the script;
+3. when the script exits, the group leader sends ``SIGTERM`` to what is left of the group
+   (it ignores that signal itself) and exits with the script's status. Decision: a script's
+   background jobs end with it — otherwise one that keeps stdout open would hold the task
+   until its timeout. A script that must leave a daemon behind detaches it on purpose
+   (``systemd-run``, ``setsid``).
 
 *Kill*: a second exec (on the same connection, or a fresh one if that is gone) sends
 ``SIGTERM`` to the whole group, waits up to :data:`KILL_GRACE` seconds for it to go, then
@@ -46,7 +51,8 @@ f=$(mktemp "${TMPDIR:-/tmp}/linkops-op.XXXXXXXXXX") ||
 if ! cat > "$f"; then rm -f "$f"; echo "linkops: cannot store the script" >&2; exit 125; fi
 exec 3<"$f"
 rm -f "$f"
-setsid -w bash -c 'echo "LINKOPS_PGID $$"; exec bash /dev/fd/3 "$@"' linkops-op "$@" </dev/null
+setsid -w bash -c 'echo "LINKOPS_PGID $$"; bash /dev/fd/3 "$@"; rc=$?
+trap "" TERM; kill -TERM -- -$$ 2>/dev/null; exit $rc' linkops-op "$@" </dev/null
 """
 
 
