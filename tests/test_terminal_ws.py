@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from linkops.sandbox import Sandbox, netns_available
 from tests.fixtures_terminal import TermEnv
+from tests.strategies import PROP, call, run_property
 
 pytestmark = pytest.mark.usefixtures("sandbox_fleet")
 
@@ -275,3 +279,46 @@ async def test_panes_on_hosts_behind_a_bastion(term_env: TermEnv,
             b = await sock.until_match("B", r"id=(LINKOPS-[0-9a-f-]+)")
             assert a.group(1) == sandbox_fleet.host("sbx-inner-01").client_id
             assert b.group(1) == sandbox_fleet.host("sbx-inner-02").client_id
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+frames = st.one_of(
+    st.text(max_size=200),
+    json_values.map(json.dumps),
+    st.fixed_dictionaries({"pane": st.sampled_from(["A", "B", "E", "", None, 1]),
+                           "type": st.sampled_from(["stdin", "resize", "ping", "x", None]),
+                           "data": json_values, "cols": json_values,
+                           "rows": json_values}).map(json.dumps),
+)
+
+
+async def test_arbitrary_frames_never_break_the_socket(term_env: TermEnv) -> None:
+    """Whatever text frame (under the size limit) a client sends, it gets an error status or
+    is handled, and the socket keeps answering pings."""
+    ws_id = await term_env.workspace("grid2x1")
+    async with term_env.socket(ws_id) as sock:
+
+        async def exchange(raw: str) -> list[dict[str, Any]]:
+            with trio.fail_after(10):
+                await sock.ws.send_message(raw)
+                await sock.send({"type": "ping"})
+                replies = []
+                while (msg := await sock.pump_one()).get("type") != "pong":
+                    replies.append(msg)
+                return replies
+
+        @PROP
+        @given(raw=frames)
+        def prop(raw: str) -> None:
+            for msg in call(exchange, raw):
+                assert msg["type"] == "status", msg
+                if msg["data"] == "error":
+                    assert msg["code"] and msg["message"]
+
+        await run_property(prop)
+    r = await term_env.http.get("/api/health")
+    assert r.status_code == 200
