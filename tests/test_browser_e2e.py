@@ -78,9 +78,12 @@ def live_title(driver: WebDriver) -> str:
     return driver.find_element(By.ID, "op-live-title").text
 
 
-def current_op_id(driver: WebDriver) -> str:
-    match = wait_for("an operation in the output pane",
-                     lambda: re.search(r"OP-\d+", live_title(driver)))
+def submit_run(driver: WebDriver) -> str:
+    """Press Run and return the id of the operation the output pane then follows."""
+    before = live_title(driver)
+    driver.find_element(By.ID, "run-submit").click()
+    match = wait_for("the new operation in the output pane", lambda: live_title(driver) != before
+                     and re.search(r"OP-\d+", live_title(driver)))
     return match.group(0)
 
 
@@ -189,6 +192,28 @@ def test_links_table_lists_the_inventory_and_filters(app: WebDriver) -> None:
     screenshot(app, "links")
 
 
+def test_copy_an_enrollment_id(app: WebDriver, demo_service: DemoService) -> None:
+    open_tab(app, "links")
+    with demo_service.http() as http:
+        client_id = http.get("/api/links/vps-nyc-01").json()["enrollmentId"]
+    row = app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vps-nyc-01"]')
+    assert client_id.startswith("LINKOPS-")
+    row.find_element(By.CSS_SELECTOR, ".cell-id button").click()
+    wait_for("the copy confirmation",
+             lambda: any(f"Copied {client_id}" in t for t in toast_texts(app)))
+
+
+def test_git_sync_from_the_top_bar(app: WebDriver, demo_service: DemoService) -> None:
+    with demo_service.http() as http:
+        commit = http.get("/api/git/status").json()["commit_hash"]
+    app.execute_script("window.scrollTo(0, 0)")
+    app.find_element(By.ID, "git-sync").click()
+    wait_for("the sync result", lambda: any(t.startswith("Synced") for t in toast_texts(app)),
+             timeout=40)
+    assert commit[:8] in app.find_element(By.ID, "git-text").text
+    assert app.find_element(By.ID, "git-error").get_attribute("hidden") is not None
+
+
 def test_verify_one_link(app: WebDriver, demo_service: DemoService) -> None:
     open_tab(app, "links")
     with demo_service.http() as http:
@@ -228,8 +253,7 @@ def test_run_on_two_targets_streams_live_and_finishes(app: WebDriver,
     set_flag(app, "long_task", "--duration", "6")
     set_flag(app, "long_task", "--interval", "1")
     pick_targets(app, ["vps-fra-01", "vps-nyc-01"])
-    app.find_element(By.ID, "run-submit").click()
-    op_id = current_op_id(app)
+    op_id = submit_run(app)
 
     # Live: progress lines appear while the task is still RUNNING.
     def running_with_output() -> bool:
@@ -261,8 +285,7 @@ def test_stop_a_long_operation(app: WebDriver, demo_service: DemoService) -> Non
     set_flag(app, "long_task", "--duration", "300")
     set_flag(app, "long_task", "--interval", "1")
     pick_targets(app, ["vm-web-01"])
-    app.find_element(By.ID, "run-submit").click()
-    op_id = current_op_id(app)
+    op_id = submit_run(app)
     wait_for("the first progress line",
              lambda: "progress:" in task_output(app, "vm-web-01", "long_task"), timeout=40)
     stop = app.find_element(By.ID, "op-stop")
@@ -300,8 +323,7 @@ def test_output_from_hosts_is_shown_as_text(app: WebDriver) -> None:
     payload = "<img src=x id=pwned>"
     set_flag(app, "check_services", "--services", payload)
     pick_targets(app, ["vps-nyc-01"])
-    app.find_element(By.ID, "run-submit").click()
-    current_op_id(app)
+    submit_run(app)
     wait_for("the payload echoed back",
              lambda: payload in task_output(app, "vps-nyc-01", "check_services"), timeout=40)
     assert app.find_elements(By.ID, "pwned") == []
@@ -421,6 +443,18 @@ def test_terminal_follows_pane_size_and_runs_vim(app: WebDriver) -> None:
     wait_for("the shell again", lambda: app.execute_script(
         "return window.__linkops.terminals.A.buffer.active.type") == "normal")
     app.find_element(By.CSS_SELECTOR, '#term-layouts [data-layout="grid2x1"]').click()
+
+
+def test_terminal_action_on_a_link_opens_pane_a(app: WebDriver) -> None:
+    open_tab(app, "links")
+    row = app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-docker-01"]')
+    row.find_element(By.CSS_SELECTOR, '[data-action="terminal"]').click()
+    wait_for("the terminal tab", lambda: app.find_element(By.ID, "panel-terminal").is_displayed())
+    wait_for("pane A on vm-docker-01", lambda: app.execute_script(
+        "return document.querySelector('.pane-target[data-pane=\"A\"]').value")
+        == "vm-docker-01" and pane_live(app, "A"), timeout=40)
+    type_into(app, "A", "echo docker-$((2+3))\n")
+    wait_for("output from the new session", lambda: "docker-5" in terminal_text(app, "A"))
 
 
 # ---- themes, console, logout ------------------------------------------------------------------

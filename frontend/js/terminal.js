@@ -129,7 +129,7 @@ function ensureTerm(p) {
     fontSize: 13,
     scrollback: 5000,
     allowProposedApi: false,
-    theme: { background: "#0c0f13", foreground: "#d7dde4", cursor: "#7cc4ff", selectionBackground: "#2d4a66" },
+    theme: xtermTheme(),
   });
   const fit = new xtermLib.FitAddon();
   term.loadAddon(fit);
@@ -166,6 +166,22 @@ function ensureTerm(p) {
   term.write(`\x1b[90mPane ${p}: pick an enrolled link and connect.\x1b[0m\r\n`);
   return term;
 }
+
+/** Terminal colours from the page theme's CSS variables. */
+function xtermTheme() {
+  const css = getComputedStyle(document.documentElement);
+  const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  return {
+    background: v("--term-bg", "#0c0f13"),
+    foreground: v("--text", "#d7dde4"),
+    cursor: v("--accent", "#7cc4ff"),
+    selectionBackground: "rgba(120, 160, 220, 0.35)",
+  };
+}
+
+window.addEventListener("linkops:theme", () => {
+  for (const p of PANES) if (panes[p] && panes[p].term) panes[p].term.options.theme = xtermTheme();
+});
 
 function fitPane(p) {
   const pane = panes[p];
@@ -415,12 +431,14 @@ async function assignAndConnect(p, target) {
     toast(`Pane ${p}: pick a target first`, "error");
     return;
   }
+  const live = ["connected", "enrolled", "connecting"].includes(pane.status);
+  if (live && pane.target === target) return; // already there
+  // Show the change at once: until the new session is up this pane is not usable.
+  setPaneStatus(pane, "connecting");
   try {
     await ensureWorkspace();
     await ensureSocket();
-    if (pane.target && pane.target !== target && pane.status !== "idle" && pane.status !== "closed") {
-      await api.disconnectPane(workspaceId, p);
-    }
+    if (live && pane.target) await api.disconnectPane(workspaceId, p);
     await api.assignPanes(workspaceId, [{ pane: p, target }]);
     pane.target = target;
     if (xtermLib) ensureTerm(p);

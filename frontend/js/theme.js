@@ -19,6 +19,8 @@ export function applyTheme(id) {
   } catch {
     // Private mode or storage disabled: the theme still applies for this page.
   }
+  // Canvas-drawn parts (the terminals) cannot follow CSS variables by themselves.
+  window.dispatchEvent(new CustomEvent("linkops:theme", { detail: theme.id }));
   return theme.id;
 }
 
