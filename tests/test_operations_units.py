@@ -3,6 +3,7 @@ replay log, SSE framing, request validation, and the status rule."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import trio
 
 from linkops.config import Settings
-from linkops.errors import ForbiddenError, NotFoundError, ValidationError
+from linkops.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from linkops.operations.events import (
     OUTPUT_NOTICE,
     PING,
@@ -212,10 +213,24 @@ def _rows(enrolled: dict[str, bool], required: bool = True) -> dict[str, dict[st
     }
 
 
-SCRIPTS = {"a": {"id": "a", "name": "A", "content": "#!/bin/bash\necho a\n", "sha256": "aa",
-                 "flags": '["--x=REQUIRED"]'},
-           "py": {"id": "py", "name": "P", "content": "#!/usr/bin/python3\n", "sha256": "pp",
-                  "flags": "[]"}}
+def _script_row(script_id: str, content: str, flags: str) -> dict[str, Any]:
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    return {"id": script_id, "name": script_id.upper(), "content": content, "sha256": digest,
+            "flags": flags}
+
+
+SCRIPTS = {"a": _script_row("a", "#!/bin/bash\necho a\n", '["--x=REQUIRED"]'),
+           "py": _script_row("py", "#!/usr/bin/python3\n", "[]")}
+
+
+def test_content_must_match_recorded_sha256(settings: Settings) -> None:
+    tampered = {"a": {**SCRIPTS["a"], "content": "#!/bin/bash\nrm -rf /tmp/x\n"}}
+    body = {"scripts": ["a"], "targets": ["h1"], "flags": {"a": ["--x=1"]}}
+    with pytest.raises(ConflictError) as info:
+        build_plan(parse_request(body, settings), tampered, _rows({"h1": True}), settings)
+    assert info.value.code == "SCRIPT_HASH_MISMATCH"
+    plan = build_plan(parse_request(body, settings), SCRIPTS, _rows({"h1": True}), settings)
+    assert plan.script_hashes == {"a": SCRIPTS["a"]["sha256"]}
 
 
 def test_shape_errors(settings: Settings) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from linkops.db import dumps
+from linkops.inventory.store import active_commit
 from linkops.operations.validate import Plan
 from linkops.timeutil import now_iso
 
@@ -22,13 +23,8 @@ ID_BASE = 10000
 
 
 def latest_commit(conn: sqlite3.Connection) -> str | None:
-    """The commit of the newest successful Git sync (None before the first one)."""
-    row = conn.execute(
-        "SELECT commit_hash FROM git_sync_history "
-        "WHERE status IN ('success', 'ok', 'unchanged') AND commit_hash IS NOT NULL "
-        "ORDER BY started_at DESC, id DESC LIMIT 1"
-    ).fetchone()
-    return None if row is None else str(row[0])
+    """The commit the inventory's scripts come from (the newest successful Git sync)."""
+    return active_commit(conn)
 
 
 def insert_operation(conn: sqlite3.Connection, plan: Plan, triggered_by: str | None) -> str:

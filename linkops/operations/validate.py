@@ -13,7 +13,9 @@ Checks, in this order (the first failing group is reported, with *every* offende
    switch ``--dry-run`` takes no value, ``--x=default`` takes one (``--x`` alone means the
    default), ``--x=REQUIRED`` must be given with a non-empty value; no duplicates; values
    contain no NUL, CR or LF and are at most :data:`MAX_FLAG_VALUE` characters;
-5. enrollment (403 ``ENROLLMENT_REQUIRED``, ``details.targets`` lists every offender).
+5. the stored text must hash to the recorded sha256 (409 ``SCRIPT_HASH_MISMATCH``): what runs
+   is exactly what the inventory vetted at sync, and that hash is recorded with the operation;
+6. enrollment (403 ``ENROLLMENT_REQUIRED``, ``details.targets`` lists every offender).
 
 *Enrollment policy* (decision): the effective requirement is
 ``[security] enrollment_required OR request.require_enrollment`` — a request can make it
@@ -36,7 +38,7 @@ from typing import Any
 import attrs
 
 from linkops.config import Settings
-from linkops.errors import ForbiddenError, NotFoundError, ValidationError
+from linkops.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from linkops.models import FlagSpec, Link
 from linkops.ssh.machines import link_from_row
 
@@ -206,8 +208,13 @@ def build_plan(request: Request, script_rows: Mapping[str, Any],
         problems.extend(found)
         content = str(row["content"])
         digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
-        planned.append(PlannedScript(script_id, str(row["name"]), content,
-                                     str(row["sha256"] or digest), args))
+        if row["sha256"] and row["sha256"] != digest:
+            # The text must be exactly what was vetted at sync (sha256 of the file's bytes).
+            raise ConflictError(
+                f"script {script_id}: stored content does not match its sha256; sync again",
+                code="SCRIPT_HASH_MISMATCH",
+                details={"script": script_id, "recorded": row["sha256"], "actual": digest})
+        planned.append(PlannedScript(script_id, str(row["name"]), content, digest, args))
     if problems:
         raise ValidationError("; ".join(problems), code="INVALID_FLAG",
                               details={"problems": problems})
