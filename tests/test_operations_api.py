@@ -33,6 +33,12 @@ async def test_run_returns_202_and_view_has_every_log(
         seed_links(ops_server_db, ops_ssh_env, ["ops-01", "ops-02"])
         seed_script(ops_server_db, "hello", BASH + 'echo "hi $1"\n', ["--who=REQUIRED"])
         seed_script(ops_server_db, "bye", BASH + "echo bye >&2\nexit 4\n")
+        commit = "c0ffee" * 6 + "abcd"
+        for status, sha in (("success", commit), ("failed", "f" * 40)):
+            await ops_server_db.execute(
+                "INSERT INTO git_sync_history (started_at, ended_at, status, commit_hash) "
+                "VALUES ('2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:01.000000Z', ?, ?)",
+                (status, sha))
         r = await ops_client.post("/api/operations/run", json={
             "scripts": ["hello", "bye"], "targets": ["ops-01", "ops-02"],
             "flags": {"hello": ["--who=you"]}, "concurrency": 2})
@@ -46,6 +52,7 @@ async def test_run_returns_202_and_view_has_every_log(
         assert view["flags"] == {"hello": ["--who=you"]} and view["concurrency"] == 2
         assert view["triggered_by"] == "admin"
         assert set(view["script_hashes"]) == {"hello", "bye"}
+        assert view["commit_hash"] == commit  # the last *successful* sync
         assert view["started"] and view["ended"] and view["duration"] >= 0
         assert len(view["logs"]) == 4
         keys = {"target", "script", "status", "exit_code", "stdout", "stderr", "duration",
