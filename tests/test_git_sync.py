@@ -233,8 +233,19 @@ async def test_timeout_kills_git_and_its_ssh(
     _, db, service = make_inventory(f"ssh://git@127.0.0.1:{port}/linkops-stall.git",
                                     timeout_seconds=2)
     started = trio.current_time()
+    results: list[Any] = []
+
+    async def sync() -> None:
+        results.append(await service.sync())
+
     with trio.fail_after(20):
-        result = await service.sync()
+        async with trio.open_nursery() as inner:
+            inner.start_soon(sync)
+            while not held:
+                await trio.sleep(0.05)
+            status = await service.status()
+            assert (status["status"], status["in_progress"]) == ("syncing", True)
+    result = results[0]
     assert result.error is not None
     assert (result.error.code, result.error.details["reason"]) == ("GIT_UNREACHABLE",
                                                                    "timeout")
