@@ -1,7 +1,7 @@
 """The one cattrs converter of LinkOps, and the walk that turns its errors into field paths.
 
 The converter is *strict*: YAML already gives typed scalars, so nothing is coerced. ``"22"`` is
-not a port, ``yes`` is not a string and a lone string is not a list of tags (cattrs' defaults
+not a port, ``true`` is not a name and a lone string is not a list of tags (cattrs' defaults
 would happily turn each of those into something else). Unknown keys are refused so a typo such
 as ``proxyjump`` cannot silently drop a setting.
 
