@@ -35,7 +35,7 @@ from linkops.operations import history, store
 from linkops.operations.events import Event, EventHub, follow, replay
 from linkops.operations.orchestrator import OperationRun
 from linkops.operations.remote import kill_group
-from linkops.operations.status import FINISHED_STATUSES
+from linkops.operations.status import FINISHED_STATUSES, result_counts
 from linkops.operations.validate import build_plan, parse_request, read_rows
 from linkops.ssh.bridge import SshConnection, SshManager
 from linkops.ssh.machines import load_links
@@ -204,6 +204,7 @@ class OperationsService:
         view = await self.db.read(lambda c: history.operation_detail(c, op_id))
         op = self._running.get(op_id)
         if op is not None:
+            view["result"] = result_counts(op.statuses)  # so far
             for log in view["logs"]:
                 live = op.live.get((log["target"], log["position"]))
                 if live is not None and log["status"] == "running":
