@@ -307,3 +307,12 @@ def test_status_rule_examples() -> None:
     assert operation_outcome({"a": ["success", "failed"]}) == "failed"
     assert operation_outcome({"a": ["success"], "b": ["timeout", "skipped"]}) == "partial"
     assert operation_outcome({"a": ["success"]}, stopped=True) == "stopped"
+
+
+def test_result_counts() -> None:
+    from linkops.operations.status import result_counts
+    counts = result_counts({"a": ["success", "success"], "b": ["failed", "skipped"],
+                            "c": ["success", "running"], "d": ["timeout", "pending"]})
+    assert counts["targets"] == 4 and counts["success"] == 1
+    assert counts["failed"] == 2 and counts["running"] == 1
+    assert counts["tasks"] == 8 and counts["tasks_success"] == 3 and counts["tasks_skipped"] == 1

@@ -47,12 +47,16 @@ def operation_outcome(results: Mapping[str, Iterable[str]], *, stopped: bool = F
 
 
 def result_counts(results: Mapping[str, Iterable[str]]) -> dict[str, int]:
-    """The ``result`` object of the API: targets by outcome plus tasks by status."""
-    counts = {"targets": len(results), "success": 0, "failed": 0, "tasks": 0}
+    """The ``result`` object of the API: targets by outcome (``success``, ``failed``, and
+    ``running`` while undecided) plus ``tasks_<status>`` counts."""
+    counts = {"targets": len(results), "success": 0, "failed": 0, "running": 0, "tasks": 0}
     for statuses in results.values():
         listed = list(statuses)
         if target_succeeded(listed):
             counts["success"] += 1
+        elif any(s in ("pending", "running") for s in listed) and not any(
+                s in ("failed", "timeout", "stopped", "interrupted") for s in listed):
+            counts["running"] += 1  # not decided yet (only while the operation runs)
         else:
             counts["failed"] += 1
         for status in listed:
