@@ -3,18 +3,21 @@
 What is real: the program comes from ``systemd/install.sh --root`` (the wheel of this
 checkout in a virtualenv), its config is the one the installer generated, and the command
 line, environment and working directory are read from ``systemd/linkopsd.service``. The
-process runs as the service user's uid/gid recorded by the installer (``setpriv``, with
-``UMask=0077``, no new privileges and an empty capability bounding set, as the unit says),
-so the modes and owners the installer set are the ones that must let it work. ``NOTIFY_SOCKET`` points at a unix datagram socket this test
-reads, the way PID 1 does; ``WATCHDOG_USEC`` is set as ``WatchdogSec=`` would set it.
-The service then does real work before the SIGTERM: a Git sync from a bare repository, an
-enrollment check and a long operation on a real sshd of the sandbox, an SSE stream following
-that operation and a terminal WebSocket with a live PTY session.
+process gets what the unit's settings give it: the service user's uid/gid recorded by the
+installer, no new privileges, an empty capability bounding set (``setpriv``), the unit's
+``SystemCallFilter=`` as a real seccomp filter (expanded with ``systemd-analyze
+syscall-filter``, loaded through libseccomp) and ``UMask=0077``. So the modes and owners the
+installer set, and the syscalls the filter leaves, are the ones that must let it work.
+``NOTIFY_SOCKET`` points at a unix datagram socket this test reads, the way PID 1 does;
+``WATCHDOG_USEC`` is set as ``WatchdogSec=`` would set it. The service then does real work
+before the SIGTERM: a Git sync over SSH (git and the OpenSSH client as subprocesses, under
+the same filter) with a deploy key, an enrollment check and a long
+operation on a real sshd of the sandbox, an SSE stream following that operation and a
+terminal WebSocket with a live PTY session.
 
-What is not systemd: no mount sandbox and no seccomp filter (ProtectSystem=,
-SystemCallFilter= etc. are checked statically by ``systemd-analyze verify`` and ``security``
-in test_systemd_unit.py; systemd is not PID 1 here), and paths are translated into the
-staging root.
+What is not systemd: no mount sandbox (ProtectSystem=, PrivateTmp= … are checked
+statically by ``systemd-analyze verify`` and ``security`` in test_systemd_unit.py; systemd
+is not PID 1 here), and paths are translated into the staging root.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 from linkops.sandbox import Sandbox
 from tests.fixtures_core import free_port
-from tests.fixtures_git import make_repo
+from tests.fixtures_git import GitSshd, make_repo
 from tests.fixtures_operations import SseEvent, read_sse
 from tests.fixtures_terminal import TermSocket
 from tests.test_install import (
@@ -55,7 +58,7 @@ from tests.test_install import (
     printed_password,
     service_ids,
 )
-from tests.test_systemd_unit import UNIT, parse_unit
+from tests.test_systemd_unit import ANALYZE, UNIT, parse_unit
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
@@ -89,11 +92,27 @@ echo "never reached"
 def with_deps(root: Path, *argv: str) -> list[str]:
     """``argv`` in a private mount namespace where the test environment (``--venv-from``)
     appears at ROOT/deps. It may live where the service uid cannot go (under /root, mode
-    700, e.g. a CI checkout); the bind mount makes it reachable without copying it. The
+    700, e.g. a CI checkout); the bind mount makes it reachable without copying it. Once the
+    installer has run, the namespace's /etc/passwd and /etc/group also know the service user
+    (as on the container; the OpenSSH client that git runs refuses an unknown uid). The
     command is exec'd, so its PID is the one signals go to."""
+    mounts = [(VENV_FROM, root / "deps")]
+    if (root / "ns-passwd").exists():
+        mounts += [(root / "ns-passwd", Path("/etc/passwd")),
+                   (root / "ns-group", Path("/etc/group"))]
+    script = " && ".join(f"mount --bind {src} {dst}" for src, dst in mounts)
     return ["unshare", "--mount", "--propagation", "private", "--",
-            "bash", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"', "ns",
-            str(VENV_FROM), str(root / "deps"), *argv]
+            "bash", "-c", f'{script} && exec "$@"', "ns", *argv]
+
+
+def _namespace_users(root: Path) -> None:
+    """/etc/passwd and /etc/group of this machine plus the staged service user's lines."""
+    for name in ("passwd", "group"):
+        extra = [line for line in (root / "etc" / name).read_text().splitlines(keepends=True)
+                 if line.startswith("linkops:")]
+        target = root / f"ns-{name}"
+        target.write_text(Path("/etc", name).read_text() + "".join(extra))
+        target.chmod(0o644)
 
 
 def _system_python_matches() -> bool:
@@ -107,7 +126,7 @@ def _system_python_matches() -> bool:
     return out.strip() == str(sys.version_info[:2])
 
 
-def _config_repo(root: Path, fleet: Sandbox, marker: str, owner: tuple[int, int]) -> Path:
+def _config_repo(root: Path, fleet: Sandbox, marker: str) -> Path:
     """A bare Git repository with the fleet in links.yaml and one long-running script."""
     source = root / "repo-source"
     (source / "scripts").mkdir(parents=True)
@@ -119,11 +138,7 @@ def _config_repo(root: Path, fleet: Sandbox, marker: str, owner: tuple[int, int]
     (source / "scripts/longrun.sh").write_text(SCRIPT.format(marker=marker))
     (source / "scripts/longrun.sh").chmod(0o755)
     (root / "repo").mkdir()
-    repo = make_repo(root / "repo", source)
-    # git refuses repositories owned by someone else ("dubious ownership").
-    for path in [repo.bare, *repo.bare.rglob("*")]:
-        os.lchown(path, *owner)
-    return repo.bare
+    return make_repo(root / "repo", source).bare
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +148,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 
 @pytest.fixture(scope="module")
-def staged(tmp_path_factory: pytest.TempPathFactory, fleet: Sandbox) -> Iterator[Staged]:
+def staged(tmp_path_factory: pytest.TempPathFactory, fleet: Sandbox,
+           git_sshd: GitSshd) -> Iterator[Staged]:
     wheel = build_wheel(tmp_path_factory)
     # pytest's temp dirs are 0700: the service uid could not even reach its files.
     root = Path(tempfile.mkdtemp(prefix="linkops-svc-", dir="/tmp"))
@@ -149,16 +165,21 @@ def staged(tmp_path_factory: pytest.TempPathFactory, fleet: Sandbox) -> Iterator
     uid, gid = service_ids(root)
     if python != SYSTEM_PYTHON:
         uid, gid = os.getuid(), os.getgid()
+    _namespace_users(root)
     lib = root / "var/lib/linkops"
     # What an operator does after installing: the targets' key, their host keys, the repo.
+    # The configuration repository is reached over SSH with a deploy key (git runs the
+    # OpenSSH client); its host key is learnt on first contact (accept-new).
     key = lib / "keys" / fleet.key_path.name
+    deploy_key = lib / "keys" / "deploy_ed25519"
     shutil.copyfile(fleet.key_path, key)
+    shutil.copyfile(git_sshd.deploy_key, deploy_key)
     (lib / "ssh/known_hosts").write_text(fleet.known_hosts_text())
-    for path in (key, lib / "ssh/known_hosts"):
+    for path in (key, deploy_key, lib / "ssh/known_hosts"):
         path.chmod(0o600)
         os.chown(path, uid, gid)
     marker = f"600.{secrets.randbelow(10**6):06d}"
-    bare = _config_repo(root, fleet, marker, (uid, gid))
+    bare = _config_repo(root, fleet, marker)
 
     port = free_port()
     cp = configparser.ConfigParser(interpolation=None)
@@ -168,7 +189,8 @@ def staged(tmp_path_factory: pytest.TempPathFactory, fleet: Sandbox) -> Iterator
             value = value.replace("/var/lib/linkops", f"{root}/var/lib/linkops")
             cp[section][key_name] = value.replace("/var/log/linkops", f"{root}/var/log/linkops")
     cp["api"]["port"] = str(port)
-    cp["git"]["repository_url"] = str(bare)
+    cp["git"]["repository_url"] = git_sshd.url(bare)
+    cp["git"]["ssh_key_path"] = str(deploy_key)
     cp["git"]["sync_interval_minutes"] = "0"  # the test syncs through the API
     cp["ssh"]["default_key"] = fleet.key_path.name
     cfg = root / "etc/linkops/config.staged.ini"
@@ -181,6 +203,75 @@ def staged(tmp_path_factory: pytest.TempPathFactory, fleet: Sandbox) -> Iterator
     yield Staged(root=root, config=cfg, port=port, password=printed_password(result.stdout),
                  uid=uid, gid=gid, python=python, link=link, marker=marker)
     shutil.rmtree(root, ignore_errors=True)
+
+
+SECCOMP_EXEC = """
+# Load a seccomp filter like systemd's SystemCallFilter= (libseccomp via ctypes), then exec.
+# argv: ALLOWED_FILE KNOWN_FILE COMMAND...   Needs no_new_privs (setpriv --no-new-privs).
+import ctypes, errno, os, sys
+lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+lib.seccomp_init.restype = ctypes.c_void_p
+lib.seccomp_init.argtypes = [ctypes.c_uint32]
+lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+lib.seccomp_load.argtypes = [ctypes.c_void_p]
+ALLOW = 0x7FFF0000
+def errno_action(code): return 0x00050000 | code
+allowed = set(open(sys.argv[1]).read().split())
+known = set(open(sys.argv[2]).read().split())
+# systemd: listed calls run, other known calls fail with SystemCallErrorNumber= (EPERM),
+# calls it does not know fail with ENOSYS (so libc falls back to older ones).
+ctx = lib.seccomp_init(errno_action(errno.ENOSYS))
+for name in sorted(known | allowed):
+    nr = lib.seccomp_syscall_resolve_name(name.encode())
+    if nr >= 0:
+        action = ALLOW if name in allowed else errno_action(errno.EPERM)
+        lib.seccomp_rule_add(ctx, action, nr, 0)
+if lib.seccomp_load(ctx) != 0:
+    sys.exit("seccomp_load failed")
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
+
+
+def syscall_names(group: str, seen: set[str] | None = None) -> set[str]:
+    """A systemd syscall group expanded to names (``systemd-analyze syscall-filter``)."""
+    seen = set() if seen is None else seen
+    seen.add(group)
+    out = subprocess.run([ANALYZE, "syscall-filter", "--no-pager", group], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    names: set[str] = set()
+    for line in out.splitlines()[1:]:
+        item = line.strip()
+        if not item or item.startswith("#"):
+            continue
+        if item.startswith("@"):
+            if item not in seen:
+                names |= syscall_names(item, seen)
+        else:
+            names.add(item)
+    return names
+
+
+def unit_syscall_filter() -> set[str]:
+    """What the unit's SystemCallFilter= lines allow (allow-list, then ``~`` removals)."""
+    allowed: set[str] = set()
+    for value in [v for s, k, v in parse_unit(UNIT.read_text())
+                  if s == "Service" and k == "SystemCallFilter"]:
+        deny = value.startswith("~")
+        for item in value.lstrip("~").split():
+            names = syscall_names(item) if item.startswith("@") else {item}
+            allowed = allowed - names if deny else allowed | names
+    return allowed
+
+
+def seccomp_command(root: Path) -> list[str]:
+    """The prefix that puts the unit's syscall filter on a command (files under root)."""
+    allowed, known = root / "seccomp.allowed", root / "seccomp.known"
+    if not allowed.exists():
+        allowed.write_text("\n".join(sorted(unit_syscall_filter())))
+        known.write_text("\n".join(sorted(syscall_names("@known"))))
+        (root / "seccomp_exec.py").write_text(SECCOMP_EXEC)
+    return [str(SYSTEM_PYTHON), str(root / "seccomp_exec.py"), str(allowed), str(known)]
 
 
 def unit_command(staged: Staged) -> tuple[list[str], dict[str, str], Path]:
@@ -267,6 +358,8 @@ async def test_ready_then_stopping_and_exit_0_with_terminal_and_sse_open(
         # User=, Group=, NoNewPrivileges=yes, CapabilityBoundingSet= (empty), UMask=0077.
         "setpriv", f"--reuid={staged.uid}", f"--regid={staged.gid}", "--clear-groups",
         "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--",
+        # SystemCallFilter=, SystemCallErrorNumber=EPERM, SystemCallArchitectures=native
+        *seccomp_command(staged.root),
         "/bin/sh", "-c", 'umask 0077 && exec "$@"', "linkopsd", *argv,
     )
     stderr_path = tmp_path / "stderr.log"
@@ -283,6 +376,13 @@ async def test_ready_then_stopping_and_exit_0_with_terminal_and_sse_open(
         with trio.fail_after(30):
             ready = await listener.wait_for("READY")
         assert set(ready) <= {"READY", "STATUS"}
+        status = dict(line.split(":\t", 1) for line in
+                      Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                      if ":\t" in line)
+        assert status["Seccomp"].strip() == "2"  # filter mode
+        assert status["NoNewPrivs"].strip() == "1"
+        assert int(status["CapBnd"], 16) == 0 and int(status["CapEff"], 16) == 0
+        assert status["Uid"].split()[:2] == [str(staged.uid)] * 2
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             # READY=1 means the port is bound and the migrations ran: no retry needed.
             with trio.fail_after(60):
@@ -426,3 +526,33 @@ async def test_bad_config_exits_1_without_ready(staged: Staged, tmp_path: Path) 
             listener.raw.recv(4096, socket.MSG_DONTWAIT)
     finally:
         listener.close()
+
+
+async def test_the_syscall_filter_is_real(staged: Staged) -> None:
+    """The emulated SystemCallFilter= refuses what the unit takes away (EPERM) and lets the
+    rest run: niceness is @resources, chown is @privileged; reading files is allowed."""
+    probe = (
+        "import os, sys\n"
+        "def refused(fn):\n"
+        "    try:\n"
+        "        fn()\n"
+        "    except PermissionError:\n"
+        "        return True\n"
+        "    return False\n"
+        "path = sys.argv[1]\n"
+        "print(refused(lambda: os.nice(1)), refused(lambda: os.chown(path, -1, -1)),\n"
+        "      open('/etc/hostname').read() != '')\n"
+    )
+    mine = staged.root / "run" / "probe-file"
+    mine.write_text("x")
+    os.chown(mine, staged.uid, staged.gid)
+    base = ["setpriv", f"--reuid={staged.uid}", f"--regid={staged.gid}", "--clear-groups",
+            "--no-new-privs", "--"]
+    with trio.fail_after(30):
+        plain = await trio.run_process([*base, str(SYSTEM_PYTHON), "-c", probe, str(mine)],
+                                       capture_stdout=True)
+        filtered = await trio.run_process(
+            [*base, *seccomp_command(staged.root), str(SYSTEM_PYTHON), "-c", probe, str(mine)],
+            capture_stdout=True)
+    assert plain.stdout.decode().split() == ["False", "False", "True"]
+    assert filtered.stdout.decode().split() == ["True", "True", "True"]
