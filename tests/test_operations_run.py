@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from linkops.errors import ForbiddenError, ValidationError
+from linkops.sandbox import Sandbox
 from tests.fixtures_operations import OpsHarness, no_process, seed_links, seed_script
 
 BASH = "#!/bin/bash\n"
@@ -218,3 +219,27 @@ async def test_background_jobs_end_with_the_script(ops: OpsHarness) -> None:
         assert log["status"] == "success" and log["exit_code"] == 0
         assert log["stdout"] == "spawned\n" and log["duration"] < 3
         assert await no_process(ops, "ops-02", marker)
+
+
+async def test_host_lost_mid_script_fails_the_task(ops: OpsHarness, ops_fleet: Sandbox) -> None:
+    """The host's sshd (and its sessions) die while the script runs: the task fails with the
+    SSH error, the other host is unaffected, and the operation ends partial — promptly."""
+    with trio.fail_after(60):
+        seed_links(ops.db, ops.env, ["ops-18", "ops-17"])
+        seed_script(ops.db, "nap", BASH + 'echo up\nsleep 3\necho "done $LINKOPS_SANDBOX_HOST"\n')
+        op_id = await ops.submit({"scripts": ["nap"], "targets": ["ops-18", "ops-17"]})
+        hub = ops.service.hub(op_id)
+        assert hub is not None
+        while sum(e.kind == "output" for e in hub.subscribe(0).backlog) < 2:
+            await trio.sleep(0.05)
+        try:
+            await trio.to_thread.run_sync(ops_fleet.stop_host, "ops-18")
+            status = await ops.service.wait(op_id)
+        finally:
+            await trio.to_thread.run_sync(ops_fleet.start_host, "ops-18")
+        assert status == "partial"
+        by = {g["target"]: g for g in (await ops.service.detail(op_id))["logs"]}
+        assert by["ops-17"]["status"] == "success"
+        lost = by["ops-18"]
+        assert lost["status"] == "failed" and lost["stdout"].startswith("up\n")
+        assert lost["error"], lost
