@@ -1,13 +1,11 @@
 """Safe YAML loading with line numbers (ruamel.yaml), for the configuration repository.
 
-Loading is two passes over text that is at most :data:`MAX_YAML_BYTES` long:
-
-1. The event stream is scanned first. Anchors and aliases are refused outright (they are the
-   "billion laughs" amplifier, and an inventory never needs them), as are explicit tags,
-   documents nested deeper than :data:`MAX_DEPTH` and more than one document.
-2. The round-trip loader (``YAML(typ="rt")``, which constructs only plain mappings, lists and
-   scalars) builds the tree; it refuses duplicate keys. The tree is then copied into plain
-   Python values, remembering the line of every key and list item.
+Text of at most :data:`MAX_YAML_BYTES` is loaded in one pass by the round-trip loader
+(``YAML(typ="rt")``, which constructs only plain mappings, lists and scalars) with a composer
+that refuses anchors and aliases outright (they are the "billion laughs" amplifier, and an
+inventory never needs them) and explicit tags, plus ruamel's own limits: nesting deeper than
+:data:`MAX_DEPTH`, duplicate keys and more than one document are errors. The tree is then
+copied into plain Python values, remembering the line of every key and list item.
 
 *Errors*: :class:`YamlProblem` with the 1-based line (or ``None``) and a message; the
 inventory loader adds file and entry.
@@ -16,20 +14,14 @@ inventory loader adds file and entry.
 from __future__ import annotations
 
 import datetime
-import io
 from typing import Any
 
 import attrs
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer, MaxDepthExceededError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import (
-    AliasEvent,
-    CollectionEndEvent,
-    CollectionStartEvent,
-    DocumentStartEvent,
-    NodeEvent,
-)
+from ruamel.yaml.events import AliasEvent
 
 MAX_YAML_BYTES = 1024 * 1024
 MAX_DEPTH = 16
@@ -65,28 +57,19 @@ def _mark_line(mark: Any) -> int | None:
     return line + 1 if isinstance(line, int) else None
 
 
-def _scan_events(text: str) -> None:
-    depth = 0
-    documents = 0
-    for event in YAML(typ="rt").parse(io.StringIO(text)):
+class _GuardedComposer(Composer):
+    """The round-trip composer, refusing anchors, aliases and explicit tags as it meets them
+    (so an alias bomb is refused at its first anchor, before anything is expanded)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
         line = _mark_line(event.start_mark)
-        if isinstance(event, AliasEvent) or (
-            isinstance(event, NodeEvent) and event.anchor is not None
-        ):
+        if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
             raise YamlProblem("anchors and aliases are not allowed", line)
         tag = getattr(event, "tag", None)
         if tag is not None:
             raise YamlProblem(f"explicit tags are not allowed ({tag})", line)
-        if isinstance(event, DocumentStartEvent):
-            documents += 1
-            if documents > 1:
-                raise YamlProblem("only one YAML document is allowed", line)
-        if isinstance(event, CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise YamlProblem(f"nested deeper than {MAX_DEPTH} levels", line)
-        elif isinstance(event, CollectionEndEvent):
-            depth -= 1
+        return super().compose_node(parent, index)
 
 
 def _plain(value: Any, path: Path_, lines: dict[Path_, int]) -> Any:
@@ -128,16 +111,22 @@ def load_yaml(raw: bytes) -> LoadedYaml:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise YamlProblem("not valid UTF-8", line) from None
+    loader = YAML(typ="rt")
+    loader.Composer = _GuardedComposer
+    loader.allow_duplicate_keys = False
+    # ruamel counts every node; a scalar sits one level below its collection.
+    loader.max_depth = MAX_DEPTH + 1
     try:
-        _scan_events(text)
-        loader = YAML(typ="rt")
-        loader.allow_duplicate_keys = False
         tree = loader.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "malformed YAML"
-        if "duplicate key" in problem:
+        if isinstance(exc, MaxDepthExceededError):
+            problem = f"nested deeper than {MAX_DEPTH} levels"
+        elif "duplicate key" in problem:
             problem = problem.split(" with value", 1)[0]
+        elif "another document" in problem or "single document" in problem:
+            problem = "only one YAML document is allowed"
         raise YamlProblem(problem, _mark_line(mark)) from None
     except YAMLError as exc:
         raise YamlProblem(f"malformed YAML ({exc})", None) from None
