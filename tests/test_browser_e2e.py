@@ -405,6 +405,24 @@ def test_terminal_reattaches_after_reload(app: WebDriver) -> None:
              timeout=20)
 
 
+def test_disconnect_and_reconnect_one_pane(app: WebDriver, demo_service: DemoService) -> None:
+    open_tab(app, "terminal")
+    ws_id = app.execute_script("return sessionStorage.getItem('linkops.workspace')")
+    pane_b = '.pane[data-pane="B"]'
+    app.find_element(By.CSS_SELECTOR, f'{pane_b} [data-pane-action="disconnect"]').click()
+    wait_for("pane B closed", lambda: app.find_element(
+        By.CSS_SELECTOR, '.pane[data-pane="B"]').get_attribute("data-status") == "closed")
+    assert app.find_element(By.ID, "term-summary").text == "1/2 connected"
+    with demo_service.http() as http:
+        workspace = http.get(f"/api/terminal/workspaces/{ws_id}").json()
+    panes = {p["pane"]: p for p in workspace["panes"]}
+    assert panes["B"]["status"] not in ("connected", "enrolled", "connecting")
+    app.find_element(By.CSS_SELECTOR, f'{pane_b} [data-pane-action="connect"]').click()
+    wait_for("pane B back", lambda: pane_live(app, "B"), timeout=40)
+    type_into(app, "B", "echo back-$((1+1))\n")
+    wait_for("output after reconnecting", lambda: "back-2" in terminal_text(app, "B"))
+
+
 def last_stty_size(driver: WebDriver, pane: str) -> tuple[int, int] | None:
     found = re.findall(r"^(\d+) (\d+)\s*$", terminal_text(driver, pane), re.MULTILINE)
     return (int(found[-1][0]), int(found[-1][1])) if found else None

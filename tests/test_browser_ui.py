@@ -11,12 +11,15 @@ MIME types are the production ones.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select
 
-from tests.fixtures_browser import open_tab, screenshot, wait_for
+from tests.fixtures_browser import DemoService, open_tab, screenshot, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -128,3 +131,60 @@ def test_wide_screen_uses_the_width(app: WebDriver) -> None:
         app.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                             {"width": 1280, "height": 800, "deviceScaleFactor": 1,
                              "mobile": False})
+
+
+def tables_requests(driver: WebDriver) -> int:
+    return int(driver.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".filter(e => e.name.endsWith('/api/tables/query')).length"))
+
+
+def test_overview_polls_only_while_shown(app: WebDriver) -> None:
+    app.execute_script("performance.setResourceTimingBufferSize(100000);"
+                       "performance.clearResourceTimings()")
+    open_tab(app, "overview")
+    start = tables_requests(app)
+    wait_for("a second poll", lambda: tables_requests(app) >= start + 6, timeout=15)
+    open_tab(app, "links")
+    time.sleep(1)  # let a poll already in flight land
+    hidden_start = tables_requests(app)
+    time.sleep(7)  # longer than the 5 s poll interval
+    assert tables_requests(app) == hidden_start
+    open_tab(app, "overview")
+    wait_for("polling to resume", lambda: tables_requests(app) > hidden_start, timeout=10)
+
+
+def test_history_filters_and_pages(app: WebDriver, demo_service: DemoService) -> None:
+    with demo_service.http() as http:
+        ids = []
+        for _ in range(17):
+            r = http.post("/api/operations/run",
+                          json={"scripts": ["system_info"], "targets": ["vps-fra-01"]})
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["operation_id"])
+        wait_for("the runs to finish", lambda: all(
+            http.get(f"/api/operations/{i}").json()["status"] == "success" for i in ids),
+            timeout=60, interval=0.5)
+    open_tab(app, "operations")
+    app.execute_script("window.scrollTo(0, 0)")
+    app.find_element(By.ID, "ops-show-history").click()
+    Select(app.find_element(By.ID, "ops-status")).select_by_value("success")
+
+    def page_ids() -> list[str]:
+        return [str(r.get_attribute("data-op"))
+                for r in app.find_elements(By.CSS_SELECTOR, "#ops-table tbody tr")]
+
+    first = wait_for("page 1", lambda: page_ids() if len(page_ids()) == 15 else None)
+    assert first == list(reversed(ids))[:15]  # newest first
+    assert app.find_element(By.ID, "ops-next").is_enabled()
+    assert not app.find_element(By.ID, "ops-prev").is_enabled()
+    app.find_element(By.ID, "ops-next").click()
+    wait_for("page 2", lambda: page_ids() == list(reversed(ids))[15:])
+    assert app.find_element(By.ID, "ops-page").text == "Page 2"
+    assert not app.find_element(By.ID, "ops-next").is_enabled()
+
+    Select(app.find_element(By.ID, "ops-status")).select_by_value("failed")
+    wait_for("the empty filtered list", lambda: app.find_element(By.ID, "ops-empty").is_displayed())
+    assert page_ids() == []
+    Select(app.find_element(By.ID, "ops-status")).select_by_value("")
+    app.find_element(By.ID, "ops-show-active").click()

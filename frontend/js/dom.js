@@ -166,7 +166,7 @@ export function badge(text, kind = "muted", title) {
 export function statusKind(status) {
   const s = String(status || "").toLowerCase();
   if (["success", "online", "ok", "enrolled", "connected", "completed"].includes(s)) return "ok";
-  if (["failed", "offline", "error", "timeout", "interrupted", "closed"].includes(s)) return "bad";
+  if (["failed", "offline", "error", "timeout", "interrupted"].includes(s)) return "bad";
   if (["partial", "stopped", "skipped", "connecting"].includes(s)) return "warn";
   if (["running", "queued"].includes(s)) return "info";
   return "muted";
