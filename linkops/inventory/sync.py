@@ -100,7 +100,6 @@ class InventoryService:
         self._generation = 0
         self._last_result: SyncResult | None = None
         self._secrets: Secrets | None = None
-        self._syncing = False
 
     # -- public ---------------------------------------------------------------------------
 
@@ -138,11 +137,7 @@ class InventoryService:
         async with self._lock:
             if self._generation != seen and self._last_result is not None:
                 return self._last_result
-            self._syncing = True
-            try:
-                result = await self._sync(trigger)
-            finally:
-                self._syncing = False
+            result = await self._sync(trigger)
             self._last_result = result
             self._generation += 1
             return result
@@ -158,7 +153,8 @@ class InventoryService:
 
         last, good = await self.db.read(read)
         error = loads(last["error"]) if last is not None and last["error"] else None
-        if self._syncing:
+        syncing = self._lock.locked()
+        if syncing:
             status = "syncing"
         elif last is None:
             status = "never"
@@ -175,7 +171,7 @@ class InventoryService:
             "branch": self.settings.git.branch,
             "repository": self.repository_display,
             "sync_interval_minutes": self.settings.git.sync_interval_minutes,
-            "in_progress": self._syncing,
+            "in_progress": syncing,
         }
 
     # -- reads (thin wrappers so routes call one service method) -------------------------
