@@ -156,3 +156,24 @@ async def test_stop_over_http_and_shutdown_stops_running(
                 assert out.stdout.strip() == b"none"
         finally:
             await ssh.aclose()
+
+
+async def test_viewers_cannot_run_or_stop(ops_server: server.Running, ops_settings: Any,
+                                          ops_server_db: Database, ops_ssh_env: SshEnv) -> None:
+    from linkops import auth
+    from tests.fixtures_core import base_url, login
+    ops_server_db.write_sync(lambda c: auth.add_user(c, "watcher", "a-long-password-1",
+                                                     role="viewer"))
+    seed_links(ops_server_db, ops_ssh_env, ["ops-01"])
+    seed_script(ops_server_db, "ok", BASH + "true\n")
+    async with httpx.AsyncClient(base_url=base_url(ops_server), timeout=20) as http:
+        token = await login(http, "watcher", "a-long-password-1")
+        http.headers["Authorization"] = f"Bearer {token}"
+        http.cookies.clear()
+        r = await http.post("/api/operations/run", json={"scripts": ["ok"],
+                                                         "targets": ["ops-01"]})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
+        r = await http.post("/api/operations/OP-10001/stop")
+        assert r.status_code == 403
+        assert (await http.get("/api/operations")).status_code == 200  # reading is fine
+    assert await ops_server_db.fetchone("SELECT 1 FROM operations") is None

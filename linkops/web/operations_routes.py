@@ -1,4 +1,8 @@
-"""``/api/operations*``: run, stop, view, history and the SSE event stream (thin routes)."""
+"""``/api/operations*``: run, stop, view, history and the SSE event stream (thin routes).
+
+Authorization: any signed-in user may read; running and stopping operations change machines,
+so they need the ``admin`` or ``operator`` role (a ``viewer`` gets 403 ``FORBIDDEN``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any, cast
 
 from quart import Blueprint, Response, jsonify, request
 
-from linkops.errors import UnavailableError
+from linkops.errors import ForbiddenError, UnavailableError
 from linkops.operations.events import encode_sse, parse_last_event_id, sse_comment
 from linkops.operations.service import OperationsService
 from linkops.web.common import authenticated, current_user, json_body, query_arg, services
@@ -15,6 +19,15 @@ from linkops.web.common import authenticated, current_user, json_body, query_arg
 blueprint = Blueprint("operations", __name__)
 
 SSE_RETRY_MS = 3000
+CAN_RUN = frozenset({"admin", "operator"})
+
+
+def _require_runner() -> str:
+    user = current_user()
+    if user.role not in CAN_RUN:
+        raise ForbiddenError(f"role {user.role!r} may not run or stop operations",
+                             code="FORBIDDEN", details={"role": user.role})
+    return user.username
 
 
 def _operations() -> OperationsService:
@@ -27,8 +40,9 @@ def _operations() -> OperationsService:
 @blueprint.post("/api/operations/run")
 @authenticated
 async def run_operation() -> tuple[Response, int]:
+    username = _require_runner()
     body = await json_body()
-    op_id = await _operations().submit(body, current_user().username)
+    op_id = await _operations().submit(body, username)
     return jsonify({"operation_id": op_id, "status": "queued"}), 202
 
 
@@ -49,6 +63,7 @@ async def get_operation(op_id: str) -> Response:
 @blueprint.post("/api/operations/<op_id>/stop")
 @authenticated
 async def stop_operation(op_id: str) -> Response:
+    _require_runner()
     await _operations().stop(op_id)
     return jsonify({"success": True, "operation_id": op_id})
 
