@@ -131,7 +131,7 @@ async def test_stop_over_http_and_shutdown_stops_running(
         r = await ops_client.post(f"/api/operations/{first}/stop")
         assert r.status_code == 200 and r.json()["success"] is True
         view = await _wait_status(ops_client, first)
-        assert view["status"] == "stopped"
+        assert view["status"] == "stopped" and view["error"] == "stopped by admin"
         assert view["logs"][0]["remote_killed"] is True
         # SIGTERM path: the service shuts down while `second` runs.
         t0 = time.monotonic()

@@ -177,8 +177,8 @@ class OperationsService:
                 len(self._finished_hubs) > 1 and retained() > RETAINED_OUTPUT_BUDGET):
             del self._finished_hubs[next(iter(self._finished_hubs))]
 
-    async def stop(self, op_id: str) -> None:
-        """Stop a queued or running operation.
+    async def stop(self, op_id: str, by: str | None = None) -> None:
+        """Stop a queued or running operation (``by`` is recorded as the reason).
 
         *Errors*: 404 ``OPERATION_NOT_FOUND``; 409 ``OPERATION_FINISHED``.
         """
@@ -191,8 +191,8 @@ class OperationsService:
             raise ConflictError(f"operation {op_id} already finished ({status})",
                                 code="OPERATION_FINISHED",
                                 details={"operation_id": op_id, "status": status})
-        op.stop()
-        log.info("operation.stop", extra={"context": {"operation": op_id}})
+        op.stop(f"stopped by {by}" if by else "stopped by user")
+        log.info("operation.stop", extra={"context": {"operation": op_id, "by": by}})
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -63,8 +63,7 @@ async def get_operation(op_id: str) -> Response:
 @blueprint.post("/api/operations/<op_id>/stop")
 @authenticated
 async def stop_operation(op_id: str) -> Response:
-    _require_runner()
-    await _operations().stop(op_id)
+    await _operations().stop(op_id, by=_require_runner())
     return jsonify({"success": True, "operation_id": op_id})
 
 
