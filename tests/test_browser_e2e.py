@@ -82,9 +82,12 @@ def submit_run(driver: WebDriver) -> str:
     """Press Run and return the id of the operation the output pane then follows."""
     before = live_title(driver)
     driver.find_element(By.ID, "run-submit").click()
-    match = wait_for("the new operation in the output pane", lambda: live_title(driver) != before
-                     and re.search(r"OP-\d+", live_title(driver)))
-    return match.group(0)
+    def new_id() -> str | None:
+        title = live_title(driver)
+        found = re.search(r"OP-\d+", title)
+        return found.group(0) if found and title != before else None
+
+    return wait_for("the new operation in the output pane", new_id)
 
 
 def op_status_badge(driver: WebDriver) -> str:
