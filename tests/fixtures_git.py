@@ -13,6 +13,7 @@ that serves them with a deploy key, and an inventory service wired to a temp dat
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 import signal
@@ -172,6 +173,28 @@ def inventory(config_repo: RepoWriter, make_inventory: Callable[..., Any]
               ) -> tuple[Settings, Database, InventoryService]:
     result: tuple[Settings, Database, InventoryService] = make_inventory(str(config_repo.bare))
     return result
+
+
+class ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def inventory_log() -> Iterator[ListHandler]:
+    # Our own handler: the service's logging setup turns propagation off for "linkops".
+    handler = ListHandler()
+    logger = logging.getLogger("linkops.inventory")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
 
 
 # -- sshd serving git over SSH with a deploy key -------------------------------------------

@@ -4,10 +4,8 @@ unreachable remotes, limits, refused URLs and concurrent requests."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,29 +14,7 @@ import trio
 
 from linkops.db import Database
 from linkops.inventory import InventoryService
-from tests.fixtures_git import RepoWriter, git
-
-
-class ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def inventory_log() -> Iterator[ListHandler]:
-    # Our own handler: the service's logging setup turns propagation off for "linkops".
-    handler = ListHandler()
-    logger = logging.getLogger("linkops.inventory")
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.DEBUG)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
+from tests.fixtures_git import ListHandler, RepoWriter, git
 
 
 def snapshot(db: Database) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

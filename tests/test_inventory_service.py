@@ -13,7 +13,7 @@ import trio
 
 from linkops.db import Database
 from linkops.inventory import InventoryService
-from tests.fixtures_git import RepoWriter
+from tests.fixtures_git import ListHandler, RepoWriter
 from tests.test_git_sync import history, snapshot
 
 Inventory = tuple[Any, Database, InventoryService]
@@ -131,7 +131,7 @@ async def test_bad_secrets_file_fails_the_sync(inventory: Inventory, config_repo
 
 
 async def test_key_files_with_a_bad_mode_are_warnings_not_failures(
-        inventory: Inventory) -> None:
+        inventory: Inventory, inventory_log: ListHandler) -> None:
     settings, _, service = inventory
     key = settings.ssh.keys_directory / "ops_ed25519"
     key.write_text("not really a key\n")
@@ -143,6 +143,11 @@ async def test_key_files_with_a_bad_mode_are_warnings_not_failures(
         "vps-fra-01", "vps-nyc-01", "pve-office-01", "vm-web-01", "vm-db-01", "vm-docker-01",
         "vm-staging-01"}
     assert all(str(key) in w["message"] and "0644" in w["message"] for w in result.warnings)
+    # One log line per key file, naming the links that use it.
+    logged = [r for r in inventory_log.records if r.getMessage() == "inventory.key_warning"]
+    assert len(logged) == 1
+    assert logged[0].context["keyRef"] == "ops_ed25519"  # type: ignore[attr-defined]
+    assert len(logged[0].context["links"]) == 7  # type: ignore[attr-defined]
     key.chmod(0o600)
     with trio.fail_after(30):
         assert (await service.sync()).warnings == ()

@@ -242,9 +242,14 @@ class InventoryService:
             "repository": remote.display, "branch": self.settings.git.branch,
             "commit": commit, "forced": forced, "trigger": trigger, "changes": counts,
             "links": len(inventory.links), "scripts": len(inventory.scripts)}})
+        by_key: dict[str, list[str]] = {}
         for warning in warnings:
+            by_key.setdefault(warning["keyRef"], []).append(warning["link"])
+        for key_ref, link_ids in by_key.items():
+            message = next(w["message"] for w in warnings if w["keyRef"] == key_ref)
             log.warning("inventory.key_warning", extra={"context": {
-                "repository": remote.display, **warning}})
+                "repository": remote.display, "keyRef": key_ref, "links": link_ids,
+                "message": message}})
         return result
 
     def _remote(self) -> RemoteUrl:
