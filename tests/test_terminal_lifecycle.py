@@ -62,19 +62,30 @@ async def test_create_validation_and_limits(term_env: TermEnv) -> None:
         r = await http.patch(f"/api/terminal/workspaces/{body['workspace_id']}",
                              json={"layout": "single"})
         assert r.status_code == 200 and r.json()["layout"] == "single"
-        # Per-user limit (the fixture allows 50; lower it for this test).
+        # Per-user limit (the fixture allows 50; lower it for this test). There is one
+        # workspace already (grid1x3, idle).
         service = term_env.running.services.terminal
         service.store.settings = attrs.evolve(service.store.settings, max_workspaces=3)
-        codes = [(await http.post("/api/terminal/workspaces", json={"layout": "single"}))
-                 .status_code for _ in range(3)]
-        assert codes == [201, 201, 409]
-        r = await http.post("/api/terminal/workspaces", json={"layout": "single"})
-        assert r.json()["error"]["code"] == "WORKSPACE_LIMIT_REACHED"
+        first = body["workspace_id"]
+        ids = [(await http.post("/api/terminal/workspaces", json={"layout": "single"}))
+               .json()["workspace_id"] for _ in range(2)]
+        async with term_env.socket(ids[0]), term_env.socket(ids[1]):
+            # At the limit, the oldest idle workspace (no shell, no socket) makes room ...
+            r = await http.post("/api/terminal/workspaces", json={"layout": "single"})
+            assert r.status_code == 201
+            ids.append(r.json()["workspace_id"])
+            assert (await http.get(f"/api/terminal/workspaces/{first}")).status_code == 404
+            async with term_env.socket(ids[2]):
+                # ... and when every workspace is in use, creating one more is refused.
+                r = await http.post("/api/terminal/workspaces", json={"layout": "single"})
+                assert r.status_code == 409
+                assert r.json()["error"]["code"] == "WORKSPACE_LIMIT_REACHED"
         # Bob has his own quota and sees only his own workspaces.
         assert (await term_env.bob.post("/api/terminal/workspaces",
                                         json={"layout": "single"})).status_code == 201
         mine = (await http.get("/api/terminal/workspaces")).json()["workspaces"]
-        assert len(mine) == 3 and all(w["owner"] == "admin" for w in mine)
+        assert sorted(w["workspace_id"] for w in mine) == sorted(ids)
+        assert all(w["owner"] == "admin" for w in mine)
 
 
 async def test_assignment_rules(term_env: TermEnv) -> None:

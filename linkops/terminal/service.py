@@ -191,7 +191,8 @@ class TerminalService:
     # -- REST-level operations ----------------------------------------------------------------
 
     async def create_workspace(self, owner: str, layout: Any, max_panes: Any) -> Workspace:
-        return await self.store.create(owner, layout, max_panes)
+        busy = [r.id for r in self._runtimes.values() if not r.idle()]
+        return await self.store.create(owner, layout, max_panes, busy=busy)
 
     async def get_workspace(self, owner: str, workspace_id: str) -> Workspace:
         return await self.store.get(owner, workspace_id)

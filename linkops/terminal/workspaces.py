@@ -15,9 +15,10 @@ Decisions (see also docs in the service module):
   at most that); the layout needs ``LAYOUT_PANES[layout] <= max_panes`` panes. Panes ``A``…
   up to the capacity exist from the start, so a later layout change never loses assignments.
 - Another user's workspace is reported exactly like a missing one (404 ``NOT_FOUND``).
-- ``[terminal] max_workspaces`` counts a user's open workspaces; the count and the insert run
-  in one write transaction, so two concurrent creates cannot exceed it (409
-  ``WORKSPACE_LIMIT_REACHED``).
+- ``[terminal] max_workspaces`` counts a user's open workspaces; at the limit the least
+  recently updated one without a live shell or socket is closed to make room, and only when
+  all are in use is the create refused (409 ``WORKSPACE_LIMIT_REACHED``). Count, eviction and
+  insert run in one write transaction, so concurrent creates cannot exceed the limit.
 
 *Errors*: :class:`~linkops.errors.ValidationError`, :class:`~linkops.errors.NotFoundError`,
 :class:`~linkops.errors.ConflictError` — never a raw sqlite error for bad input.
@@ -187,6 +188,13 @@ def _load(conn: sqlite3.Connection, owner: str, workspace_id: str) -> Workspace:
                      panes=tuple(_pane_from_row(p) for p in panes))
 
 
+def _close(conn: sqlite3.Connection, workspace_id: str, now: str) -> None:
+    conn.execute("UPDATE terminal_workspaces SET closed_at = ?, updated_at = ? WHERE id = ?",
+                 (now, now, workspace_id))
+    conn.execute("UPDATE terminal_panes SET status = 'closed', disconnected_at = "
+                 "COALESCE(disconnected_at, ?) WHERE workspace_id = ?", (now, workspace_id))
+
+
 class WorkspaceStore:
     """Reads and writes of the three terminal tables (all through :class:`Database`)."""
 
@@ -197,21 +205,33 @@ class WorkspaceStore:
         # [security] enrollment_required: when false, a link's own `required: false` is moot.
         self.enrollment_required = enrollment_required
 
-    async def create(self, owner: str, layout: Any, max_panes: Any) -> Workspace:
+    async def create(self, owner: str, layout: Any, max_panes: Any,
+                     busy: Iterable[str] = ()) -> Workspace:
+        """A new workspace for ``owner``.
+
+        At ``[terminal] max_workspaces`` the owner's least recently updated workspace that is
+        not ``busy`` (no live shell, no attached socket) is closed to make room: browsers
+        start a new workspace per tab, and a limit that only abandoned workspaces fill would
+        lock the user out. With every workspace busy: 409 ``WORKSPACE_LIMIT_REACHED``.
+        """
         layout, capacity = validate_layout(layout, max_panes, self.settings)
+        in_use = set(busy)
 
         def write(conn: sqlite3.Connection) -> Workspace:
-            (count,) = conn.execute(
-                "SELECT COUNT(*) FROM terminal_workspaces WHERE owner = ? AND closed_at IS NULL",
-                (owner,),
-            ).fetchone()
-            if count >= self.settings.max_workspaces:
+            rows = conn.execute(
+                "SELECT id FROM terminal_workspaces WHERE owner = ? AND closed_at IS NULL "
+                "ORDER BY updated_at, id", (owner,)).fetchall()
+            idle = [r["id"] for r in rows if r["id"] not in in_use]
+            excess = len(rows) - self.settings.max_workspaces + 1
+            if excess > len(idle):
                 raise ConflictError(
-                    f"user {owner} already has {count} workspaces "
+                    f"user {owner} already has {len(rows)} workspaces in use "
                     f"([terminal] max_workspaces = {self.settings.max_workspaces})",
                     code="WORKSPACE_LIMIT_REACHED",
                     details={"max_workspaces": self.settings.max_workspaces},
                 )
+            for evicted in idle[:max(excess, 0)]:
+                _close(conn, evicted, now_iso())
             now = now_iso()
             for _ in range(5):
                 workspace_id = new_workspace_id()
@@ -260,12 +280,7 @@ class WorkspaceStore:
     async def close(self, owner: str, workspace_id: str) -> None:
         def write(conn: sqlite3.Connection) -> None:
             _load(conn, owner, workspace_id)
-            now = now_iso()
-            conn.execute("UPDATE terminal_workspaces SET closed_at = ?, updated_at = ? "
-                         "WHERE id = ?", (now, now, workspace_id))
-            conn.execute("UPDATE terminal_panes SET status = 'closed', disconnected_at = "
-                         "COALESCE(disconnected_at, ?) WHERE workspace_id = ?",
-                         (now, workspace_id))
+            _close(conn, workspace_id, now_iso())
 
         await self.db.write(write)
 
