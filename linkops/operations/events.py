@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
 import attrs
@@ -165,7 +165,7 @@ async def follow(
     heartbeat: float | None = None,
     closing: trio.Event | None = None,
     closing_grace: float = 6.0,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Every event after ``after``, in order and without duplicates, until ``operation_end``.
 
     Yields :data:`PING` after ``heartbeat`` seconds (default :data:`HEARTBEAT_SECONDS`)
@@ -247,7 +247,7 @@ async def _next_event(receive: trio.MemoryReceiveChannel[Event], ping_at: float,
                 return _ENDED
 
 
-async def replay(events: Iterable[Event], after: int = 0) -> AsyncIterator[Event]:
+async def replay(events: Iterable[Event], after: int = 0) -> AsyncGenerator[Event, None]:
     """A finished operation rebuilt from the database (see ``history.replay_events``)."""
     for event in events:
         if event.id > after:

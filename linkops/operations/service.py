@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import trio
@@ -237,7 +237,7 @@ class OperationsService:
         return None if retained is None else retained[1]
 
     async def events(self, op_id: str, after: int = 0, *,
-                     closing: trio.Event | None = None) -> AsyncIterator[Event]:
+                     closing: trio.Event | None = None) -> AsyncGenerator[Event, None]:
         """The event stream of ``op_id`` after event ``after`` (see the module docstring).
 
         *Errors*: 404 ``OPERATION_NOT_FOUND`` — raised here, before any event is produced.

@@ -7,6 +7,7 @@ so they need the ``admin`` or ``operator`` role (a ``viewer`` gets 403 ``FORBIDD
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, cast
 
 from quart import Blueprint, Response, jsonify, request
@@ -77,8 +78,10 @@ async def operation_events(op_id: str) -> Response:
     async def body() -> AsyncIterator[bytes]:
         # A first line at once: proxies and EventSource see the stream is open.
         yield f"retry: {SSE_RETRY_MS}\n".encode() + sse_comment(f"operation {op_id}")
-        async for event in events:
-            yield encode_sse(event)
+        # aclosing: a client that hangs up releases its subscription now, not at GC time.
+        async with aclosing(events):
+            async for event in events:
+                yield encode_sse(event)
 
     response = Response(body(), mimetype="text/event-stream")
     response.timeout = None  # a stream lives as long as it must
