@@ -74,6 +74,13 @@ MAX_SHARED_USERS: Final = 4
 # Open exec/shell streams (one pump thread each) across the process.
 MAX_STREAMS: Final = 512
 PING_AFTER_IDLE: Final = 30.0
+# Idle connections kept (one per recently used link, mostly): a fleet operation on 500 links
+# that runs again within ``idle_timeout`` reuses every connection (bench/fanout_bench.py).
+# An idle one costs a paramiko thread waking once per second (see client.IDLE_POLL_SECONDS).
+POOL_SIZE: Final = 1024
+# Returning a connection checks the pool at most this often (unless it is over size): a full
+# scan per return made a 500-link operation O(N²) on the Trio thread.
+REAP_EVERY: Final = 1.0
 MAX_CHAIN: Final = 8
 BACKOFF_BASE: Final = 0.5
 BACKOFF_CAP: Final = 8.0
@@ -292,7 +299,7 @@ class _PoolEntry:
 class SshManager:
     """Connections for the whole process (see the module docstring)."""
 
-    def __init__(self, settings: SshSettings, *, pool_size: int = 32,
+    def __init__(self, settings: SshSettings, *, pool_size: int = POOL_SIZE,
                  idle_timeout: float = 300.0, max_streams: int = MAX_STREAMS) -> None:
         self.settings = settings
         self.limiter = trio.CapacityLimiter(settings.max_threads)
@@ -307,6 +314,7 @@ class SshManager:
         self._pool: dict[tuple[HopSpec, ...], list[_PoolEntry]] = {}
         self._key_locks: dict[tuple[HopSpec, ...], trio.Lock] = {}
         self._closed = False
+        self._next_reap = 0.0
 
     async def connect(self, link: Link, resolve: Resolver) -> SshConnection:
         """A new connection to ``link`` that the caller owns (``aclose`` it).
@@ -371,7 +379,8 @@ class SshManager:
             entry.last_used = time.monotonic()
             if not entry.conn.is_healthy():
                 await self._drop(hops, entry)
-            await self._reap()
+            if time.monotonic() >= self._next_reap or self.pooled_count() > self.pool_size:
+                await self._reap()
 
     async def _acquire(self, hops: tuple[HopSpec, ...]) -> _PoolEntry:
         if self._closed:
@@ -412,6 +421,7 @@ class SshManager:
 
     async def _reap(self) -> None:
         now = time.monotonic()
+        self._next_reap = now + REAP_EVERY
         idle = sorted(((e.last_used, hops, e) for hops, es in self._pool.items() for e in es
                        if e.users == 0), key=lambda item: item[0])
         excess = max(0, sum(len(es) for es in self._pool.values()) - self.pool_size)
