@@ -175,6 +175,56 @@ async def test_property_4_sync_reflects_the_repository_in_the_database(
     await run_property(prop)
 
 
+def _corrupt(kind: str, links: dict[str, Any], scripts: dict[str, Any],
+             files: dict[str, str]) -> None:
+    """Make a generated inventory invalid in one of the ways a commit can be."""
+    if kind == "port":
+        links.setdefault("bad", {"type": "VM", "host": "h", "user": "u",
+                                 "enrollment": {"clientId": "C"}})["port"] = 0
+    elif kind == "jump":
+        links["bad"] = {"type": "VM", "host": "h", "port": 22, "user": "u",
+                        "enrollment": {"clientId": "C"}, "ssh": {"proxyJump": "missing"}}
+    elif kind == "shebang":
+        scripts["bad"] = {"name": "Bad", "description": "sh", "path": "scripts/bad.sh"}
+        files["scripts/bad.sh"] = "#!/bin/sh\necho no\n"
+    else:
+        scripts["bad"] = {"name": "Bad", "description": "outside", "path": "../outside.sh"}
+
+
+async def test_property_4_a_failed_sync_leaves_the_previous_inventory(
+        inventory: tuple[Any, Database, InventoryService], config_repo: RepoWriter) -> None:
+    """Property 4 (its other half, SPEC §2 all-or-nothing): after any sequence of good and bad
+    commits the database holds exactly the last good commit's inventory."""
+    _, db, service = inventory
+
+    def rows() -> Any:
+        return db.read_sync(lambda c: (
+            [dict(r) for r in c.execute("SELECT * FROM machines ORDER BY id")],
+            [dict(r) for r in c.execute("SELECT * FROM scripts ORDER BY id")]))
+
+    @PROP
+    @given(inventories(), st.sampled_from([None, "port", "jump", "shebang", "outside"]))
+    def prop(generated: tuple[dict[str, Any], dict[str, Any], dict[str, str]],
+             corruption: str | None) -> None:
+        links, scripts, files = generated
+        before = rows()
+        if corruption is not None:
+            _corrupt(corruption, links, scripts, files)
+        write_checkout(config_repo.work, links, scripts, files)
+        config_repo.commit_and_push(f"generated ({corruption or 'valid'})")
+        result = call(service.sync)
+        if corruption is None:
+            assert result.success, result.error
+            assert sorted(m["id"] for m in rows()[0]) == sorted(links)
+            assert sorted(s["id"] for s in rows()[1]) == sorted(scripts)
+        else:
+            assert not result.success
+            assert result.error is not None and result.error.status == 400
+            assert rows() == before
+
+    await run_property(prop)
+
+
 # -- properties 5 and 6 ---------------------------------------------------------------------
 
 LINK_REQUIRED = ("type", "host", "port", "user", "enrollment.clientId")
