@@ -85,6 +85,7 @@ else
 fi
 if [[ -n "$VENV_FROM" ]]; then
     [[ -x "$VENV_FROM/bin/python" ]] || die "--venv-from $VENV_FROM is not a virtualenv"
+    VENV_FROM="$(cd "$VENV_FROM" && pwd)"
     PYTHON="${PYTHON:-$VENV_FROM/bin/python}"
 fi
 PYTHON="${PYTHON:-python3}"
@@ -231,38 +232,40 @@ if systemd_running && systemctl is-active --quiet "$SERVICE"; then
     WAS_ACTIVE=1
 fi
 
+# Every interpreter runs isolated (-I): started from a source checkout, `python -c` would
+# otherwise import the checkout's linkops instead of the installed one.
 venv_dir="$(r "$VENV")"
 venv_python="$venv_dir/bin/python"
 # A venv whose interpreter vanished (release upgrade of python3) is rebuilt from scratch.
-if [[ -e "$venv_dir" ]] && ! "$venv_python" -c 'import sys' >/dev/null 2>&1; then
+if [[ -e "$venv_dir" ]] && ! "$venv_python" -I -c 'import sys' >/dev/null 2>&1; then
     log "virtualenv $venv_dir is broken; recreating it"
     rm -rf -- "$venv_dir"
 fi
 if [[ -n "$VENV_FROM" ]]; then
     if [[ ! -x "$venv_python" ]]; then
-        "$PYTHON" -m venv --without-pip "$venv_dir"
+        "$PYTHON" -I -m venv --without-pip "$venv_dir"
     fi
     # Dependencies come from the given environment through a .pth file: no network, and
     # the install takes a second (what the tests use).
-    deps="$("$VENV_FROM/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    site="$("$venv_python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    deps="$("$VENV_FROM/bin/python" -I -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    site="$("$venv_python" -I -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     printf '%s\n' "$deps" >"$site/linkops-deps.pth"
     log "installing $PACKAGE into $venv_dir (dependencies from $VENV_FROM)"
     # A wheel needs no index at all; a source tree needs one for its build backend.
     offline=()
     if [[ -n "$WHEEL" ]]; then offline=(--no-index); fi
-    "$VENV_FROM/bin/python" -m pip --python "$venv_python" install --quiet "${offline[@]}" \
+    "$VENV_FROM/bin/python" -I -m pip --python "$venv_python" install --quiet "${offline[@]}" \
         --no-deps --force-reinstall "$PACKAGE"
 else
     if [[ ! -x "$venv_dir/bin/pip" ]]; then
-        "$PYTHON" -m venv "$venv_dir"
+        "$PYTHON" -I -m venv "$venv_dir"
     fi
     log "installing $PACKAGE and its dependencies into $venv_dir"
     "$venv_dir/bin/pip" install --quiet --upgrade "$PACKAGE"
     # Same version number, new code (a rebuilt wheel): replace the package itself too.
     "$venv_dir/bin/pip" install --quiet --no-deps --force-reinstall "$PACKAGE"
 fi
-version="$("$venv_python" -c 'import linkops; print(linkops.__version__)')"
+version="$("$venv_python" -I -c 'import linkops; print(linkops.__version__)')"
 log "LinkOps $version installed in $venv_dir"
 
 # --- 5. Configuration (written once, never overwritten) --------------------------------------
@@ -270,10 +273,10 @@ config_file="$(r "$CONFIG")"
 if [[ -e "$config_file" ]]; then
     log "keeping existing $CONFIG"
 else
-    secret="$("$venv_python" -c 'import secrets; print(secrets.token_urlsafe(48))')"
+    secret="$("$venv_python" -I -c 'import secrets; print(secrets.token_urlsafe(48))')"
     tmp_config="$(mktemp "$(r "$ETC")/.config.ini.XXXXXX")"
     TMPFILES+=("$tmp_config")
-    "$venv_python" -c 'import importlib.resources as r, sys
+    "$venv_python" -I -c 'import importlib.resources as r, sys
 sys.stdout.write(r.files("linkops").joinpath("templates/config.ini.template").read_text())' \
         >"$tmp_config"
     # token_urlsafe uses only [A-Za-z0-9_-]: safe inside a sed replacement.
@@ -317,7 +320,7 @@ admin_marker="$(r "$LIB")/.admin-created"
 if [[ -e "$admin_marker" ]]; then
     log "first administrator was created by an earlier run; users are left alone"
 else
-    admin_password="$("$venv_python" -c 'import secrets; print(secrets.token_urlsafe(18))')"
+    admin_password="$("$venv_python" -I -c 'import secrets; print(secrets.token_urlsafe(18))')"
     if printf '%s\n' "$admin_password" | as_service "$venv_dir/bin/linkops" user add \
             "$ADMIN_NAME" --role admin --password-stdin --config "$cli_config"; then
         for db_file in "$(r "$LIB")"/linkops.db*; do
