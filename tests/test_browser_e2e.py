@@ -13,6 +13,7 @@ import re
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
@@ -230,6 +231,20 @@ def test_verify_one_link(app: WebDriver, demo_service: DemoService) -> None:
     assert after["enrolled"] is True
     assert after["enrollmentVerifiedAt"] and \
         after["enrollmentVerifiedAt"] != before.get("enrollmentVerifiedAt")
+
+
+def test_link_details_dialog(app: WebDriver) -> None:
+    open_tab(app, "links")
+    row = app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-web-01"]')
+    row.find_element(By.CSS_SELECTOR, '[data-action="details"]').click()
+    dialog = wait_for("the details dialog", lambda: app.find_element(By.ID, "details-dialog")
+                      if app.find_element(By.ID, "details-dialog").is_displayed() else None)
+    text = dialog.text
+    assert "vm-web-01" in text and "Proxy jump" in text and "pve-office-01" in text
+    screenshot(app, "links-details")
+    ActionChains(app).send_keys(Keys.ESCAPE).perform()
+    wait_for("the dialog to close",
+             lambda: not app.find_element(By.ID, "details-dialog").is_displayed())
 
 
 def test_topology_nests_vms_under_the_proxmox_host(app: WebDriver) -> None:

@@ -226,7 +226,7 @@ export function showDetails(l) {
   add("Proxy jump", l.ssh.proxyJump);
   add("Key", l.ssh.keyRef);
   add("Reachable", l.health.reachable ? "yes" : "no");
-  add("Latency", l.health.latency !== null ? `${l.health.latency} ms` : null);
+  add("Latency", l.health.latency !== null ? `${Math.round(l.health.latency)} ms` : null);
   add("Last seen", l.health.lastSeen ? fmtTime(l.health.lastSeen) : "never");
   for (const [k, v] of Object.entries(l.metadata)) add(`metadata.${k}`, v);
   $("#details-title").textContent = `${l.name} (${l.type})`;

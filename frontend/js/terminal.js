@@ -8,15 +8,15 @@
 // the rest of the app keeps working.
 
 import * as api from "./api.js";
-import { $, $$, badge, copyText, h, showError, toast } from "./dom.js";
+import { $, $$, badge, h, showError, toast } from "./dom.js";
 import { store } from "./store.js";
+import { createTerminal, loadXterm, xtermLoaded } from "./xtermview.js";
 
 export const LAYOUTS = { single: 1, grid2x1: 2, grid1x3: 3, grid2x2: 4 };
 const PANES = ["A", "B", "C", "D"];
 const WS_KEY = "linkops.workspace";
 const LAYOUT_KEY = "linkops.layout";
 
-let xtermLib = null; // {Terminal, FitAddon}
 let layout = sessionStorage.getItem(LAYOUT_KEY) || "single";
 let workspaceId = sessionStorage.getItem(WS_KEY);
 let socket = null;
@@ -25,7 +25,7 @@ let closingOnPurpose = false;
 let retryDelay = 1000;
 let initialised = false;
 let enrolledLinks = [];
-const panes = {}; // A..D -> {el, body, select, status, statusText, target, term, fit, observer}
+const panes = {}; // A..D -> {el, body, select, statusEl, status, target, term, view}
 
 if (!LAYOUTS[layout]) layout = "single";
 
@@ -68,16 +68,6 @@ export function hide() {
   // Sessions keep running while another tab is shown; nothing to pause.
 }
 
-async function loadXterm() {
-  if (xtermLib) return xtermLib;
-  const [{ Terminal }, { FitAddon }] = await Promise.all([
-    import("../vendor/xterm/xterm.js"),
-    import("../vendor/xterm/addon-fit.js"),
-  ]);
-  xtermLib = { Terminal, FitAddon };
-  return xtermLib;
-}
-
 // ---- panes --------------------------------------------------------------------------------
 
 function buildPane(p) {
@@ -97,7 +87,7 @@ function buildPane(p) {
       h("span", { class: "spacer" }), connectBtn, disconnectBtn),
     body,
   );
-  const pane = { el, body, select, statusEl, connectBtn, disconnectBtn, target: "", status: "idle", term: null, fit: null };
+  const pane = { el, body, select, statusEl, connectBtn, disconnectBtn, target: "", status: "idle", term: null, view: null };
   setPaneStatus(pane, "idle");
   return pane;
 }
@@ -121,76 +111,20 @@ function fillPickers() {
 
 function ensureTerm(p) {
   const pane = panes[p];
-  if (pane.term || !xtermLib) return pane.term;
-  const term = new xtermLib.Terminal({
-    cursorBlink: true,
-    convertEol: false,
-    fontFamily: '"JetBrains Mono", "DejaVu Sans Mono", "Liberation Mono", monospace',
-    fontSize: 13,
-    scrollback: 5000,
-    allowProposedApi: false,
-    theme: xtermTheme(),
+  if (pane.term || !xtermLoaded()) return pane.term;
+  const view = createTerminal(pane.body, {
+    onData: (data) => send({ pane: p, type: "stdin", data }),
+    onResize: (cols, rows) => send({ pane: p, type: "resize", cols, rows }),
   });
-  const fit = new xtermLib.FitAddon();
-  term.loadAddon(fit);
-  term.open(pane.body);
-  term.onData((data) => send({ pane: p, type: "stdin", data }));
-  term.onResize(({ cols, rows }) => send({ pane: p, type: "resize", cols, rows }));
-  // Ctrl+Shift+C / Ctrl+Shift+V copy and paste like a desktop terminal (Ctrl+C stays SIGINT).
-  term.attachCustomKeyEventHandler((ev) => {
-    if (ev.type !== "keydown" || !ev.ctrlKey || !ev.shiftKey) return true;
-    if (ev.code === "KeyC") {
-      const sel = term.getSelection();
-      if (sel) copyText(sel);
-      return false;
-    }
-    if (ev.code === "KeyV" && navigator.clipboard && navigator.clipboard.readText) {
-      navigator.clipboard.readText().then((t) => term.paste(t), (err) => showError(err, "Paste"));
-      return false;
-    }
-    return true;
-  });
-  pane.term = term;
-  pane.fit = fit;
-  let queued = false;
-  pane.observer = new ResizeObserver(() => {
-    if (queued) return;
-    queued = true;
-    requestAnimationFrame(() => {
-      queued = false;
-      fitPane(p);
-    });
-  });
-  pane.observer.observe(pane.body);
-  window.__linkops.terminals[p] = term;
-  term.write(`\x1b[90mPane ${p}: pick an enrolled link and connect.\x1b[0m\r\n`);
-  return term;
+  pane.term = view.term;
+  pane.view = view;
+  window.__linkops.terminals[p] = view.term;
+  view.term.write(`\x1b[90mPane ${p}: pick an enrolled link and connect.\x1b[0m\r\n`);
+  return view.term;
 }
-
-/** Terminal colours from the page theme's CSS variables. */
-function xtermTheme() {
-  const css = getComputedStyle(document.documentElement);
-  const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
-  return {
-    background: v("--term-bg", "#0c0f13"),
-    foreground: v("--text", "#d7dde4"),
-    cursor: v("--accent", "#7cc4ff"),
-    selectionBackground: "rgba(120, 160, 220, 0.35)",
-  };
-}
-
-window.addEventListener("linkops:theme", () => {
-  for (const p of PANES) if (panes[p] && panes[p].term) panes[p].term.options.theme = xtermTheme();
-});
 
 function fitPane(p) {
-  const pane = panes[p];
-  if (!pane.fit || !pane.body.offsetWidth || !pane.body.offsetHeight) return;
-  try {
-    pane.fit.fit();
-  } catch {
-    // fit() throws while the element is detached/hidden; the next resize retries.
-  }
+  if (panes[p].view) panes[p].view.fit();
 }
 
 function fitAll() {
@@ -237,7 +171,7 @@ async function setLayout(next, { remote = true } = {}) {
   layout = next;
   sessionStorage.setItem(LAYOUT_KEY, layout);
   applyLayout();
-  if (xtermLib) for (const p of visiblePanes()) ensureTerm(p);
+  if (xtermLoaded()) for (const p of visiblePanes()) ensureTerm(p);
   requestAnimationFrame(fitAll);
 }
 
@@ -441,7 +375,7 @@ async function assignAndConnect(p, target) {
     if (live && pane.target) await api.disconnectPane(workspaceId, p);
     await api.assignPanes(workspaceId, [{ pane: p, target }]);
     pane.target = target;
-    if (xtermLib) ensureTerm(p);
+    if (xtermLoaded()) ensureTerm(p);
     setPaneStatus(pane, "connecting");
     await api.connectPane(workspaceId, p);
   } catch (err) {
@@ -464,7 +398,7 @@ async function connectAllPanes() {
     await api.assignPanes(workspaceId, assignments);
     for (const a of assignments) {
       panes[a.pane].target = a.target;
-      if (xtermLib) ensureTerm(a.pane);
+      if (xtermLoaded()) ensureTerm(a.pane);
       if (!["connected", "enrolled"].includes(panes[a.pane].status)) setPaneStatus(panes[a.pane], "connecting");
     }
     await api.connectAll(workspaceId);
