@@ -226,6 +226,11 @@ window.addEventListener("unhandledrejection", (ev) => {
   ev.preventDefault();
 });
 
+window.addEventListener("error", (ev) => {
+  // A bug in an event handler still tells the user something went wrong.
+  showError(ev.error || new Error(ev.message), "Unexpected error");
+});
+
 window.addEventListener("beforeunload", () => clearInterval(gitTimer));
 
 boot();
