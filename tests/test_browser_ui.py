@@ -188,3 +188,26 @@ def test_history_filters_and_pages(app: WebDriver, demo_service: DemoService) ->
     assert page_ids() == []
     Select(app.find_element(By.ID, "ops-status")).select_by_value("")
     app.find_element(By.ID, "ops-show-active").click()
+
+
+def test_links_table_sorts_by_column(app: WebDriver) -> None:
+    open_tab(app, "links")
+
+    def names() -> list[str]:
+        return [e.text for e in app.find_elements(By.CSS_SELECTOR, "#links-table .link-name")]
+
+    wait_for("the links", lambda: len(names()) == 7)
+    header = app.find_element(By.CSS_SELECTOR, '#links-table th[data-col="name"]')
+    if header.get_attribute("aria-sort") != "ascending":
+        header.find_element(By.TAG_NAME, "button").click()
+    ascending = names()
+    assert ascending == sorted(ascending, key=str.lower)
+    header.find_element(By.TAG_NAME, "button").click()
+    assert header.get_attribute("aria-sort") == "descending"
+    assert names() == list(reversed(ascending))
+
+    type_header = app.find_element(By.CSS_SELECTOR, '#links-table th[data-col="type"] button')
+    type_header.click()
+    types = [r.find_elements(By.TAG_NAME, "td")[2].text
+             for r in app.find_elements(By.CSS_SELECTOR, "#links-table tbody tr")]
+    assert types == sorted(types)
