@@ -23,7 +23,14 @@ from pathlib import Path
 import pytest
 
 from linkops import auth
-from tests.test_install import INSTALL, UNINSTALL, VENV_FROM, build_wheel, printed_password
+from tests.test_install import (
+    INSTALL,
+    REPO,
+    UNINSTALL,
+    VENV_FROM,
+    build_wheel,
+    printed_password,
+)
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
@@ -43,8 +50,10 @@ class Namespace:
         self.opt = base / "opt"
         self.var_lib = base / "var-lib"
         self.var_log = base / "var-log"
+        self.backups = base / "var-backups"
+        self.bin = base / "bin"
         subprocess.run(["cp", "-a", "/etc", str(self.etc)], check=True, timeout=60)
-        for d in (self.opt, self.var_lib, self.var_log):
+        for d in (self.opt, self.var_lib, self.var_log, self.backups, self.bin):
             d.mkdir()
             d.chmod(0o755)
         # The copy starts without any LinkOps trace (other tests use /etc/linkops as a mount
@@ -67,7 +76,7 @@ class Namespace:
             f"mount --bind {src} {dst}"
             for src, dst in ((self.etc, "/etc"), (self.opt, "/opt"),
                              (self.var_lib, "/var/lib"), (self.var_log, "/var/log"),
-                             (VENV_FROM, DEPS))
+                             (self.backups, "/var/backups"), (VENV_FROM, DEPS))
         )
         return subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "--",
@@ -180,3 +189,60 @@ def test_real_mode_install_upgrade_and_purge(
     assert not (ns.var_log / "linkops").exists()
     assert not re.search(r"^linkops:", (ns.etc / "passwd").read_text(), re.MULTILINE)
     assert not re.search(r"^linkops:", (ns.etc / "group").read_text(), re.MULTILINE)
+
+
+def doc_blocks(section: str) -> list[str]:
+    """The ```bash blocks of one ``## `` section of docs/deployment.md."""
+    doc = (REPO / "docs/deployment.md").read_text()
+    body = doc.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", body, re.DOTALL)
+
+
+def test_documented_backup_and_restore_work(
+    ns: Namespace, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The backup script and the restore steps of docs/deployment.md, run as written (only
+    ``STAMP`` filled in; systemctl is a recording stub: systemd is not PID 1 here)."""
+    wheel = build_wheel(tmp_path_factory)
+    first = ns.run(str(INSTALL), "--no-apt", "--wheel", str(wheel), "--venv-from", str(DEPS),
+                   "--python", python_for_venv())
+    assert first.returncode == 0, first.stdout + first.stderr
+    password = printed_password(first.stdout)
+    backup_script, restore_steps = doc_blocks("8. Backup and restore")
+
+    lib = ns.var_lib / "linkops"
+    kept = {path: path.read_bytes() for path in
+            (ns.etc / "linkops/config.ini", lib / "keys/id_ed25519", lib / "linkops.db")}
+    backup = ns.run("bash", "-c", backup_script)
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    (stamp,) = [p.name for p in (ns.backups / "linkops").iterdir()]
+    saved = ns.backups / "linkops" / stamp
+    assert sorted(p.name for p in saved.iterdir()) == ["files.tar.gz", "linkops.db"]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in saved.iterdir())
+    assert not list(lib.glob("backup.*"))  # the temporary copy was moved away
+
+    # Disaster: the database, the keys and the config are gone.
+    for path in kept:
+        path.unlink()
+    stub = ns.bin / "systemctl"
+    stub.write_text(f"#!/bin/sh\necho \"$*\" >> {ns.base / 'systemctl.log'}\n")
+    stub.chmod(0o755)
+    restore = ns.run("env", f"PATH={ns.bin}:/usr/sbin:/usr/bin:/sbin:/bin", "bash", "-euo",
+                     "pipefail", "-c", restore_steps.replace("STAMP", stamp))
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    assert (ns.base / "systemctl.log").read_text().splitlines() == [
+        "stop linkopsd", "start linkopsd"]
+
+    uid, gid, _, _ = ns.user()
+    for path, content in kept.items():
+        if path.name != "linkops.db":
+            assert path.read_bytes() == content, path
+    assert mode_owner(ns.etc / "linkops/config.ini") == (0o640, 0, gid)
+    assert mode_owner(lib / "keys/id_ed25519") == (0o600, uid, gid)
+    assert mode_owner(lib / "linkops.db") == (0o600, uid, gid)
+    with sqlite3.connect(lib / "linkops.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        (stored,) = conn.execute(
+            "SELECT password_hash FROM users WHERE username = 'admin'"
+        ).fetchone()
+    assert auth.verify_password(password, stored)
