@@ -159,6 +159,13 @@ class ServerProcess:
         self.popen: subprocess.Popen[bytes] | None = None
         self.proc: psutil.Process | None = None
         self.token = ""
+        # LINKOPS_BENCH_PROFILE=DIR: run the server under cProfile (bench/profile_server.py),
+        # one .prof file per server in DIR, written at its graceful exit.
+        profile_dir = os.environ.get("LINKOPS_BENCH_PROFILE")
+        self.launcher = ["-m", "linkops"]
+        if profile_dir:
+            out = Path(profile_dir) / f"{root.name}.prof"
+            self.launcher = ["-m", "bench.profile_server", str(out)]
 
     def _config(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -194,7 +201,7 @@ class ServerProcess:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         with (self.root / "server.out").open("ab") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "linkops", "serve", "--config", str(config)],
+                [sys.executable, *self.launcher, "serve", "--config", str(config)],
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True)
         self.proc = psutil.Process(self.popen.pid)
@@ -286,19 +293,26 @@ class ServerProcess:
 # -- operations over HTTP + SSE ---------------------------------------------------------------
 
 
-def sse_events(response: httpx.Response) -> Iterator[tuple[str, str]]:
-    """``(event, data)`` pairs of an SSE response (comments and ids skipped)."""
-    kind = "message"
-    data: list[str] = []
-    for line in response.iter_lines():
-        if not line:
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, bytes]]:
+    """``(event, data)`` pairs of an SSE response (comments and ids skipped).
+
+    Parses bytes, not text lines: the client must never be what limits a 640 MB stream.
+    """
+    buf = bytearray()
+    for chunk in response.iter_raw(1 << 16):
+        buf += chunk
+        while (end := buf.find(b"\n\n")) >= 0:
+            block = bytes(buf[:end])
+            del buf[:end + 2]
+            kind = "message"
+            data: list[bytes] = []
+            for line in block.split(b"\n"):
+                if line.startswith(b"event:"):
+                    kind = line[6:].strip().decode()
+                elif line.startswith(b"data:"):
+                    data.append(line[5:].removeprefix(b" "))
             if data:
-                yield kind, "\n".join(data)
-            kind, data = "message", []
-        elif line.startswith("event:"):
-            kind = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
+                yield kind, b"\n".join(data)
 
 
 def run_operation(http: httpx.Client, body: dict[str, Any],
