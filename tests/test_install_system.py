@@ -165,8 +165,17 @@ def test_real_mode_install_upgrade_and_purge(
     # Upgrade: same config bytes and secret, same key, same users, no new password.
     config_before = (ns.etc / "linkops/config.ini").read_bytes()
     key_before = (lib / "keys/id_ed25519").read_bytes()
-    second = ns.run(*install)
+    # This time with the apt step, against a recording apt-get (no network in tests).
+    apt_log = ns.base / "apt.log"
+    (ns.bin / "apt-get").write_text(f"#!/bin/sh\necho \"$*\" >> {apt_log}\n")
+    (ns.bin / "apt-get").chmod(0o755)
+    with_apt = [arg for arg in install if arg != "--no-apt"]
+    second = ns.run("env", f"PATH={ns.bin}:/usr/sbin:/usr/bin:/sbin:/bin", *with_apt)
     assert second.returncode == 0, second.stdout + second.stderr
+    update, packages = apt_log.read_text().splitlines()
+    assert update.split() == ["update", "-qq"]
+    assert {"python3-venv", "git", "openssh-client", "sqlite3"} <= set(packages.split())
+    assert packages.split()[:2] == ["install", "-y"]
     assert "system user linkops exists" in second.stdout
     assert "Password:" not in second.stdout
     assert (ns.etc / "linkops/config.ini").read_bytes() == config_before
