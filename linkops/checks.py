@@ -62,4 +62,5 @@ async def sync_once(settings: Settings) -> str:
         for kind in ("links", "scripts")
         if kind in changes
     )
-    return f"synced {result.commit_hash or '?'}{' (forced update)' if result.forced else ''}: {summary}"
+    forced = " (forced update)" if result.forced else ""
+    return f"synced {result.commit_hash or '?'}{forced}: {summary}"

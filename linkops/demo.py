@@ -42,9 +42,15 @@ DEMO_ADMIN = "admin"
 
 
 def _git(cwd: Path, *args: str) -> None:
-    env = {"GIT_AUTHOR_NAME": "LinkOps demo", "GIT_AUTHOR_EMAIL": "demo@linkops.invalid",
-           "GIT_COMMITTER_NAME": "LinkOps demo", "GIT_COMMITTER_EMAIL": "demo@linkops.invalid",
-           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd), "PATH": "/usr/bin:/bin"}
+    env = {
+        "GIT_AUTHOR_NAME": "LinkOps demo",
+        "GIT_AUTHOR_EMAIL": "demo@linkops.invalid",
+        "GIT_COMMITTER_NAME": "LinkOps demo",
+        "GIT_COMMITTER_EMAIL": "demo@linkops.invalid",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "HOME": str(cwd),
+        "PATH": "/usr/bin:/bin",
+    }
     subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
 
 
@@ -92,17 +98,37 @@ def write_demo_config(workdir: Path, fleet: Sandbox, repo: Path, port: int) -> P
     (workdir / "log").mkdir()
     path = workdir / "config.ini"
     path.write_text(
-        "\n".join([
-            "[api]", "host = 127.0.0.1", f"port = {port}",
-            f"jwt_secret = {secrets.token_urlsafe(48)}", "",
-            "[database]", f"path = {workdir / 'linkops.db'}", "",
-            "[git]", f"repository_url = file://{repo}", "branch = main",
-            f"local_path = {workdir / 'git-repo'}", "sync_interval_minutes = 5", "",
-            "[ssh]", f"keys_directory = {keys}", f"known_hosts_path = {ssh_dir / 'known_hosts'}",
-            f"default_key = {KEY_NAME}", "connection_timeout = 10", "",
-            "[health]", "check_interval_minutes = 1", "",
-            "[logging]", f"path = {workdir / 'log' / 'linkops.log'}", "level = INFO", "",
-        ]),
+        "\n".join(
+            [
+                "[api]",
+                "host = 127.0.0.1",
+                f"port = {port}",
+                f"jwt_secret = {secrets.token_urlsafe(48)}",
+                "",
+                "[database]",
+                f"path = {workdir / 'linkops.db'}",
+                "",
+                "[git]",
+                f"repository_url = file://{repo}",
+                "branch = main",
+                f"local_path = {workdir / 'git-repo'}",
+                "sync_interval_minutes = 5",
+                "",
+                "[ssh]",
+                f"keys_directory = {keys}",
+                f"known_hosts_path = {ssh_dir / 'known_hosts'}",
+                f"default_key = {KEY_NAME}",
+                "connection_timeout = 10",
+                "",
+                "[health]",
+                "check_interval_minutes = 1",
+                "",
+                "[logging]",
+                f"path = {workdir / 'log' / 'linkops.log'}",
+                "level = INFO",
+                "",
+            ]
+        ),
         encoding="utf-8",
     )
     return path

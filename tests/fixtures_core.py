@@ -103,8 +103,9 @@ def base_url(handle: server.Running) -> str:
     return f"http://{handle.binds[0].removeprefix('http://')}"
 
 
-async def login(http: httpx.AsyncClient, username: str = ADMIN,
-                password: str = ADMIN_PASSWORD) -> str:
+async def login(
+    http: httpx.AsyncClient, username: str = ADMIN, password: str = ADMIN_PASSWORD
+) -> str:
     response = await http.post("/api/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.text
     return str(response.json()["token"])

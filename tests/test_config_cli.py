@@ -14,11 +14,17 @@ from linkops.errors import ConfigError
 from tests.fixtures_core import write_config
 
 
-def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "linkops", *args],
-        input=stdin, capture_output=True, text=True, timeout=60,
-        env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[1],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        cwd=Path(__file__).resolve().parents[1],
     )
 
 
@@ -39,8 +45,9 @@ def run_cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> s
         ("database", {"path": "/nonexistent/dir/x.db"}, "[database] path"),
     ],
 )
-def test_bad_settings_name_section_and_key(tmp_path: Path, section: str, values: dict[str, str],
-                                           named: str) -> None:
+def test_bad_settings_name_section_and_key(
+    tmp_path: Path, section: str, values: dict[str, str], named: str
+) -> None:
     path = write_config(tmp_path, **{section: values})
     with pytest.raises(ConfigError) as info:
         config.load(path)
@@ -81,16 +88,19 @@ def test_enroll_id_format() -> None:
 
 def test_user_add_and_passwd_with_stdin(tmp_path: Path) -> None:
     path = str(write_config(tmp_path))
-    added = run_cli("user", "add", "Alice", "--password-stdin", "--config", path,
-                    stdin="s3cret-password\n")
+    added = run_cli(
+        "user", "add", "Alice", "--password-stdin", "--config", path, stdin="s3cret-password\n"
+    )
     assert added.returncode == 0, added.stderr
-    again = run_cli("user", "add", "alice ", "--password-stdin", "--config", path,
-                    stdin="s3cret-password\n")
+    again = run_cli(
+        "user", "add", "alice ", "--password-stdin", "--config", path, stdin="s3cret-password\n"
+    )
     assert again.returncode == 1 and "already exists" in again.stderr
     short = run_cli("user", "passwd", "alice", "--password-stdin", "--config", path, stdin="x\n")
     assert short.returncode == 1 and "at least 8" in short.stderr
-    changed = run_cli("user", "passwd", "ALICE", "--password-stdin", "--config", path,
-                      stdin="another-password\n")
+    changed = run_cli(
+        "user", "passwd", "ALICE", "--password-stdin", "--config", path, stdin="another-password\n"
+    )
     assert changed.returncode == 0, changed.stderr
     # The password is never echoed back.
     assert "another-password" not in changed.stdout + changed.stderr

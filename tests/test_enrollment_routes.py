@@ -23,18 +23,28 @@ async def fleet_client(
     sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery
 ) -> AsyncIterator[httpx.AsyncClient]:
     env = make_ssh_env(sandbox_fleet, tmp_path / "ssh")
-    settings = config.load(write_config(tmp_path, ssh={
-        "keys_directory": env.keys_dir, "known_hosts_path": env.known_hosts,
-        "default_key": "sandbox_ed25519", "connection_timeout": 10,
-    }))
+    settings = config.load(
+        write_config(
+            tmp_path,
+            ssh={
+                "keys_directory": env.keys_dir,
+                "known_hosts_path": env.known_hosts,
+                "default_key": "sandbox_ed25519",
+                "connection_timeout": 10,
+            },
+        )
+    )
     add_admin(settings)
     links = dict(env.links)
     # One link whose inventory entry names a different client ID than the host holds.
     first = sorted(links)[0]
     links["mismatch"] = attrs.evolve(
-        links[first], id="mismatch",
-        enrollment=Enrollment(clientId="LINKOPS-00000000-0000-4000-8000-000000000000",
-                              clientIdPath=links[first].enrollment.clientIdPath),
+        links[first],
+        id="mismatch",
+        enrollment=Enrollment(
+            clientId="LINKOPS-00000000-0000-4000-8000-000000000000",
+            clientIdPath=links[first].enrollment.clientIdPath,
+        ),
     )
     from linkops.db import Database
 
@@ -50,8 +60,9 @@ async def fleet_client(
     handle.stop.set()
 
 
-async def test_verify_one_stores_the_result(fleet_client: httpx.AsyncClient,
-                                            sandbox_fleet: Sandbox) -> None:
+async def test_verify_one_stores_the_result(
+    fleet_client: httpx.AsyncClient, sandbox_fleet: Sandbox
+) -> None:
     target = sorted(h for h in sandbox_fleet.hosts if "bastion" not in h and "inner" not in h)[0]
     with trio.fail_after(60):
         r = await fleet_client.post(f"/api/links/{target}/verify")

@@ -101,7 +101,9 @@ async def test_property_2_failed_login_increments_counter_and_errors(
 token_text = st.one_of(
     st.text(max_size=300),
     st.binary(max_size=300).map(lambda b: b.hex()),
-    st.builds(lambda a, b, c: f"{a}.{b}.{c}", *[st.text(string.ascii_letters + "-_", max_size=60)] * 3),
+    st.builds(
+        lambda a, b, c: f"{a}.{b}.{c}", *[st.text(string.ascii_letters + "-_", max_size=60)] * 3
+    ),
 )
 
 

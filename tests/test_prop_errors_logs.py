@@ -22,7 +22,9 @@ bodies = st.one_of(
     st.text(max_size=200).map(str.encode),
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        ),
         max_leaves=10,
     ).map(lambda v: json.dumps(v).encode()),
 )
@@ -51,8 +53,9 @@ async def test_property_36_failed_requests_return_structured_error(
     @given(method=st.sampled_from(METHODS), path=paths, body=bodies, authed=st.booleans())
     def prop(method: str, path: str, body: bytes | None, authed: bool) -> None:
         http = client if authed else anon
-        r = call(http.request, method, path, content=body,
-                 headers={"Content-Type": "application/json"})
+        r = call(
+            http.request, method, path, content=body, headers={"Content-Type": "application/json"}
+        )
         if r.status_code < 400:
             return  # a real route that accepted the request (rare for random paths)
         assert_structured(r)
@@ -65,7 +68,9 @@ async def test_structured_errors_for_framework_failures(anon: httpx.AsyncClient)
     cases = [
         await anon.get("/api/does-not-exist"),
         await anon.delete("/api/health"),
-        await anon.post("/api/auth/login", content=b"{nope", headers={"Content-Type": "application/json"}),
+        await anon.post(
+            "/api/auth/login", content=b"{nope", headers={"Content-Type": "application/json"}
+        ),
         await anon.post("/api/auth/login", content=b"x" * 2_000_000),
     ]
     assert [r.status_code for r in cases] == [404, 405, 400, 413]

@@ -58,9 +58,7 @@ async def test_property_37_sigterm_closes_connections_gracefully(tmp_path: Path)
     counter = iter(range(10_000))
 
     @PROP
-    @given(
-        idle=st.integers(0, 3), partial=st.integers(0, 2), requests=st.integers(0, 3)
-    )
+    @given(idle=st.integers(0, 3), partial=st.integers(0, 2), requests=st.integers(0, 3))
     def prop(idle: int, partial: int, requests: int) -> None:
         root = tmp_path / f"run{next(counter)}"
         root.mkdir()

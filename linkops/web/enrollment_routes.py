@@ -32,15 +32,19 @@ async def verify_many() -> Response:
         raw = body.get("targets")
         if raw is not None:
             if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
-                raise ValidationError("targets must be a list of link ids",
-                                      details={"field": "targets"})
+                raise ValidationError(
+                    "targets must be a list of link ids", details={"field": "targets"}
+                )
             if len(raw) > MAX_BATCH:
-                raise ValidationError(f"at most {MAX_BATCH} targets per request",
-                                      details={"field": "targets"})
+                raise ValidationError(
+                    f"at most {MAX_BATCH} targets per request", details={"field": "targets"}
+                )
             targets = raw
     results = await services().enrollment.verify_many(targets)
-    return jsonify({
-        "results": [r.to_dict() for r in results],
-        "count": len(results),
-        "enrolled": sum(1 for r in results if r.enrolled),
-    })
+    return jsonify(
+        {
+            "results": [r.to_dict() for r in results],
+            "count": len(results),
+            "enrolled": sum(1 for r in results if r.enrolled),
+        }
+    )
