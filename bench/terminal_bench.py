@@ -1,6 +1,12 @@
-"""Terminal WebSocket: throughput of one flooding pane, and keystroke latency with and without
-a flood in a neighbouring pane — the real service, real sshd (a 2-host sandbox fleet), a real
-WebSocket client.
+"""Terminal WebSocket: echo latency and throughput end to end, then in process.
+
+*End to end* (:func:`end_to_end`, first): the server as a subprocess, a WebSocket client,
+against paramiko's own interactive shell read naively in the same run (see the section
+comment). ``--quick`` (or ``CI=true``): 40 keystrokes, 4 MiB.
+
+*In process* (:func:`_run`, second): throughput of one flooding pane, and keystroke latency
+with and without a flood in a neighbouring pane — the real service in this process, real sshd
+(a 2-host sandbox fleet), a real WebSocket client.
 
 Reports:
 - *throughput*: ``head -c N /dev/urandom | base64`` in pane A, bytes/s of terminal text the
@@ -12,16 +18,32 @@ Reports:
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import attrs
 import httpx
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
+from bench.common import (
+    REPO,
+    ServerProcess,
+    Table,
+    check_lean_shell,
+    client_files,
+    fleet_links,
+    median,
+    percentile,
+    quick_mode,
+)
 from linkops import config, server
 from linkops.db import Database
 from linkops.sandbox import Sandbox
@@ -125,7 +147,178 @@ async def _run(fleet: Sandbox, root: Path) -> None:
         running.stop.set()
 
 
+# == End to end: the server as a subprocess, measured from a WebSocket client ==================
+#
+# Pane A and pane B on two sandbox hosts, one WebSocket for both (what the browser does).
+# * echo latency: pane B runs ``cat >/dev/null``; one printable key at a time, the time until
+#   its echo (the PTY's) comes back on the socket; p50/p99; then again while pane A floods
+#   (``yes`` of a 100-character line, forever) and the client reads everything.
+# * throughput: ``cat`` of a file of base64 lines in pane A, characters received per second
+#   until the marker after it; baseline in the same run: paramiko's ``invoke_shell`` read in a
+#   plain ``recv(32768)`` loop (bench/baselines.py ``paramiko-shell``), same file, same host.
+
+
+@attrs.define
+class PaneReader:
+    """Reads every frame of the socket; per pane: characters, frames, a tail to search."""
+
+    ws: WebSocketConnection
+    chars: dict[str, int] = attrs.field(factory=dict)
+    frames: dict[str, int] = attrs.field(factory=dict)
+    tails: dict[str, str] = attrs.field(factory=dict)
+
+    async def until(self, pane: str, needle: str) -> None:
+        while needle not in self.tails.get(pane, ""):
+            await self.one()
+
+    async def one(self) -> tuple[str, str]:
+        msg = json.loads(await self.ws.get_message())
+        if msg.get("type") != "stdout":
+            return "", ""
+        pane, data = str(msg["pane"]), str(msg["data"])
+        self.chars[pane] = self.chars.get(pane, 0) + len(data)
+        self.frames[pane] = self.frames.get(pane, 0) + 1
+        self.tails[pane] = (self.tails.get(pane, "") + data)[-8192:]
+        return pane, data
+
+    async def send(self, pane: str, data: str) -> None:
+        await self.ws.send_message(json.dumps({"pane": pane, "type": "stdin", "data": data}))
+
+
+async def echo_latency(reader: PaneReader, samples: int) -> list[float]:
+    """Keystrokes into pane B (``cat`` echoes them): seconds until each echo arrives."""
+    out = []
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for i in range(samples):
+        key = letters[i % 26]
+        t0 = time.perf_counter()
+        await reader.send("B", key)
+        while True:
+            pane, data = await reader.one()
+            if pane == "B" and key in data:
+                break
+        out.append(time.perf_counter() - t0)
+        if i % 60 == 59:
+            await reader.send("B", "\r")
+            await reader.until("B", "\r\n")
+    return out
+
+
+@attrs.define
+class TerminalResult:
+    idle: list[float]
+    flooded: list[float]
+    rates: list[float]
+    paramiko: list[float]
+    flood_rate: float
+
+
+async def terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, samples: int,
+                       repeats: int, key: Path, known_hosts: Path) -> TerminalResult:
+    hosts = sorted(fleet.hosts)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60,
+                                 headers={"Authorization": f"Bearer {server.token}"}) as http:
+        r = await http.post("/api/terminal/workspaces", json={"layout": "grid2x1"})
+        r.raise_for_status()
+        ws_id = r.json()["workspace_id"]
+        r = await http.put(f"/api/terminal/workspaces/{ws_id}/panes", json={"panes": [
+            {"pane": "A", "target": f"term-{1:04d}"}, {"pane": "B", "target": f"term-{2:04d}"}]})
+        r.raise_for_status()
+        r = await http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+        assert all(p["status"] == "connected" for p in r.json()["panes"]), r.text
+        url = server.base_url.replace("http://", "ws://") + f"/api/terminal/workspaces/{ws_id}/ws"
+        async with open_websocket_url(
+                url, extra_headers=[(b"Authorization", f"Bearer {server.token}".encode())],
+                max_message_size=1 << 24) as ws:
+            reader = PaneReader(ws)
+            await reader.send("A", "echo ready-$((6*7))\r")
+            await reader.until("A", "ready-42\r\n")
+            await reader.send("B", "stty -icanon; cat >/dev/null\r")
+            await trio.sleep(0.3)
+            await echo_latency(reader, 10)  # warm-up
+            idle = await echo_latency(reader, samples)
+
+            rates, theirs = [], []
+            for _ in range(repeats):
+                before = reader.chars.get("A", 0)
+                t0 = time.perf_counter()
+                await reader.send("A", f"cat {big_file}; echo done-$((6*7))\r")
+                await reader.until("A", "done-42\r\n")
+                rates.append((reader.chars["A"] - before) / (time.perf_counter() - t0))
+                first = fleet.hosts[hosts[0]]
+                theirs.append(await trio.to_thread.run_sync(
+                    paramiko_shell, key, known_hosts, first.address, first.port, fleet.user,
+                    big_file))
+
+            await reader.send("A", "yes " + "x" * 96 + "\r")
+            flood_from = reader.chars.get("A", 0)
+            while reader.chars.get("A", 0) < flood_from + 1_000_000:
+                await reader.one()
+            before = reader.chars.get("A", 0)
+            t0 = time.perf_counter()
+            flooded = await echo_latency(reader, samples)
+            flood_rate = (reader.chars.get("A", 0) - before) / (time.perf_counter() - t0)
+            await reader.send("A", "\x03")
+            await reader.send("A", "echo stopped-$((6*7))\r")
+            await reader.until("A", "stopped-42\r\n")
+    return TerminalResult(idle, flooded, rates, theirs, flood_rate)
+
+
+def paramiko_shell(key: Path, known_hosts: Path, address: str, port: int, user: str,
+                   big_file: Path) -> float:
+    """Characters per second of paramiko's own interactive shell, read naively."""
+    job = {"key": str(key), "known_hosts": str(known_hosts),
+           "targets": [{"host": address, "port": port, "user": user}],
+           "ready_command": "echo ready-$((6*7))\r",
+           "command": f"cat {big_file}; echo done-$((6*7))\r", "marker": "done-42"}
+    done = subprocess.run([sys.executable, "-m", "bench.baselines", "paramiko-shell",
+                           json.dumps(job)], capture_output=True, text=True, timeout=900,
+                          check=False, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    if done.returncode != 0:
+        raise RuntimeError(f"paramiko-shell failed: {done.stderr[-1500:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not result["ok"]:
+        raise RuntimeError("paramiko-shell never saw its marker")
+    return float(result["bytes"]) / float(result["elapsed"])
+
+
+def write_big_file(path: Path, mebibytes: int) -> None:
+    line = base64.b64encode(bytes(range(256)) * 3)[:76] + b"\n"
+    with path.open("wb") as fh:
+        fh.write(line * (mebibytes * 1024 * 1024 // len(line)))
+
+
+def end_to_end(quick: bool) -> Table:
+    samples, repeats, mib = (40, 1, 4) if quick else (300, 3, 32)
+    table = Table(f"Terminal end to end ({'quick' if quick else 'full'}: {samples} keystrokes, "
+                  f"cat of {mib} MiB x{repeats}, median)")
+    with tempfile.TemporaryDirectory(prefix="linkops-term-bench-") as tmp:
+        root = Path(tmp)
+        with Sandbox(root / "fleet", hosts=2, prefix="term") as fleet:
+            key, known_hosts = client_files(fleet, root / "client")
+            check_lean_shell(fleet, key, known_hosts)
+            big_file = root / "big.txt"
+            write_big_file(big_file, mib)
+            with ServerProcess(root / "server", fleet) as server:
+                server.seed(fleet_links(fleet, 2, prefix="term"))
+                got = trio.run(terminal_e2e, server, fleet, big_file, samples, repeats, key,
+                               known_hosts)
+    idle = [s * 1000 for s in got.idle]
+    flooded = [s * 1000 for s in got.flooded]
+    for label, values in (("idle", idle), ("neighbour flooding", flooded)):
+        p50, p99 = median(values), percentile(values, 99)
+        table.add(f"echo latency, {label}", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms", "", "",
+                  "p50 < 5, p99 < 25 ms", p50 < 5 and p99 < 25)
+    ours = median(got.rates) / 1e6
+    theirs = median(got.paramiko) / 1e6
+    table.add(f"terminal cat {mib} MiB", f"{ours:.1f} MB/s", f"paramiko shell {theirs:.1f} MB/s",
+              f"{ours / theirs:.2f}x", ">= 1.5x", ours / theirs >= 1.5)
+    table.add("flooding pane while measuring", f"{got.flood_rate / 1e6:.1f} MB/s")
+    return table
+
+
 def main() -> None:
+    end_to_end(quick_mode()).print()
     with tempfile.TemporaryDirectory(prefix="linkops-term-bench-") as tmp:
         root = Path(tmp)
         with Sandbox(root / "fleet", hosts=2) as fleet:

@@ -39,7 +39,11 @@ import trio
 from linkops.ssh.client import EXIT_SIGNAL_ATTR
 from linkops.ssh.errors import SshError
 
-CHUNK: Final = 32768
+# The most one read takes from paramiko's channel buffer (it returns what is there, never
+# waits for more): under load one hand-off to Trio carries everything that arrived meanwhile,
+# instead of one 32 KiB packet per thread round trip (which capped a stream at ~20 MB/s when
+# the Trio thread was busy; see docs/performance.md).
+CHUNK: Final = 262144
 POLL_SECONDS: Final = 0.25
 BUFFERED_CHUNKS: Final = 16
 # Exit code reported when the channel closed without an exit status or signal (e.g. we closed
