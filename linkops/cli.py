@@ -120,10 +120,25 @@ def cmd_enroll_id(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _quiet_logging(settings: config.Settings) -> None:
+    """One-shot commands log to the service's log file (if writable), never to the terminal:
+    the terminal gets exactly one line per outcome."""
+    import logging
+
+    from linkops.logs import setup_logging
+
+    try:
+        setup_logging(settings.logging, stderr=False)
+    except OSError:
+        logging.getLogger("linkops").addHandler(logging.NullHandler())
+        logging.getLogger("linkops").propagate = False
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from linkops import checks
 
     settings = config.load(args.config)
+    _quiet_logging(settings)
     message = trio.run(checks.sync_once, settings)
     print(message)
     return EXIT_OK

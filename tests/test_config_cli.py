@@ -104,3 +104,27 @@ def test_user_add_and_passwd_with_stdin(tmp_path: Path) -> None:
     assert changed.returncode == 0, changed.stderr
     # The password is never echoed back.
     assert "another-password" not in changed.stdout + changed.stderr
+
+
+def test_sync_and_check_config_against_a_real_repository(tmp_path: Path) -> None:
+    from tests.fixtures_git import make_repo
+
+    (tmp_path / "repo").mkdir()
+    repo = make_repo(tmp_path / "repo")
+    path = str(write_config(tmp_path, git={"repository_url": f"file://{repo.bare}"}))
+    synced = run_cli("sync", "--config", path)
+    assert synced.returncode == 0, synced.stderr
+    assert synced.stdout.startswith(f"synced {repo.head()}")
+    assert run_cli("check-config", "--config", path).returncode == 0
+    # A broken commit: the sync fails with one line naming the file, and exit 1.
+    repo.write("links.yaml", "links:\n  vps-01: {type: VPS\n")
+    repo.commit_and_push("broken yaml")
+    failed = run_cli("sync", "--config", path)
+    assert failed.returncode == 1 and "links.yaml" in failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1
+    # A key with the wrong mode is reported by check-config, naming the file.
+    key = tmp_path / "keys" / "id_ed25519"
+    key.write_text("not really a key\n")
+    key.chmod(0o644)
+    checked = run_cli("check-config", "--config", path)
+    assert checked.returncode == 1 and str(key) in checked.stderr and "0600" in checked.stderr
