@@ -133,20 +133,19 @@ async def test_watchdog_loop_pings_periodically(
 ) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "100000")  # 0.1 s timeout: a ping every 0.05 s
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    path_socket.setblocking(False)
-    with trio.fail_after(5):
+    receiver = trio.socket.from_stdlib_socket(path_socket)
+    pings: list[tuple[float, str]] = []
+    with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sdnotify.watchdog_loop)
-            await trio.sleep(0.5)
+            while len(pings) < 6:
+                data = await receiver.recv(64)
+                pings.append((trio.current_time(), data.decode()))
             nursery.cancel_scope.cancel()
-    pings = []
-    while True:
-        try:
-            pings.append(path_socket.recv(64).decode())
-        except BlockingIOError:
-            break
-    assert set(pings) == {"WATCHDOG=1"}
-    assert 5 <= len(pings) <= 15
+    assert {message for _, message in pings} == {"WATCHDOG=1"}
+    # Paced by the interval, not a busy loop: 5 gaps of 0.05 s were sent (the bound leaves
+    # room for a late first receive on a loaded machine).
+    assert pings[-1][0] - pings[0][0] >= 3 * 0.05
 
 
 async def test_watchdog_loop_returns_without_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
