@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from linkops.errors import ValidationError
-from linkops.inventory.git import check_branch, parse_remote_url, strip_credentials
+from linkops.inventory.remote import check_branch, parse_remote_url, strip_credentials
 
 
 @pytest.mark.parametrize(("raw", "url", "protocol", "username", "password"), [

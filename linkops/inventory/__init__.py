@@ -2,9 +2,10 @@
 
 Public surface: :class:`InventoryService` (sync, status, reads; ``services.inventory``),
 :func:`sync_once` (``linkops sync``), :class:`SyncResult` and :class:`LinkQuery`.
-Modules: ``git`` (the git CLI, hardened), ``yaml_loader`` (safe YAML with lines),
-``validate`` (SPEC §2 rules), ``problems`` (file:line errors), ``secrets`` (secrets.ini),
-``store`` (all-or-nothing apply), ``queries`` (API reads), ``sync`` (the service).
+Modules: ``remote`` (URL and branch checks), ``git`` (the git CLI, hardened),
+``yaml_loader`` (safe YAML with lines), ``validate`` (SPEC §2 rules), ``problems``
+(file:line errors), ``secrets`` (secrets.ini), ``store`` (all-or-nothing apply), ``queries``
+(API reads), ``sync`` (the service).
 """
 
 from linkops.inventory.queries import LinkQuery

@@ -7,10 +7,8 @@ never a merge).
 
 Hardening, because the repository's content is not trusted:
 
-- The URL is checked before git runs: only ``https://``, ``ssh://``, ``user@host:path``,
-  ``file://`` and absolute paths; ``transport::address`` (``ext::``), a leading ``-`` and
-  control characters are refused. Only the URL's own protocol is allowed
-  (``protocol.allow=never`` plus ``protocol.<scheme>.allow=always``).
+- The URL is checked before git runs (:mod:`.remote`). Only the URL's own protocol is
+  allowed (``protocol.allow=never`` plus ``protocol.<scheme>.allow=always``).
 - No hooks (``core.hooksPath=/dev/null``, ``init --template=``), no fsmonitor, no submodules,
   no system/global config (``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL=/dev/null``), ``HOME``
   is a private temporary directory, ssh reads no config file (``-F /dev/null``).
@@ -33,7 +31,7 @@ killed git left and repairs the tree with ``reset --hard``.
 *Errors*: :class:`~linkops.errors.UnavailableError` ``GIT_UNREACHABLE`` (remote problems;
 ``details.reason`` is ``auth``, ``not_found``, ``network``, ``timeout``, ``host_key``, ``tls``,
 ``branch_not_found`` or ``git_error``), ``GIT_REPO_TOO_LARGE``;
-:class:`~linkops.errors.ValidationError` ``INVALID_REPOSITORY_URL`` / ``INVALID_BRANCH``;
+:class:`~linkops.errors.ValidationError` ``INVALID_BRANCH`` (from :mod:`.remote`);
 :class:`~linkops.errors.ConflictError` ``SYNC_IN_PROGRESS`` (another process holds the lock);
 :class:`~linkops.ssh.errors.SshKeyError` for a deploy key that is missing or not 0600.
 """
@@ -42,7 +40,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -51,20 +48,25 @@ import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
 import trio
 
-from linkops.errors import ConflictError, LinkOpsError, UnavailableError, ValidationError
+from linkops.errors import ConflictError, LinkOpsError, UnavailableError
+from linkops.inventory.remote import (
+    RemoteUrl,
+    check_branch,
+    parse_remote_url,
+    strip_credentials,
+)
 from linkops.ssh.keys import check_key_file
+
+# parse_remote_url and strip_credentials are re-exported for existing importers.
+__all__ = ["ASKPASS_SCRIPT", "GitCheckout", "RemoteUrl", "UpdateResult", "parse_remote_url",
+           "strip_credentials"]
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 SIZE_POLL_SECONDS = 0.25
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_SCP_RE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:(?!//)")
-_BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
-_URL_CREDENTIALS_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 
 ASKPASS_SCRIPT = """#!/bin/sh
 # Answers git's credential prompts from the environment; never prints anything else.
@@ -73,91 +75,6 @@ case "$1" in
     *) printf '%s\\n' "$LINKOPS_GIT_TOKEN" ;;
 esac
 """
-
-
-@attrs.frozen
-class RemoteUrl:
-    """A checked remote: what git gets (no password), what people see, the credentials."""
-
-    url: str
-    protocol: str  # "https", "ssh" or "file": the one protocol git may use
-    display: str
-    username: str | None = None
-    password: str | None = attrs.field(default=None, repr=False)
-
-
-def strip_credentials(text: str) -> str:
-    """Remove ``user:password@`` from every URL in ``text`` (for logs, errors, the API)."""
-    return _URL_CREDENTIALS_RE.sub(lambda m: m.group("scheme"), text)
-
-
-def _redacted(url: str) -> str:
-    """A URL fit for an error about it: everything before the last ``@`` of the authority is
-    hidden, whatever characters a password may contain (it may be why the URL is bad)."""
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
-
-
-def parse_remote_url(raw: str) -> RemoteUrl:
-    """Check a repository URL (see the module docstring); raises ``INVALID_REPOSITORY_URL``."""
-    url = raw.strip()
-
-    def refuse(why: str) -> ValidationError:
-        shown = _redacted(url)
-        return ValidationError(f"[git] repository_url {shown!r}: {why}",
-                               code="INVALID_REPOSITORY_URL", details={"repository": shown})
-
-    if not url:
-        raise refuse("is empty")
-    if url.startswith("-"):
-        raise refuse("must not start with '-'")
-    if re.search(r"[\x00-\x20\x7f]", url):
-        raise refuse("must not contain whitespace or control characters")
-    scheme_match = _SCHEME_RE.match(url)
-    if "::" in url.split("/", 1)[0] and not scheme_match:
-        raise refuse("transport::address URLs (such as ext::) are not allowed")
-    if scheme_match:
-        scheme = scheme_match.group(1).lower()
-        if scheme not in ("https", "ssh", "file"):
-            raise refuse(f"scheme {scheme}:// is not allowed (use https, ssh or file)")
-        parts = urlsplit(url)
-        try:
-            parts.port  # noqa: B018 - raises ValueError for "user:pass/with/slash@host"
-        except ValueError:
-            raise refuse("has an invalid port (a password with '/' must be %-encoded)")
-        host = parts.hostname or ""
-        if scheme != "file" and (not host or host.startswith("-")):
-            raise refuse("needs a host name that does not start with '-'")
-        netloc = parts.netloc.rpartition("@")[2]
-        user = parts.username
-        if scheme == "ssh" and user:
-            if user.startswith("-"):
-                raise refuse("user name must not start with '-'")
-            netloc = f"{user}@{netloc}"  # the ssh login name is not a secret
-        clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-        https = scheme == "https"
-        return RemoteUrl(
-            url=clean,
-            protocol=scheme,
-            display=clean,
-            username=unquote(user) if https and user else None,
-            password=unquote(parts.password) if https and parts.password else None,
-        )
-    if url.startswith("/"):
-        return RemoteUrl(url=url, protocol="file", display=url)
-    if _SCP_RE.match(url):
-        return RemoteUrl(url=url, protocol="ssh", display=url)
-    raise refuse("must be https://, ssh://, user@host:path, file:// or an absolute path")
-
-
-def check_branch(branch: str) -> str:
-    if (not _BRANCH_RE.match(branch) or branch.startswith(("-", "/")) or ".." in branch
-            or branch.endswith((".lock", "/", "."))):
-        raise ValidationError(f"[git] branch {branch!r} is not a valid branch name",
-                              code="INVALID_BRANCH", details={"branch": branch})
-    return branch
 
 
 @attrs.frozen

@@ -34,7 +34,8 @@ from linkops.config import Settings
 from linkops.db import Database, loads
 from linkops.errors import LinkOpsError, UnavailableError, ValidationError
 from linkops.inventory import queries, store
-from linkops.inventory.git import GitCheckout, RemoteUrl, parse_remote_url
+from linkops.inventory.git import GitCheckout
+from linkops.inventory.remote import RemoteUrl, parse_remote_url
 from linkops.inventory.secrets import (
     MAX_SECRETS_BYTES,
     Secrets,
