@@ -33,7 +33,9 @@ killed git left and repairs the tree with ``reset --hard``.
 ``branch_not_found`` or ``git_error``), ``GIT_REPO_TOO_LARGE``;
 :class:`~linkops.errors.ValidationError` ``INVALID_BRANCH`` (from :mod:`.remote`);
 :class:`~linkops.errors.ConflictError` ``SYNC_IN_PROGRESS`` (another process holds the lock);
-:class:`~linkops.ssh.errors.SshKeyError` for a deploy key that is missing or not 0600.
+:class:`~linkops.ssh.errors.SshKeyError` for a deploy key that is missing or not 0600;
+:class:`~linkops.errors.LinkOpsError` ``GIT_ERROR`` (500) when git fails on the local
+checkout, or ``[git] local_path`` holds files that are not ours (never deleted).
 """
 
 from __future__ import annotations
