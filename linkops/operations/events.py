@@ -258,6 +258,8 @@ async def replay(events: Iterable[Event], after: int = 0) -> AsyncGenerator[Even
 
 def _field(name: str, value: str) -> bytes:
     # One line per CR/LF-separated piece: a value can never start a new field or event.
+    if "\n" not in value and "\r" not in value:  # always so for our JSON: two memchr scans
+        return f"{name}: {value}\n".encode("utf-8", "surrogatepass")
     lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return "".join(f"{name}: {line}\n" for line in lines).encode("utf-8", "surrogatepass")
 
@@ -266,7 +268,9 @@ def encode_sse(event: Event) -> bytes:
     """``id``/``event``/``data`` of one event; a heartbeat is the comment ``: ping``."""
     if event is PING or event.kind == "ping":
         return b": ping\n\n"
-    payload = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    # ASCII-only JSON: twice as fast to encode as ensure_ascii=False, and no exotic line
+    # separators (U+2028, NEL) can reach a client parser.
+    payload = json.dumps(event.data, separators=(",", ":"))
     return (
         _field("id", str(event.id)) + _field("event", event.kind) + _field("data", payload)
         + b"\n"
