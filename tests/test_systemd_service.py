@@ -448,6 +448,9 @@ async def test_ready_then_stopping_and_exit_0_with_terminal_and_sse_open(
     assert sse_events[-1].event == "operation_end", [e.event for e in sse_events]
     assert sse_events[-1].data["status"] == "stopped"
     # The remote script was really killed, not abandoned, and the outcome is on disk.
+    with trio.move_on_after(5):  # the kill was sent before exit; let the target reap it
+        while pgrep(f"sleep {staged.marker}"):
+            await trio.sleep(0.1)
     assert pgrep(f"sleep {staged.marker}") == []
     with sqlite3.connect(staged.root / "var/lib/linkops/linkops.db") as conn:
         (status,) = conn.execute("SELECT status FROM operations WHERE id = ?",
