@@ -112,7 +112,8 @@ class EventHub:
             return
         key = (str(event.data.get("target")), str(event.data.get("script")),
                int(event.data.get("position", 0)))
-        size = len(str(event.data.get("data", "")).encode("utf-8", "surrogatepass"))
+        text = str(event.data.get("data", ""))
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         kept = self._task_output.get(key, 0)
         if (key not in self._noticed and kept + size <= self._task_output_limit
                 and self._total_output + size <= self._total_output_limit):
