@@ -42,7 +42,9 @@ from typing import Any
 import attrs
 import trio
 
-SUBSCRIBER_BUFFER = 512
+# Events (shared objects; an output event carries at most one SSH read, <= ~100 KB of text),
+# so a lagging subscriber pins at most ~25 MB before it is dropped.
+SUBSCRIBER_BUFFER = 256
 HEARTBEAT_SECONDS = 15.0
 OUTPUT_NOTICE = "[linkops: live output beyond the replay limit is not replayed; " \
     "the full (bounded) output is in the operation's logs]\n"
