@@ -8,7 +8,7 @@ from pathlib import Path
 from linkops.config import Settings
 from linkops.db import Database
 from linkops.errors import LinkOpsError
-from linkops.inventory.git import parse_remote_url
+from linkops.inventory.remote import parse_remote_url
 from linkops.ssh.keys import check_key_file
 
 
