@@ -27,7 +27,7 @@ Usage in :mod:`linkops.server`::
     sdnotify.ready()          # after the port is bound and migrations ran
     sdnotify.status("serving on 127.0.0.1:8000")
     sdnotify.stopping()       # first thing on SIGTERM
-    nursery.start_soon(sdnotify.watchdog_loop)   # returns at once without WatchdogSec=
+    background.start_soon(sdnotify.watchdog_loop)  # returns at once without WatchdogSec=
 """
 
 from __future__ import annotations
@@ -143,9 +143,11 @@ def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
 async def watchdog_loop() -> None:
     """Ping the watchdog every :func:`watchdog_interval` seconds, forever.
 
-    Returns at once when no watchdog is armed. Run it in the root nursery: it pings from
-    the Trio thread, so a loop blocked by a synchronous call stops the pings and systemd
-    restarts the service, which is the point of having a watchdog.
+    Returns at once when no watchdog is armed. Run it in the nursery of the background
+    services (cancelled when shutdown begins; a task that never ends in the root nursery
+    would hold the shutdown until its deadline). It pings from the Trio thread, so a loop
+    blocked by a synchronous call stops the pings and systemd restarts the service, which is
+    the point of having a watchdog.
 
     *Cancellation*: cancelled at its ``trio.sleep``; cancelling it stops the pings (do that
     only when the process is about to exit, or systemd kills it after ``WatchdogSec=``).
