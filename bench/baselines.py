@@ -11,7 +11,9 @@ known_hosts file, like LinkOps):
 * ``asyncssh`` — a minimal asyncssh script, ``concurrency`` at a time (semaphore);
 * ``paramiko-stream`` — one exec, stdout read with ``recv(32768)`` until EOF, bytes counted;
 * ``paramiko-shell`` — ``invoke_shell`` on a PTY, the command typed in, output read naively
-  (``recv(32768)`` in a loop) until a marker appears.
+  (``recv(N)`` in a loop, N = ``recv``, default 32768) until a marker appears;
+* ``paramiko-echo`` — ``invoke_shell`` running ``cat >/dev/null``: one key at a time, seconds
+  until its echo comes back (the floor for the terminal's keystroke latency).
 
 The OpenSSH baseline (``xargs -P C ssh …``) needs no Python: see :mod:`bench.fanout_bench`.
 """
@@ -145,8 +147,9 @@ def paramiko_shell(job: dict[str, Any]) -> dict[str, Any]:
         marker = job["marker"].encode()
         got = 0
         tail = b""
+        size = int(job.get("recv", 32768))
         while marker not in tail:
-            data = chan.recv(32768)
+            data = chan.recv(size)
             if not data:
                 break
             got += len(data)
@@ -157,8 +160,44 @@ def paramiko_shell(job: dict[str, Any]) -> dict[str, Any]:
     return {"elapsed": elapsed, "cpu": _cpu() - cpu0, "ok": int(marker in tail), "bytes": got}
 
 
+def paramiko_echo(job: dict[str, Any]) -> dict[str, Any]:
+    import paramiko
+
+    key = paramiko.Ed25519Key.from_private_key_file(job["key"])
+    host_keys = paramiko.HostKeys(job["known_hosts"])
+    transport = _paramiko_transport(job["targets"][0], key, host_keys)
+    samples: list[float] = []
+    try:
+        chan = transport.open_session()
+        chan.get_pty(term="xterm-256color", width=120, height=40)
+        chan.invoke_shell()
+        chan.sendall(b"stty -icanon; echo ready-$((6*7)); cat >/dev/null\r")
+        tail = b""
+        while b"ready-42" not in tail:
+            tail = (tail + chan.recv(32768))[-4096:]
+        time.sleep(0.3)
+        while chan.recv_ready():
+            chan.recv(32768)
+        for i in range(10 + job["samples"]):
+            char = b"abcdefghijklmnopqrstuvwxyz"[i % 26:i % 26 + 1]
+            t0 = time.perf_counter()
+            chan.sendall(char)
+            while char not in chan.recv(32768):
+                pass
+            if i >= 10:
+                samples.append(time.perf_counter() - t0)
+            if i % 60 == 59:
+                chan.sendall(b"\r")
+                while b"\n" not in chan.recv(32768):
+                    pass
+    finally:
+        transport.close()
+    return {"samples": samples, "ok": 1}
+
+
 MODES = {"paramiko": paramiko_fanout, "asyncssh": asyncssh_fanout,
-         "paramiko-stream": paramiko_stream, "paramiko-shell": paramiko_shell}
+         "paramiko-stream": paramiko_stream, "paramiko-shell": paramiko_shell,
+         "paramiko-echo": paramiko_echo}
 
 
 def main() -> None:

@@ -163,7 +163,7 @@ E2E_SIZES_QUICK = (16,)
 
 
 def stream_command(mebibytes: int) -> str:
-    return f"head -c {mebibytes * 3 // 4 * 1024 * 1024} /dev/zero | base64"
+    return f"head -c {mebibytes * 1024 * 1024 * 3 // 4} /dev/zero | base64"
 
 
 def linkops_stream(server: ServerProcess, http: httpx.Client, link_id: str, script: str
@@ -199,7 +199,7 @@ def paramiko_stream(key: Path, known_hosts: Path, link: Link, command: str) -> d
 
 
 def expected_bytes(mebibytes: int) -> int:
-    raw = mebibytes * 3 // 4 * 1024 * 1024
+    raw = mebibytes * 1024 * 1024 * 3 // 4
     encoded = (raw + 2) // 3 * 4
     return encoded + (encoded + 75) // 76
 

@@ -1,0 +1,82 @@
+"""The end-to-end benchmarks still run and produce sane numbers (tiny sizes, ~20 s in all).
+
+Each test drives the same functions ``nox -s bench`` uses — the server as a subprocess, a real
+sandbox fleet, the baselines in their own processes — with minimal sizes, and checks that the
+figures are physically plausible (not that they meet the performance goals: that is the
+benchmark's job, on a quiet machine). Blocking parts run in a worker thread under
+``trio.fail_after``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from bench import fanout_bench, streaming_bench, terminal_bench
+from bench.common import ServerProcess, Table, client_files, fleet_links
+from linkops.sandbox import Sandbox
+
+
+async def test_fanout_cell_measures_linkops_and_every_baseline(tmp_path: Path) -> None:
+    def work() -> fanout_bench.Cell:
+        with Sandbox(tmp_path / "fleet", hosts=2, prefix="smokefan") as fleet:
+            key, known_hosts = client_files(fleet, tmp_path / "client")
+            return fanout_bench.run_cell(fleet, tmp_path, key, known_hosts, 4, 4, 1)
+
+    with trio.fail_after(90):
+        cell = await trio.to_thread.run_sync(work, abandon_on_cancel=True)
+    names = ("linkops", "linkops-reused", *fanout_bench.BASELINES)
+    assert set(cell.samples) == set(names)
+    for name in names:
+        # One wave of `sleep 0.2` on 4 links at concurrency 4: never faster than the sleep.
+        assert 0.2 <= cell.elapsed(name) < 30, (name, cell.samples[name])
+    assert 0 < cell.cpu_per_link_ms("linkops") < 1000
+    table = Table("smoke")
+    fanout_bench.report_cell(table, cell)
+    assert len(table.rows) == 3 and "N=4 C=4" in table.render()
+
+
+async def test_streaming_counts_every_byte_and_the_server_memory(tmp_path: Path) -> None:
+    mib = 1
+
+    def work() -> tuple[dict[str, float], dict[str, float]]:
+        with Sandbox(tmp_path / "fleet", hosts=1, prefix="smokestream") as fleet:
+            key, known_hosts = client_files(fleet, tmp_path / "client")
+            link = fleet_links(fleet, 1, prefix="smokestream")[0]
+            script = f"#!/bin/bash\n{streaming_bench.stream_command(mib)}\n"
+            with ServerProcess(tmp_path / "server", fleet) as server:
+                server.seed([link], {"smoke-stream": script})
+                with server.client(timeout=60) as http:
+                    ours = streaming_bench.linkops_stream(server, http, link.id, "smoke-stream")
+                theirs = streaming_bench.paramiko_stream(
+                    key, known_hosts, link, streaming_bench.stream_command(mib))
+            return ours, theirs
+
+    with trio.fail_after(90):
+        ours, theirs = await trio.to_thread.run_sync(work, abandon_on_cancel=True)
+    assert ours["bytes"] == theirs["bytes"] == streaming_bench.expected_bytes(mib) > 2**20
+    assert 0 < ours["elapsed"] < 60 and 0 < theirs["elapsed"] < 60
+    assert 20 * 2**20 < ours["peak_rss"] < 2**30
+    table = Table("smoke")
+    streaming_bench.report_stream(table, mib, [ours], [theirs], int(ours["rss_before"]))
+    assert "stream 1 MiB" in table.render()
+
+
+async def test_terminal_latency_and_throughput_are_measured(tmp_path: Path) -> None:
+    with Sandbox(tmp_path / "fleet", hosts=2, prefix="term") as fleet:
+        key, known_hosts = client_files(fleet, tmp_path / "client")
+        big_file = tmp_path / "big.txt"
+        terminal_bench.write_big_file(big_file, 1)
+        with ServerProcess(tmp_path / "server", fleet) as server:
+            server.seed(fleet_links(fleet, 2, prefix="term"))
+            with trio.fail_after(90):
+                got = await terminal_bench.terminal_e2e(server, fleet, big_file, 5, 1, key,
+                                                        known_hosts, flood_chars=100_000)
+    assert len(got.idle) == len(got.flooded) == 5
+    assert all(0 < s < 5 for s in got.idle + got.flooded)
+    assert len(got.paramiko_echo) == 5 and all(0 < s < 5 for s in got.paramiko_echo)
+    size = big_file.stat().st_size
+    # The PTY turns each "\n" into "\r\n": at least the file's size arrives, per second > 0.
+    assert got.rates[0] > 0 and got.paramiko[0] > 0 and got.paramiko_1k[0] > 0
+    assert got.flood_rate > 0 and size > 2**19
