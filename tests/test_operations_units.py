@@ -316,3 +316,20 @@ def test_result_counts() -> None:
     assert counts["targets"] == 4 and counts["success"] == 1
     assert counts["failed"] == 2 and counts["running"] == 1
     assert counts["tasks"] == 8 and counts["tasks_success"] == 3 and counts["tasks_skipped"] == 1
+
+
+async def test_lagging_subscriber_bound_is_in_bytes() -> None:
+    """A few huge chunks (far fewer than the channel's event capacity) are enough to drop a
+    subscriber that does not read: what it pins is bounded in bytes."""
+    from linkops.operations.events import SUBSCRIBER_MAX_BYTES
+    hub = _hub(task_limit=10**9, total=10**9)
+    hub.publish("operation", {"status": "running"})
+    stream = follow(hub, 0)
+    assert (await stream.__anext__()).kind == "operation"
+    chunk = "y" * (SUBSCRIBER_MAX_BYTES // 2 + 1)
+    hub.publish("output", _out(chunk))
+    assert hub.dropped_subscribers == 0
+    hub.publish("output", _out(chunk))
+    assert hub.dropped_subscribers == 1
+    hub.publish("operation_end", {"status": "success"})
+    assert [e.id for e in [e async for e in stream]] == [2, 3, 4]  # resumed from the log

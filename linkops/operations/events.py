@@ -24,9 +24,13 @@ that id, in order, without duplicates; the ids it skips are exactly the dropped 
 marked by the notice. The complete (bounded) output of every task is in the database anyway.
 
 *Fan-out*: each subscriber has its own bounded memory channel. :meth:`EventHub.publish` is
-synchronous and uses ``send_nowait``; a subscriber whose channel is full is dropped (its channel
-closed), and :func:`follow` then re-subscribes from its last id, reading what it missed from the
-replay log. So a slow browser never slows the SSH pumps or the other subscribers.
+synchronous and uses ``send_nowait``; a subscriber that has :data:`SUBSCRIBER_BUFFER` events or
+:data:`SUBSCRIBER_MAX_BYTES` of output not yet taken is dropped (its channel closed), and
+:func:`follow` then re-subscribes from its last id, reading what it missed from the replay log.
+So a slow browser never slows the SSH pumps or the other subscribers, and what it pins is
+bounded in bytes. A client slower than the host's output for longer than that window misses
+the output beyond the replay budget (it gets the notice instead; the stored log is complete
+up to ``output_buffer_size``).
 
 *SSE*: :func:`encode_sse` puts the JSON on one ``data:`` line; every field is split on CR/LF
 anyway, so no output can forge an event.
@@ -42,9 +46,10 @@ from typing import Any
 import attrs
 import trio
 
-# Events (shared objects; an output event carries at most one SSH read, <= ~100 KB of text),
-# so a lagging subscriber pins at most ~25 MB before it is dropped.
-SUBSCRIBER_BUFFER = 256
+# A subscriber is dropped when it has this many events, or this many output bytes, not yet
+# taken. Events are shared objects, so all subscribers together pin at most one such window.
+SUBSCRIBER_BUFFER = 1024
+SUBSCRIBER_MAX_BYTES = 32 * 1024 * 1024
 HEARTBEAT_SECONDS = 15.0
 OUTPUT_NOTICE = "[linkops: live output beyond the replay limit is not replayed; " \
     "the full (bounded) output is in the operation's logs]\n"
@@ -57,14 +62,38 @@ class Event:
     id: int
     kind: str
     data: dict[str, Any]
+    # UTF-8 size of an output event's text (0 for the others); not part of equality.
+    size: int = attrs.field(default=0, eq=False)
+
+
+def _text_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+class _Subscriber:
+    """The hub's side of one subscription: its channel and the output bytes not yet taken."""
+
+    def __init__(self, send: trio.MemorySendChannel[Event]) -> None:
+        self.send = send
+        self.pending_bytes = 0
 
 
 class Subscription:
-    """What :meth:`EventHub.subscribe` returns: the backlog, then a live channel."""
+    """What :meth:`EventHub.subscribe` returns: the backlog, then a live channel.
 
-    def __init__(self, backlog: list[Event], receive: trio.MemoryReceiveChannel[Event]) -> None:
+    Call :meth:`taken` for every event received from the channel (follow() does): that is how
+    the hub knows how far behind the subscriber is.
+    """
+
+    def __init__(self, backlog: list[Event], receive: trio.MemoryReceiveChannel[Event],
+                 subscriber: _Subscriber | None = None) -> None:
         self.backlog = backlog
         self.receive = receive
+        self._subscriber = subscriber
+
+    def taken(self, event: Event) -> None:
+        if self._subscriber is not None:
+            self._subscriber.pending_bytes -= event.size
 
 
 class EventHub:
@@ -76,7 +105,7 @@ class EventHub:
     def __init__(self, *, task_output_limit: int, total_output_limit: int) -> None:
         self._log: list[Event] = []
         self._next_id = 1
-        self._subscribers: list[trio.MemorySendChannel[Event]] = []
+        self._subscribers: list[_Subscriber] = []
         self._task_output: dict[tuple[str, str, int], int] = {}
         self._noticed: set[tuple[str, str, int]] = set()
         self._total_output = 0
@@ -93,16 +122,20 @@ class EventHub:
         """Number, log (if it fits) and fan out one event. Never blocks."""
         if self.closed:
             raise RuntimeError("publish on a closed EventHub")
-        event = Event(self._next_id, kind, data)
+        size = _text_size(str(data.get("data", ""))) if kind == "output" else 0
+        event = Event(self._next_id, kind, data, size)
         self._next_id += 1
         self._retain(event)
-        for channel in list(self._subscribers):
+        for sub in list(self._subscribers):
             try:
-                channel.send_nowait(event)
+                if sub.pending_bytes + size > SUBSCRIBER_MAX_BYTES:
+                    raise trio.WouldBlock
+                sub.send.send_nowait(event)
+                sub.pending_bytes += size
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 # Behind (or gone): drop it; follow() resumes it from the replay log.
-                self._subscribers.remove(channel)
-                channel.close()
+                self._subscribers.remove(sub)
+                sub.send.close()
                 self.dropped_subscribers += 1
         if kind == "operation_end":
             self.close()
@@ -114,8 +147,7 @@ class EventHub:
             return
         key = (str(event.data.get("target")), str(event.data.get("script")),
                int(event.data.get("position", 0)))
-        text = str(event.data.get("data", ""))
-        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        size = event.size
         kept = self._task_output.get(key, 0)
         if (key not in self._noticed and kept + size <= self._task_output_limit
                 and self._total_output + size <= self._total_output_limit):
@@ -125,7 +157,7 @@ class EventHub:
         elif key not in self._noticed:
             self._noticed.add(key)
             notice = dict(event.data, data=OUTPUT_NOTICE, truncated=True)
-            self._log.append(Event(event.id, "output", notice))
+            self._log.append(Event(event.id, "output", notice, _text_size(OUTPUT_NOTICE)))
 
     def subscribe(self, after: int = 0) -> Subscription:
         """Events after ``after`` from the log plus a channel for the ones still to come.
@@ -137,15 +169,16 @@ class EventHub:
         send, receive = trio.open_memory_channel[Event](SUBSCRIBER_BUFFER)
         if self.closed:
             send.close()
-        else:
-            self._subscribers.append(send)
-        return Subscription(backlog, receive)
+            return Subscription(backlog, receive)
+        subscriber = _Subscriber(send)
+        self._subscribers.append(subscriber)
+        return Subscription(backlog, receive, subscriber)
 
     def close(self) -> None:
         """End every subscription (after ``operation_end``)."""
         self.closed = True
-        for channel in self._subscribers:
-            channel.close()
+        for sub in self._subscribers:
+            sub.send.close()
         self._subscribers.clear()
 
     @property
@@ -208,6 +241,7 @@ async def follow(
                     idle_since = trio.current_time()
                     continue
                 assert isinstance(received, Event)
+                sub.taken(received)
                 if received.id <= last:
                     continue
                 last = received.id
