@@ -171,6 +171,9 @@ async def test_property_24_disconnecting_a_pane_frees_its_session(term_env: Term
         with trio.fail_after(20):
             assert (await term_env.connect(ws_id, "B")).status_code == 200
             await sock.until_status("B", "connected")
+            # Only B's shell pump holds a stream slot once B's client-ID check has finished.
+            while limiter.borrowed_tokens > 1:
+                await trio.sleep(0.01)
         baseline = limiter.borrowed_tokens
 
         async def cycle(target: str, keystrokes: str) -> None:
