@@ -131,6 +131,7 @@ async def run(
         async with trio.open_nursery() as root:
             await root.start(watch_signals)
             async with trio.open_nursery() as background:
+                background.start_soon(sdnotify.watchdog_loop)
                 for service in background_services(services):
                     await background.start(service.run)
                 binds: list[str] = await root.start(
@@ -152,7 +153,7 @@ async def run(
                         }
                     },
                 )
-                sdnotify.ready()
+                sdnotify.ready(f"serving on {', '.join(binds)}")
                 task_status.started(Running(binds=binds, services=services, stop=stop))
                 await shutdown_requested.wait()
                 background.cancel_scope.cancel()

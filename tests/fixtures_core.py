@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +74,9 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def database(settings: Settings) -> Database:
+def database(settings: Settings) -> Iterator[Database]:
     db = Database(settings.database.path)
-    yield db  # type: ignore[misc]
+    yield db
     db.close()
 
 
