@@ -100,6 +100,20 @@ def authenticated(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return wrapper
 
 
+# Roles that may change machines (run/stop operations, open terminals); a ``viewer`` reads.
+OPERATOR_ROLES = frozenset({"admin", "operator"})
+
+
+def require_role(roles: frozenset[str] = OPERATOR_ROLES, *, action: str = "do this") -> User:
+    """The current user, or 403 ``FORBIDDEN`` when their role is not in ``roles``."""
+    user = current_user()
+    if user.role not in roles:
+        raise ForbiddenError(
+            f"role {user.role!r} may not {action}", code="FORBIDDEN", details={"role": user.role}
+        )
+    return user
+
+
 def current_session() -> Session:
     session = g.get("linkops_session")
     if session is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify, request
 
-from linkops.errors import UnavailableError
 from linkops.inventory import InventoryService, LinkQuery
 from linkops.web.common import authenticated, services
 
@@ -18,10 +17,7 @@ blueprint = Blueprint("inventory", __name__)
 
 
 def _inventory() -> InventoryService:
-    service = getattr(services(), "inventory", None)
-    if not isinstance(service, InventoryService):
-        raise UnavailableError("the inventory service is not running", code="NOT_AVAILABLE")
-    return service
+    return services().inventory
 
 
 @blueprint.get("/api/links")

@@ -8,34 +8,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any, cast
+from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from linkops.errors import ForbiddenError, UnavailableError
 from linkops.operations.events import encode_sse, parse_last_event_id, sse_comment
 from linkops.operations.service import OperationsService
-from linkops.web.common import authenticated, current_user, json_body, query_arg, services
+from linkops.web.common import authenticated, json_body, query_arg, require_role, services
 
 blueprint = Blueprint("operations", __name__)
 
 SSE_RETRY_MS = 3000
-CAN_RUN = frozenset({"admin", "operator"})
 
 
 def _require_runner() -> str:
-    user = current_user()
-    if user.role not in CAN_RUN:
-        raise ForbiddenError(f"role {user.role!r} may not run or stop operations",
-                             code="FORBIDDEN", details={"role": user.role})
-    return user.username
+    return require_role(action="run or stop operations").username
 
 
 def _operations() -> OperationsService:
-    service = getattr(services(), "operations", None)
-    if service is None:
-        raise UnavailableError("operations are not available", code="SERVICE_UNAVAILABLE")
-    return cast(OperationsService, service)
+    return services().operations
 
 
 @blueprint.post("/api/operations/run")
