@@ -315,6 +315,7 @@ class SshManager:
         self._key_locks: dict[tuple[HopSpec, ...], trio.Lock] = {}
         self._closed = False
         self._next_reap = 0.0
+        self._entries = 0  # len of all pool lists, kept up to date (checked on every return)
 
     async def connect(self, link: Link, resolve: Resolver) -> SshConnection:
         """A new connection to ``link`` that the caller owns (``aclose`` it).
@@ -379,7 +380,7 @@ class SshManager:
             entry.last_used = time.monotonic()
             if not entry.conn.is_healthy():
                 await self._drop(hops, entry)
-            if time.monotonic() >= self._next_reap or self.pooled_count() > self.pool_size:
+            if time.monotonic() >= self._next_reap or self._entries > self.pool_size:
                 await self._reap()
 
     async def _acquire(self, hops: tuple[HopSpec, ...]) -> _PoolEntry:
@@ -400,6 +401,7 @@ class SshManager:
             conn = await self._open(hops)
             entry = _PoolEntry(conn=conn, users=1, last_used=time.monotonic())
             self._pool.setdefault(hops, []).append(entry)
+            self._entries += 1
             return entry
 
     @staticmethod
@@ -414,6 +416,7 @@ class SshManager:
         entries = self._pool.get(hops, [])
         if entry in entries:
             entries.remove(entry)
+            self._entries -= 1
         if not entries:
             self._pool.pop(hops, None)
         if entry.users == 0:
