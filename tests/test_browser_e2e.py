@@ -35,9 +35,16 @@ LINK_IDS = {"vps-fra-01", "vps-nyc-01", "pve-office-01", "vm-web-01", "vm-db-01"
             "vm-docker-01", "vm-staging-01"}
 
 
+# Lists re-render while polling: read them in one script call so no element goes stale
+# between finding it and reading it.
+def texts(driver: WebDriver, selector: str) -> list[str]:
+    return [str(t) for t in driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)",
+        selector)]
+
+
 def header_texts(driver: WebDriver, target: str) -> list[str]:
-    return [e.text for e in driver.find_elements(
-        By.CSS_SELECTOR, f'#op-live-body .target-group[data-target="{target}"] .task-header')]
+    return texts(driver, f'#op-live-body .target-group[data-target="{target}"] .task-header')
 
 
 def task_output(driver: WebDriver, target: str, script: str) -> str:
@@ -107,7 +114,7 @@ def pane_live(driver: WebDriver, pane: str) -> bool:
 
 
 def toast_texts(driver: WebDriver) -> list[str]:
-    return [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#toasts .toast")]
+    return texts(driver, "#toasts .toast-body")
 
 
 # ---- login ------------------------------------------------------------------------------------
@@ -157,14 +164,12 @@ def test_login_opens_the_app(app: WebDriver, demo_service: DemoService) -> None:
 
 def test_overview_shows_infrastructure_activity_and_health(app: WebDriver) -> None:
     open_tab(app, "overview")
-    rows = wait_for("link health rows", lambda: rows_if_count(
-        app, "#health-body .health-row", len(LINK_IDS)))
-    names = {r.find_element(By.CLASS_NAME, "health-name").text for r in rows}
-    assert len(names) == len(LINK_IDS)
-    infra = wait_for("infrastructure rows", lambda: app.find_elements(
-        By.CSS_SELECTOR, "#infra-body .infra-row"))
-    counts = sum(int(r.find_element(By.CLASS_NAME, "infra-count").text) for r in infra)
-    assert counts == len(LINK_IDS)
+    names = wait_for("link health rows", lambda: (
+        found if len(found := texts(app, "#health-body .health-name")) == len(LINK_IDS)
+        else None))
+    assert len(set(names)) == len(LINK_IDS)
+    counts = wait_for("infrastructure rows", lambda: texts(app, "#infra-body .infra-count"))
+    assert sum(int(c) for c in counts) == len(LINK_IDS)
     screenshot(app, "overview")
 
 
@@ -172,9 +177,10 @@ def test_overview_shows_infrastructure_activity_and_health(app: WebDriver) -> No
 
 def test_links_table_lists_the_inventory_and_filters(app: WebDriver) -> None:
     open_tab(app, "links")
-    rows = wait_for("every link in the table", lambda: rows_if_count(
+    wait_for("every link in the table", lambda: rows_if_count(
         app, "#links-table tbody tr", len(LINK_IDS)))
-    assert {r.get_attribute("data-link") for r in rows} == LINK_IDS
+    assert set(app.execute_script("return [...document.querySelectorAll("
+                                  "'#links-table tbody tr')].map(r => r.dataset.link)")) == LINK_IDS
     staging = app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-staging-01"]')
     assert "not enrolled" in staging.text
     assert not staging.find_element(By.CSS_SELECTOR, '[data-action="terminal"]').is_enabled()
@@ -386,8 +392,9 @@ def test_two_pane_terminal_runs_a_command_in_pane_b(app: WebDriver) -> None:
     wait_for("two panes", lambda: app.find_element(By.CSS_SELECTOR, '.pane[data-pane="B"]')
              .is_displayed())
     for pane, target in (("A", "vps-fra-01"), ("B", "vm-db-01")):
-        select = Select(app.find_element(By.CSS_SELECTOR, f'.pane-target[data-pane="{pane}"]'))
-        options = {o.get_attribute("value") for o in select.options}
+        options = set(app.execute_script(
+            "return [...arguments[0].options].map(o => o.value)",
+            app.find_element(By.CSS_SELECTOR, f'.pane-target[data-pane="{pane}"]')))
         assert "vm-staging-01" not in options  # enrolled links only
         # Setting the value without "change" keeps the test on the Connect All path.
         app.execute_script("arguments[0].value = arguments[1]",

@@ -171,8 +171,10 @@ def test_history_filters_and_pages(app: WebDriver, demo_service: DemoService) ->
     Select(app.find_element(By.ID, "ops-status")).select_by_value("success")
 
     def page_ids() -> list[str]:
-        return [str(r.get_attribute("data-op"))
-                for r in app.find_elements(By.CSS_SELECTOR, "#ops-table tbody tr")]
+        # One script call: the list re-renders every few seconds.
+        return [str(i) for i in app.execute_script(
+            "return [...document.querySelectorAll('#ops-table tbody tr')]"
+            ".map(r => r.dataset.op)")]
 
     first = wait_for("page 1", lambda: page_ids() if len(page_ids()) == 15 else None)
     assert first == list(reversed(ids))[:15]  # newest first
@@ -194,7 +196,9 @@ def test_links_table_sorts_by_column(app: WebDriver) -> None:
     open_tab(app, "links")
 
     def names() -> list[str]:
-        return [e.text for e in app.find_elements(By.CSS_SELECTOR, "#links-table .link-name")]
+        return [str(t) for t in app.execute_script(
+            "return [...document.querySelectorAll('#links-table .link-name')]"
+            ".map(e => e.textContent)")]
 
     wait_for("the links", lambda: len(names()) == 7)
     header = app.find_element(By.CSS_SELECTOR, '#links-table th[data-col="name"]')
@@ -208,6 +212,30 @@ def test_links_table_sorts_by_column(app: WebDriver) -> None:
 
     type_header = app.find_element(By.CSS_SELECTOR, '#links-table th[data-col="type"] button')
     type_header.click()
-    types = [r.find_elements(By.TAG_NAME, "td")[2].text
-             for r in app.find_elements(By.CSS_SELECTOR, "#links-table tbody tr")]
+    types = [str(t) for t in app.execute_script(
+        "return [...document.querySelectorAll('#links-table tbody tr')]"
+        ".map(r => r.children[2].textContent)")]
     assert types == sorted(types)
+
+
+def test_polling_keeps_keyboard_focus(app: WebDriver, demo_service: DemoService) -> None:
+    """The operations list re-renders every few seconds; focus stays on the same button."""
+    with demo_service.http() as http:
+        op = http.post("/api/operations/run",
+                       json={"scripts": ["system_info"], "targets": ["vps-nyc-01"]}).json()
+        wait_for("the run to end", lambda: http.get(
+            f"/api/operations/{op['operation_id']}").json()["status"] == "success", timeout=60)
+    open_tab(app, "operations")
+    app.execute_script("window.scrollTo(0, 0)")
+    app.find_element(By.ID, "ops-show-history").click()
+    button = wait_for("a View button", lambda: app.find_element(
+        By.CSS_SELECTOR, "#ops-table tbody tr button"))
+    key = button.get_attribute("data-focus")
+    app.execute_script("arguments[0].focus()", button)
+    app.execute_script("performance.clearResourceTimings()")
+    wait_for("a refresh of the list", lambda: app.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".some(e => e.name.includes('/api/operations?'))"), timeout=10)
+    time.sleep(0.5)  # let the re-render land
+    assert app.execute_script("return document.activeElement.dataset.focus") == key
+    app.find_element(By.ID, "ops-show-active").click()

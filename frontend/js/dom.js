@@ -45,6 +45,21 @@ function appendAll(el, children) {
   }
 }
 
+/**
+ * Replace `container`'s children, keeping keyboard focus on the element with the same
+ * data-focus key if it had focus (polled lists re-render every few seconds; without this a
+ * keyboard user would lose their place on each refresh).
+ */
+export function replaceKeepingFocus(container, ...nodes) {
+  const active = document.activeElement;
+  const key = active && container.contains(active) ? active.dataset.focus : null;
+  container.replaceChildren(...nodes);
+  if (key) {
+    const again = [...container.querySelectorAll("[data-focus]")].find((e) => e.dataset.focus === key);
+    if (again) again.focus({ preventScroll: true });
+  }
+}
+
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 

@@ -2,7 +2,10 @@
 // (verify enrollment, open a terminal, details) and a topology view (topology.js).
 
 import * as api from "./api.js";
-import { $, badge, copyText, fmtTime, h, relTime, s as svg, showError, statusKind, toast, typeIcon } from "./dom.js";
+import {
+  $, badge, copyText, fmtTime, h, relTime, replaceKeepingFocus, s as svg, showError, statusKind, toast,
+  typeIcon,
+} from "./dom.js";
 import { store } from "./store.js";
 import { renderTopology } from "./topology.js";
 
@@ -129,7 +132,7 @@ function render() {
     return;
   }
   $("#links-empty").hidden = list.length > 0;
-  $("#links-table tbody").replaceChildren(...list.map(row));
+  replaceKeepingFocus($("#links-table tbody"), ...list.map(row));
 }
 
 function row(l) {
@@ -142,23 +145,24 @@ function row(l) {
     type: "button",
     title: "Copy enrollment ID",
     "aria-label": `Copy enrollment ID of ${l.name}`,
+    dataset: { focus: `copy:${l.id}` },
   }, copyIcon());
   copyBtn.addEventListener("click", async () => {
     const ok = await copyText(l.enrollmentId);
     toast(ok ? `Copied ${l.enrollmentId}` : "Copy failed: select the ID and copy it by hand", ok ? "ok" : "error");
   });
-  const verifyBtn = h("button", { class: "btn btn-small", type: "button", text: "Verify", dataset: { action: "verify" } });
+  const verifyBtn = h("button", { class: "btn btn-small", type: "button", text: "Verify", dataset: { action: "verify", focus: `verify:${l.id}` } });
   verifyBtn.addEventListener("click", () => verify(l, verifyBtn));
   const termBtn = h("button", {
     class: "btn btn-small",
     type: "button",
     text: "Terminal",
-    dataset: { action: "terminal" },
+    dataset: { action: "terminal", focus: `terminal:${l.id}` },
     disabled: !l.enrolled,
     title: l.enrolled ? "Open a terminal in pane A" : "Only enrolled links can open a terminal",
   });
   termBtn.addEventListener("click", () => ctx.openTerminal(l.id));
-  const detailsBtn = h("button", { class: "btn btn-small btn-ghost", type: "button", text: "Details", dataset: { action: "details" } });
+  const detailsBtn = h("button", { class: "btn btn-small btn-ghost", type: "button", text: "Details", dataset: { action: "details", focus: `details:${l.id}` } });
   detailsBtn.addEventListener("click", () => showDetails(l));
   return h(
     "tr",

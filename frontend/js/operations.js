@@ -2,7 +2,9 @@
 // operation (SSE stream rendered by OpLog; finished operations from their stored logs).
 
 import * as api from "./api.js";
-import { $, badge, downloadText, fmtDuration, h, relTime, showError, statusKind, toast } from "./dom.js";
+import {
+  $, badge, downloadText, fmtDuration, h, relTime, replaceKeepingFocus, showError, statusKind, toast,
+} from "./dom.js";
 import { OpLog, taskStatus } from "./oplog.js";
 import { initRunForm, refreshRunForm } from "./runform.js";
 import { store } from "./store.js";
@@ -136,12 +138,12 @@ function elapsed(op) {
 function renderList(ops) {
   $("#ops-empty").hidden = ops.length > 0;
   $("#ops-empty").textContent = listMode === "active" ? "No operation is running." : "No operations match.";
-  $("#ops-table tbody").replaceChildren(
+  replaceKeepingFocus($("#ops-table tbody"),
     ...ops.map((op) => {
-      const view = h("button", { class: "btn btn-small", type: "button", text: "View", "aria-label": `View ${op.id}` });
+      const view = h("button", { class: "btn btn-small", type: "button", text: "View", "aria-label": `View ${op.id}`, dataset: { focus: `view:${op.id}` } });
       view.addEventListener("click", () => openOperation(op.id));
       const stop = ACTIVE.has(op.status)
-        ? h("button", { class: "btn btn-small btn-danger", type: "button", text: "Stop", "aria-label": `Stop ${op.id}` })
+        ? h("button", { class: "btn btn-small btn-danger", type: "button", text: "Stop", "aria-label": `Stop ${op.id}`, dataset: { focus: `stop:${op.id}` } })
         : null;
       if (stop) stop.addEventListener("click", () => stopOperation(op.id, stop));
       const targets = op.targets.length > 3

@@ -2,7 +2,7 @@
 // query endpoint, refreshed every few seconds while the tab (and the browser tab) is visible.
 
 import * as api from "./api.js";
-import { $, badge, h, relTime, showError, statusKind, typeIcon } from "./dom.js";
+import { $, badge, h, relTime, replaceKeepingFocus, showError, statusKind, typeIcon } from "./dom.js";
 
 const POLL_MS = 5000;
 let timer = null;
@@ -120,7 +120,7 @@ function renderActivity({ rows }) {
     body.replaceChildren(h("p", { class: "empty", text: "Nothing has happened yet." }));
     return;
   }
-  body.replaceChildren(
+  replaceKeepingFocus(body,
     h(
       "ul",
       { class: "activity-list" },
@@ -141,6 +141,7 @@ function renderActivity({ rows }) {
             type: "button",
             text: "Open",
             "aria-label": `Open operation ${r.ref}`,
+            dataset: { focus: `open:${r.ref}` },
             onclick: () => ctx.viewOperation(r.ref),
           });
           item.append(open);

@@ -100,11 +100,17 @@ function fillPickers() {
   for (const p of PANES) {
     const pane = panes[p];
     const keep = pane.target || pane.select.value;
-    const opts = [h("option", { value: "", text: "— pick an enrolled link —" })];
-    for (const l of enrolledLinks) opts.push(h("option", { value: l.id, text: `${l.name} (${l.type})` }));
+    const wanted = enrolledLinks.map((l) => [l.id, `${l.name} (${l.type})`]);
     // A target the server still has on the pane stays listed even if the cache lags.
-    if (keep && !enrolledLinks.some((l) => l.id === keep)) opts.push(h("option", { value: keep, text: keep }));
-    pane.select.replaceChildren(...opts);
+    if (keep && !enrolledLinks.some((l) => l.id === keep)) wanted.push([keep, keep]);
+    // Rebuild only when the list really changed: replacing the options under an open
+    // picker would close it in the user's hands (the links refresh often).
+    const key = JSON.stringify(wanted);
+    if (pane.optionsKey !== key) {
+      pane.optionsKey = key;
+      pane.select.replaceChildren(h("option", { value: "", text: "— pick an enrolled link —" }),
+        ...wanted.map(([value, text]) => h("option", { value, text })));
+    }
     pane.select.value = keep || "";
   }
 }
