@@ -186,3 +186,21 @@ def test_parse_assignments() -> None:
                  {"panes": [{"pane": "A", "target": 3}]}, {"panes": [1]}):
         with pytest.raises(ValidationError):
             parse_assignments(body)
+
+
+async def test_large_chunks_enter_the_outbox_a_frame_at_a_time() -> None:
+    box = Outbox("A", Wakeup(), capacity=FRAME_CHARS)
+    done = trio.Event()
+
+    async def producer() -> None:
+        assert await box.put_output("z" * (4 * FRAME_CHARS))
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer)
+        taken = 0
+        while not done.is_set() or box.pending_chars:
+            await trio.testing.wait_all_tasks_blocked()
+            assert box.pending_chars <= box.capacity + FRAME_CHARS
+            taken += sum(len(f["data"]) for f in box.take())
+    assert taken == 4 * FRAME_CHARS

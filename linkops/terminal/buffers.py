@@ -119,13 +119,19 @@ class Outbox:
         return bool(self._items)
 
     async def put_output(self, text: str) -> bool:
-        """Queue terminal output, waiting while the queue is full. ``False`` once closed."""
-        while self._chars >= self.capacity and not self.closed:
-            await self._space.park()
-        if self.closed:
-            await trio.lowlevel.checkpoint()
-            return False
-        self._push_output(text, replay=False)
+        """Queue terminal output, waiting while the queue is full. ``False`` once closed.
+
+        Large chunks go in :data:`FRAME_CHARS` at a time, each waiting for room, so the queue
+        never holds more than ``capacity + FRAME_CHARS`` characters whatever the SSH layer's
+        read size.
+        """
+        for start in range(0, len(text), FRAME_CHARS):
+            while self._chars >= self.capacity and not self.closed:
+                await self._space.park()
+            if self.closed:
+                await trio.lowlevel.checkpoint()
+                return False
+            self._push_output(text[start:start + FRAME_CHARS], replay=False)
         await trio.lowlevel.checkpoint()
         return True
 
