@@ -11,8 +11,10 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
+from linkops.config import TerminalSettings
 from linkops.db import Database
 from linkops.sandbox import Tarpit
+from linkops.terminal.workspaces import Assignment, WorkspaceStore
 from tests.fixtures_terminal import TermEnv, TermSocket
 
 pytestmark = pytest.mark.usefixtures("sandbox_fleet")
@@ -279,3 +281,24 @@ async def test_connect_in_progress_is_cancelled_by_disconnect_and_delete(
             assert result == [409]  # PANE_DISCONNECTED: the connect was called off
         assert service.session_count() == 0
         assert await term_env.db.fetchall("SELECT * FROM terminal_sessions") == []
+
+
+async def test_sessions_left_open_by_a_dead_process_are_closed_at_start(
+        database: Database) -> None:
+    """After a crash the audit rows and pane states of shells that cannot exist any more are
+    closed when the service starts (reason ``service_restart``)."""
+    store = WorkspaceStore(database, TerminalSettings())
+    workspace = await store.create("admin", "grid2x1", None)
+    await database.execute(
+        "INSERT INTO machines (id, name, type, host, port, user, client_id, enrolled, "
+        "created_at, updated_at) VALUES ('h', 'h', 'VPS', '192.0.2.1', 22, 'x', 'LINKOPS-x', 1,"
+        " 'now', 'now')")
+    await store.assign("admin", workspace.id, [Assignment("A", "h")], live=())
+    audit = await store.open_session(workspace.id, "A", "h", "admin")
+    assert (await store.get("admin", workspace.id)).pane("A").status == "connected"
+    assert await store.recover_after_restart() == 1
+    row = await database.fetchone("SELECT closed_at, close_reason FROM terminal_sessions "
+                                  "WHERE id = ?", (audit,))
+    assert row is not None and row["closed_at"] and row["close_reason"] == "service_restart"
+    assert (await store.get("admin", workspace.id)).pane("A").status == "closed"
+    assert await store.recover_after_restart() == 0
