@@ -204,3 +204,23 @@ async def test_large_chunks_enter_the_outbox_a_frame_at_a_time() -> None:
             assert box.pending_chars <= box.capacity + FRAME_CHARS
             taken += sum(len(f["data"]) for f in box.take())
     assert taken == 4 * FRAME_CHARS
+
+
+def test_flow_control_accounting() -> None:
+    att = Attachment("ws-x", "admin", ["A"])
+    att.sent(protocol.stdout("A", "x" * 100))
+    assert att.unacked == 0 and not att.flow_blocked()  # off until the client asks
+    att.enable_flow(protocol.MIN_FLOW_WINDOW)
+    att.sent(protocol.status("A", "closed"))
+    att.sent(protocol.stdout("A", "x" * protocol.MIN_FLOW_WINDOW))
+    assert att.flow_blocked()
+    att.ack(1)
+    assert not att.flow_blocked() and att.unacked == protocol.MIN_FLOW_WINDOW - 1
+    att.ack(10**9)
+    assert att.unacked == 0
+    assert parse_client_message('{"type":"flow","window":1}') == \
+        protocol.Flow(window=protocol.MIN_FLOW_WINDOW)
+    assert parse_client_message('{"type":"ack","chars":5}') == protocol.Ack(chars=5)
+    for bad in ('{"type":"ack","chars":-1}', '{"type":"ack"}', '{"type":"flow","window":"x"}'):
+        with pytest.raises(ProtocolError):
+            parse_client_message(bad)

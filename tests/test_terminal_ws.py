@@ -322,3 +322,53 @@ async def test_arbitrary_frames_never_break_the_socket(term_env: TermEnv) -> Non
         await run_property(prop)
     r = await term_env.http.get("/api/health")
     assert r.status_code == 200
+
+
+async def test_opt_in_flow_control_bounds_output_in_flight(term_env: TermEnv) -> None:
+    """With ``flow``, output stops once ``window`` characters are unacknowledged and resumes
+    with acks; an acking client gets a neighbour's echo promptly while one pane floods."""
+    with trio.fail_after(60):
+        ws_id = await term_env.workspace("grid2x1", A="sbx-01", B="sbx-02")
+        await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+        async with term_env.socket(ws_id) as sock:
+            await sock.until_status("A", "connected")
+            await sock.until_status("B", "connected")
+            window = 64 * 1024
+            await sock.send({"type": "flow", "window": window})
+            received = sum(len(v) for v in sock.out.values())  # replayed before `flow`
+            sock.out.clear()
+            await sock.stdin("A", "cat /dev/urandom | base64\r")
+            # Without acks the server stops after about one window (plus one round).
+            while True:
+                with trio.move_on_after(1.0) as idle:
+                    await sock.pump_one()
+                if idle.cancelled_caught:
+                    break
+            sent = sum(len(v) for v in sock.out.values())
+            assert window <= sent <= window + 2 * 32 * 1024, sent
+            # Acks open the window again.
+            await sock.send({"type": "ack", "chars": sent + received})
+            while sum(len(v) for v in sock.out.values()) < sent + window:
+                await sock.pump_one()
+
+            # An acking reader (what a browser does from xterm.js's write callback) sees B's
+            # echo promptly while A floods.
+            async def read_and_ack() -> None:
+                while True:
+                    msg = await sock.pump_one()
+                    if msg.get("type") == "stdout":
+                        await sock.send({"type": "ack", "chars": len(msg["data"])})
+
+            # Acknowledge everything read so far (acks beyond what was sent just empty the
+            # count), then ack each frame as it arrives.
+            await sock.send({"type": "ack", "chars": 10 * window})
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_and_ack)
+                for i in range(5):
+                    sock.out.pop("B", None)
+                    with trio.fail_after(5):
+                        await sock.stdin("B", f"echo fc-$((50+{i}))\r")
+                        while f"fc-{50 + i}" not in sock.out.get("B", ""):
+                            await trio.sleep(0.005)
+                nursery.cancel_scope.cancel()
+            await sock.stdin("A", "\x03")

@@ -210,6 +210,25 @@ class Attachment:
         self.closed = trio.Event()
         self.close_code = protocol.CLOSE_NORMAL
         self.close_reason = ""
+        # Opt-in flow control (see protocol.py): None = off.
+        self.flow_window: int | None = None
+        self.unacked = 0
+
+    def enable_flow(self, window: int) -> None:
+        self.flow_window = window
+        self.wakeup.set()
+
+    def ack(self, chars: int) -> None:
+        self.unacked = max(0, self.unacked - chars)
+        self.wakeup.set()
+
+    def flow_blocked(self) -> bool:
+        return self.flow_window is not None and self.unacked >= self.flow_window
+
+    def sent(self, frame: dict[str, Any]) -> None:
+        """Account for a frame written to the socket (output counts against the window)."""
+        if self.flow_window is not None and frame.get("type") == "stdout":
+            self.unacked += len(frame["data"])
 
     def send_control(self, message: dict[str, Any]) -> None:
         """A workspace-level message; closes the attachment (1008) when the client never reads

@@ -6,12 +6,20 @@ One socket carries every pane of a workspace. Each frame is one JSON object (tex
       {"pane": "A", "type": "stdin",  "data": "ls -l\\r"}
       {"pane": "A", "type": "resize", "cols": 120, "rows": 40}   (also "data": {cols, rows})
       {"type": "ping"}                                            (keeps an idle socket open)
+      {"type": "flow", "window": 262144}                          (opt-in flow control)
+      {"type": "ack", "chars": 32768}                             (output processed)
     server → client
       {"pane": "A", "type": "stdout", "data": "…"}                ("replay": true for scrollback)
       {"pane": "A", "type": "status", "data": "connecting|enrolled|connected|closed|error",
        "message": "…", "target": "vps-01"}
       {"pane": null, "type": "status", "data": "error", "code": "MALFORMED_MESSAGE", …}
       {"pane": null, "type": "pong"}
+
+*Flow control* (optional; xterm.js's write callback is the natural source of acks): after
+``flow``, the server keeps at most ``window`` characters of ``stdout`` data (clamped to
+16 KiB..8 MiB) unacknowledged and pauses output until ``ack`` messages report that the client
+has processed it. Without it, TCP is the only brake, and a flooding pane can fill socket
+buffers of several MB that a neighbouring pane's keystroke echo must queue behind.
 
 Sizes are clamped to ``2..500`` columns × ``1..200`` rows. A frame larger than
 :data:`MAX_FRAME_BYTES` closes the socket with 1009, a binary frame with 1003; every other
@@ -45,6 +53,8 @@ CLOSE_INTERNAL: Final = 1011
 CLOSE_REPLACED: Final = 4001
 CLOSE_WORKSPACE_GONE: Final = 4004
 STATUSES: Final = ("connecting", "enrolled", "connected", "closed", "error")
+MIN_FLOW_WINDOW: Final = 16 * 1024
+MAX_FLOW_WINDOW: Final = 8 * 1024 * 1024
 
 
 class ProtocolError(Exception):
@@ -75,7 +85,27 @@ class Ping:
     pass
 
 
-ClientMessage = Stdin | Resize | Ping
+@attrs.frozen
+class Flow:
+    """Opt-in flow control: at most ``window`` characters of output unacknowledged."""
+
+    window: int
+
+
+@attrs.frozen
+class Ack:
+    """The client has processed ``chars`` more characters of output."""
+
+    chars: int
+
+
+ClientMessage = Stdin | Resize | Ping | Flow | Ack
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProtocolError("INVALID_MESSAGE", f"{name} must be a non-negative integer")
+    return value
 
 
 def _int_field(value: Any, name: str, pane: str) -> int:
@@ -110,10 +140,16 @@ def parse_client_message(raw: str | bytes, panes: tuple[str, ...] = PANES) -> Cl
     kind = message.get("type")
     if kind == "ping":
         return Ping()
+    if kind == "flow":
+        window = _count(message.get("window"), "window")
+        return Flow(window=min(max(window, MIN_FLOW_WINDOW), MAX_FLOW_WINDOW))
+    if kind == "ack":
+        return Ack(chars=_count(message.get("chars"), "chars"))
     pane = message.get("pane")
     if kind not in ("stdin", "resize"):
         raise ProtocolError("UNKNOWN_TYPE", f"unknown message type {kind!r} (expected stdin, "
-                            "resize or ping)", pane=pane if isinstance(pane, str) else None)
+                            "resize, ping, flow or ack)",
+                            pane=pane if isinstance(pane, str) else None)
     if not isinstance(pane, str) or pane not in panes:
         raise ProtocolError("UNKNOWN_PANE", f"unknown pane {pane!r} (this workspace has "
                             f"{', '.join(panes)})")

@@ -433,9 +433,15 @@ class TerminalService:
         attachment.close(protocol.CLOSE_NORMAL, "detached")
 
     async def handle(self, attachment: Attachment, message: protocol.ClientMessage) -> None:
-        """One decoded client message (stdin, resize, ping)."""
+        """One decoded client message (stdin, resize, ping, flow, ack)."""
         if isinstance(message, protocol.Ping):
             attachment.send_control({"pane": None, "type": "pong"})
+            return
+        if isinstance(message, protocol.Flow):
+            attachment.enable_flow(message.window)
+            return
+        if isinstance(message, protocol.Ack):
+            attachment.ack(message.chars)
             return
         runtime = self._runtimes.get(attachment.workspace_id)
         session = None if runtime is None else runtime.sessions.get(message.pane)

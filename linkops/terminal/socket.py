@@ -100,7 +100,8 @@ async def _reader(ws: WebSocketLike, service: TerminalService, attachment: Attac
 async def _writer(ws: WebSocketLike, attachment: Attachment) -> None:
     last_sent = -1.0
     while not attachment.closed.is_set():
-        if not attachment.has_pending():
+        if not attachment.has_pending() or attachment.flow_blocked():
+            # New output, an ack, or closing sets the wakeup.
             await attachment.wakeup.wait()
             continue
         # While output is streaming (we sent something moments ago) and only a little is
@@ -111,4 +112,5 @@ async def _writer(ws: WebSocketLike, attachment: Attachment) -> None:
             await trio.sleep(COALESCE_SECONDS)
         for frame in attachment.take_round():
             await ws.send(protocol.encode(frame))
+            attachment.sent(frame)
         last_sent = trio.current_time()
