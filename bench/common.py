@@ -122,6 +122,31 @@ def check_lean_shell(fleet: Sandbox, key: Path, known_hosts: Path) -> float:
     return elapsed
 
 
+def fleet_cpu_seconds(fleet: Sandbox) -> float:
+    """CPU seconds the fleet's sshd have used, with every session and command they ran.
+
+    On loopback the "remote" side shares our cores: this tells what an operation costs the
+    targets (sshd sessions, shells, the commands) apart from what it costs the server.
+    """
+    total = 0.0
+    for host in fleet.hosts.values():
+        if host.pid is None:
+            continue
+        try:
+            listener = psutil.Process(host.pid)
+            t = listener.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+            for child in listener.children(recursive=True):
+                try:
+                    c = child.cpu_times()  # its own and its reaped children's
+                    total += c.user + c.system + c.children_user + c.children_system
+                except psutil.NoSuchProcess:
+                    pass
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def ssh_argv(key: Path, known_hosts: Path, port: int, user: str, host: str) -> list[str]:
     """OpenSSH client argv: no user config, BatchMode, the fleet key, our known_hosts.
 
