@@ -51,6 +51,7 @@ from linkops.sandbox import Sandbox
 
 FLOOD_BYTES = 16 * 1024 * 1024
 LATENCY_SAMPLES = 40
+FLOW_WINDOW = 256 * 1024
 
 
 async def _read_until(ws: WebSocketConnection, pane: str, needle: str, buf: dict[str, str],
@@ -62,6 +63,10 @@ async def _read_until(ws: WebSocketConnection, pane: str, needle: str, buf: dict
             buf[p] = buf.get(p, "")[-4096:] + msg["data"]
             counts[p] = counts.get(p, 0) + 1
             counts[p + "_chars"] = counts.get(p + "_chars", 0) + len(msg["data"])
+            if counts.get("acking"):
+                # Opt-in flow control: acknowledge output once processed (a browser does this
+                # from xterm.js's write callback).
+                await ws.send_message(json.dumps({"type": "ack", "chars": len(msg["data"])}))
 
 
 async def _latency(ws: WebSocketConnection, buf: dict[str, str], counts: dict[str, int],
@@ -144,6 +149,11 @@ async def _run(fleet: Sandbox, root: Path) -> None:
                 await _read_until(ws, "A", "\n", buf, counts)
                 flooded = await _latency(ws, buf, counts, "flood")
                 print(f"latency, A flooding: {_fmt(flooded)}")
+                await ws.send_message(json.dumps({"type": "flow", "window": FLOW_WINDOW}))
+                counts["acking"] = 1
+                flooded = await _latency(ws, buf, counts, "flow")
+                print(f"latency, A flooding, flow control ({FLOW_WINDOW // 1024} KiB window, "
+                      f"client acks): {_fmt(flooded)}")
                 await ws.send_message(json.dumps({"pane": "A", "type": "stdin", "data": "\x03"}))
         running.stop.set()
 
