@@ -34,7 +34,7 @@ async def test_fanout_cell_measures_linkops_and_every_baseline(tmp_path: Path) -
     assert 0 < cell.cpu_per_link_ms("linkops") < 1000
     table = Table("smoke")
     fanout_bench.report_cell(table, cell)
-    assert len(table.rows) == 3 and "N=4 C=4" in table.render()
+    assert len(table.rows) == 4 and "N=4 C=4" in table.render()
 
 
 async def test_streaming_counts_every_byte_and_the_server_memory(tmp_path: Path) -> None:
