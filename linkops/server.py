@@ -76,6 +76,9 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.graceful_timeout = settings.api.graceful_timeout
     config.keep_alive_timeout = 75
     config.websocket_ping_interval = settings.terminal.websocket_ping_interval
+    # Terminal frames are small (the protocol refuses frames over 64 KiB itself); Hypercorn's
+    # 16 MiB default would let one frame cost that much memory before we see it.
+    config.websocket_max_message_size = 256 * 1024
     config.include_server_header = False
     return config
 

@@ -28,6 +28,7 @@ from linkops.web.common import (
     authenticated,
     current_user,
     json_body,
+    require_role,
     services,
 )
 from linkops.web.errors import error_response
@@ -55,7 +56,8 @@ def _json(value: Any, status: int = 200) -> Response:
 @authenticated
 async def create_workspace() -> Response:
     body = await json_body()
-    workspace = await _terminal().create_workspace(current_user().username, body.get("layout"),
+    user = require_role(action="open terminals")
+    workspace = await _terminal().create_workspace(user.username, body.get("layout"),
                                                    body.get("max_panes"))
     return _json(workspace.to_json(), 201)
 
@@ -102,14 +104,18 @@ async def assign_panes(workspace_id: str) -> Response:
 @blueprint.post(f"{BASE}/<workspace_id>/connect-all")
 @authenticated
 async def connect_all(workspace_id: str) -> Response:
-    results = await _terminal().connect_all(current_user().username, workspace_id)
+    results = await _terminal().connect_all(
+        require_role(action="open terminals").username, workspace_id
+    )
     return _json({"workspace_id": workspace_id, "panes": results})
 
 
 @blueprint.post(f"{BASE}/<workspace_id>/panes/<pane>/connect")
 @authenticated
 async def connect_pane(workspace_id: str, pane: str) -> Response:
-    state = await _terminal().connect_pane(current_user().username, workspace_id, pane)
+    state = await _terminal().connect_pane(
+        require_role(action="open terminals").username, workspace_id, pane
+    )
     return _json({"workspace_id": workspace_id, **state.to_json()})
 
 
