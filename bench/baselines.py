@@ -1,8 +1,9 @@
 """Baselines the benchmarks compare LinkOps with, each run in its own subprocess.
 
-``python -m bench.baselines MODE JSON`` prints one JSON line ``{elapsed, cpu, ok, bytes}``;
-``elapsed`` starts after the imports and the key load (what a long-running tool would have done
-already) and ends when the last target's output was read and its exit status seen.
+``python -m bench.baselines MODE -`` reads a JSON job on stdin and prints one JSON line
+``{elapsed, cpu, ok, bytes}``; ``elapsed`` starts after the imports and the key load (what a
+long-running tool would have done already) and ends when the last target's output was read
+and its exit status seen.
 
 Modes (every one opens a **fresh** connection per target and checks the host key against the
 known_hosts file, like LinkOps):
@@ -201,8 +202,8 @@ MODES = {"paramiko": paramiko_fanout, "asyncssh": asyncssh_fanout,
 
 
 def main() -> None:
-    mode, raw = sys.argv[1], sys.argv[2]
-    job = json.loads(raw) if raw.startswith("{") else json.loads(open(raw).read())
+    mode, source = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "-"
+    job = json.loads(sys.stdin.read() if source == "-" else source)
     print(json.dumps(MODES[mode](job)), flush=True)
 
 

@@ -161,6 +161,20 @@ def ssh_argv(key: Path, known_hosts: Path, port: int, user: str, host: str) -> l
             f"{user}@{host}"]
 
 
+def run_baseline(mode: str, job: dict[str, Any]) -> dict[str, Any]:
+    """``python -m bench.baselines MODE -`` with ``job`` as JSON on stdin; its JSON result.
+
+    *Errors*: RuntimeError with the baseline's stderr when it fails.
+    """
+    done = subprocess.run([sys.executable, "-m", "bench.baselines", mode, "-"],
+                          input=json.dumps(job), capture_output=True, text=True, timeout=900,
+                          check=False, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} baseline failed: {done.stderr[-1500:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 # -- the server -------------------------------------------------------------------------------
 
 

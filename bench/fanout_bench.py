@@ -20,11 +20,9 @@ cap the wait at :data:`STALL_CAP` s) while the hub keeps publishing at full spee
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,7 +34,6 @@ import httpx
 import trio
 
 from bench.common import (
-    REPO,
     ServerProcess,
     Table,
     check_lean_shell,
@@ -45,6 +42,7 @@ from bench.common import (
     fleet_links,
     median,
     quick_mode,
+    run_baseline,
     run_operation,
     ssh_argv,
 )
@@ -201,12 +199,7 @@ def python_baseline(mode: str, key: Path, known_hosts: Path, links: list[Link],
                     concurrency: int) -> dict[str, float]:
     job = {"key": str(key), "known_hosts": str(known_hosts), "targets": _targets(links),
            "concurrency": concurrency, "command": COMMAND}
-    done = subprocess.run([sys.executable, "-m", "bench.baselines", mode, json.dumps(job)],
-                          capture_output=True, text=True, timeout=900, check=False,
-                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    if done.returncode != 0:
-        raise RuntimeError(f"{mode} baseline failed: {done.stderr[-1500:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = run_baseline(mode, job)
     if result["ok"] != len(links):
         raise RuntimeError(f"{mode} baseline: {result['ok']}/{len(links)} ok")
     return result

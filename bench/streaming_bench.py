@@ -20,10 +20,6 @@ Prints MB/s and the growth of this process' peak RSS during each run.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +29,6 @@ import psutil  # type: ignore[import-untyped]
 import trio
 
 from bench.common import (
-    REPO,
     ServerProcess,
     Table,
     check_lean_shell,
@@ -41,6 +36,7 @@ from bench.common import (
     fleet_links,
     median,
     quick_mode,
+    run_baseline,
     run_operation,
 )
 from linkops.models import Link
@@ -189,12 +185,7 @@ def linkops_stream(server: ServerProcess, http: httpx.Client, link_id: str, scri
 def paramiko_stream(key: Path, known_hosts: Path, link: Link, command: str) -> dict[str, float]:
     job = {"key": str(key), "known_hosts": str(known_hosts), "command": command,
            "targets": [{"host": link.host, "port": link.port, "user": link.user}]}
-    done = subprocess.run([sys.executable, "-m", "bench.baselines", "paramiko-stream",
-                           json.dumps(job)], capture_output=True, text=True, timeout=900,
-                          check=False, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    if done.returncode != 0:
-        raise RuntimeError(f"paramiko-stream failed: {done.stderr[-1500:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = run_baseline("paramiko-stream", job)
     return result
 
 

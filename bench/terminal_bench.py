@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +32,6 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from bench.common import (
-    REPO,
     ServerProcess,
     Table,
     check_lean_shell,
@@ -44,6 +40,7 @@ from bench.common import (
     median,
     percentile,
     quick_mode,
+    run_baseline,
 )
 from linkops import config, server
 from linkops.db import Database
@@ -295,12 +292,7 @@ async def terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, sa
 
 
 def _baseline(mode: str, job: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "bench.baselines", mode, json.dumps(job)],
-                          capture_output=True, text=True, timeout=900, check=False, cwd=REPO,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
-    if done.returncode != 0:
-        raise RuntimeError(f"{mode} failed: {done.stderr[-1500:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_baseline(mode, job)
     if not result["ok"]:
         raise RuntimeError(f"{mode} never saw its marker")
     return result

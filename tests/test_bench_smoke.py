@@ -32,6 +32,8 @@ async def test_fanout_cell_measures_linkops_and_every_baseline(tmp_path: Path) -
         # One wave of `sleep 0.2` on 4 links at concurrency 4: never faster than the sleep.
         assert 0.2 <= cell.elapsed(name) < 30, (name, cell.samples[name])
     assert 0 < cell.cpu_per_link_ms("linkops") < 1000
+    # The targets ran sshd sessions and shells for every link: their CPU was counted.
+    assert 0 < cell.cpu_per_link_ms("linkops", "targets_cpu") < 1000
     table = Table("smoke")
     fanout_bench.report_cell(table, cell)
     assert len(table.rows) == 4 and "N=4 C=4" in table.render()
