@@ -448,6 +448,17 @@ def test_disconnect_and_reconnect_one_pane(app: WebDriver, demo_service: DemoSer
     wait_for("output after reconnecting", lambda: "back-2" in terminal_text(app, "B"))
 
 
+def test_large_output_flows_with_acks_and_the_other_pane_stays_live(app: WebDriver) -> None:
+    """Output far beyond the flow-control window arrives whole (the page acks what xterm.js
+    rendered), and pane A still answers afterwards."""
+    open_tab(app, "terminal")
+    type_into(app, "B", "seq 1 150000; echo flow-$((6*7))\n")
+    wait_for("the end of 1 MB of output", lambda: "flow-42" in terminal_text(app, "B"),
+             timeout=60)
+    type_into(app, "A", "echo quiet-$((2+3))\n")
+    wait_for("pane A echo", lambda: "quiet-5" in terminal_text(app, "A"))
+
+
 def last_stty_size(driver: WebDriver, pane: str) -> tuple[int, int] | None:
     found = re.findall(r"^(\d+) (\d+)\s*$", terminal_text(driver, pane), re.MULTILINE)
     return (int(found[-1][0]), int(found[-1][1])) if found else None

@@ -202,6 +202,32 @@ function send(msg) {
   if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(msg));
 }
 
+// Flow control (docs/api.md): the server keeps at most FLOW_WINDOW characters of output in
+// flight and waits for acks, which we send once xterm.js has actually rendered the text. A
+// pane flooding output then cannot fill the socket buffers a quiet pane's echo would queue
+// behind. Acks are batched so they cost one small frame per ACK_BATCH characters.
+const FLOW_WINDOW = 262144;
+const ACK_BATCH = 16384;
+let unacked = 0;
+let ackTimer = null;
+
+function ack(chars, ws) {
+  if (ws !== socket) return; // written for a socket that is gone: its window went with it
+  unacked += chars;
+  if (unacked >= ACK_BATCH) {
+    flushAck();
+  } else if (ackTimer === null) {
+    ackTimer = setTimeout(flushAck, 20);
+  }
+}
+
+function flushAck() {
+  clearTimeout(ackTimer);
+  ackTimer = null;
+  if (unacked > 0) send({ type: "ack", chars: unacked });
+  unacked = 0;
+}
+
 function ensureSocket() {
   if (socket && (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING)) {
     return socketReady;
@@ -215,6 +241,8 @@ function ensureSocket() {
   socketReady = new Promise((resolve, reject) => {
     ws.addEventListener("open", () => {
       retryDelay = 1000;
+      unacked = 0;
+      send({ type: "flow", window: FLOW_WINDOW });
       resolve();
       startPing(ws);
       // Tell the server every pane's size so PTYs match what the user sees.
@@ -226,12 +254,12 @@ function ensureSocket() {
     ws.addEventListener("error", () => reject(new Error("The terminal connection failed.")), { once: true });
   });
   socketReady.catch(() => {}); // a failed open is reported by the close handler
-  ws.addEventListener("message", (ev) => onMessage(ev.data));
+  ws.addEventListener("message", (ev) => onMessage(ev.data, ws));
   ws.addEventListener("close", (ev) => onSocketClose(ws, ev));
   return socketReady;
 }
 
-function onMessage(raw) {
+function onMessage(raw, ws) {
   let msg;
   try {
     msg = JSON.parse(raw);
@@ -246,7 +274,9 @@ function onMessage(raw) {
   if (!pane) return;
   if (msg.type === "stdout") {
     const term = ensureTerm(msg.pane);
-    if (term) term.write(typeof msg.data === "string" ? msg.data : "");
+    const text = typeof msg.data === "string" ? msg.data : "";
+    if (term) term.write(text, () => ack(text.length, ws));
+    else ack(text.length, ws);
   } else if (msg.type === "status") {
     const st = String(msg.data || msg.status || "");
     setPaneStatus(pane, st, msg.message || "");
