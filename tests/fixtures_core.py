@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -88,19 +89,39 @@ def add_admin(settings: Settings, name: str = ADMIN, password: str = ADMIN_PASSW
         db.close()
 
 
+async def start_service(nursery: trio.Nursery, settings: Settings) -> server.Running:
+    """The real service (root nursery, Hypercorn on its port) in ``nursery``; stop it by
+    setting ``Running.stop``."""
+    handle: server.Running = await nursery.start(
+        lambda task_status: server.run(settings, handle_signals=False, task_status=task_status)
+    )
+    return handle
+
+
 @pytest.fixture
 async def running(settings: Settings, nursery: trio.Nursery) -> AsyncIterator[server.Running]:
     add_admin(settings)
     setup_logging(settings.logging)
-    handle: server.Running = await nursery.start(
-        lambda task_status: server.run(settings, handle_signals=False, task_status=task_status)
-    )
+    handle = await start_service(nursery, settings)
     yield handle
     handle.stop.set()
 
 
 def base_url(handle: server.Running) -> str:
     return f"http://{handle.binds[0].removeprefix('http://')}"
+
+
+@contextlib.asynccontextmanager
+async def authed_client(
+    handle: server.Running, username: str = ADMIN, password: str = ADMIN_PASSWORD,
+    timeout: float = 30,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client that sends a bearer token (and no cookie) on every request."""
+    async with httpx.AsyncClient(base_url=base_url(handle), timeout=timeout) as http:
+        token = await login(http, username, password)
+        http.headers["Authorization"] = f"Bearer {token}"
+        http.cookies.clear()
+        yield http
 
 
 async def login(
@@ -119,8 +140,5 @@ async def anon(running: server.Running) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def client(running: server.Running) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(running), timeout=20) as http:
-        token = await login(http)
-        http.headers["Authorization"] = f"Bearer {token}"
-        http.cookies.clear()
+    async with authed_client(running, timeout=20) as http:
         yield http

@@ -37,7 +37,12 @@ from linkops.sandbox import Sandbox
 from linkops.ssh.bridge import SshManager
 from linkops.ssh.machines import insert_links_sync
 from linkops.timeutil import now_iso
-from tests.fixtures_core import add_admin, base_url, login, write_config
+from tests.fixtures_core import (
+    add_admin,
+    authed_client,
+    start_service,
+    write_config,
+)
 from tests.fixtures_sandbox import SshEnv, make_ssh_env
 
 OPS_HOSTS = 20
@@ -178,19 +183,14 @@ def ops_server_db(ops_settings: Settings) -> Iterator[Database]:
 async def ops_server(ops_settings: Settings, ops_server_db: Database,
                      nursery: trio.Nursery) -> AsyncIterator[server.Running]:
     add_admin(ops_settings)
-    handle: server.Running = await nursery.start(
-        lambda task_status: server.run(ops_settings, handle_signals=False,
-                                       task_status=task_status))
+    handle = await start_service(nursery, ops_settings)
     yield handle
     handle.stop.set()
 
 
 @pytest.fixture
 async def ops_client(ops_server: server.Running) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(ops_server), timeout=30) as http:
-        token = await login(http)
-        http.headers["Authorization"] = f"Bearer {token}"
-        http.cookies.clear()
+    async with authed_client(ops_server) as http:
         yield http
 
 

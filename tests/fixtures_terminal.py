@@ -28,7 +28,14 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 from linkops import config, server
 from linkops.db import Database
 from linkops.sandbox import Sandbox
-from tests.fixtures_core import ADMIN_PASSWORD, add_admin, base_url, login, write_config
+from tests.fixtures_core import (
+    ADMIN_PASSWORD,
+    add_admin,
+    authed_client,
+    base_url,
+    start_service,
+    write_config,
+)
 from tests.fixtures_sandbox import fleet_links, insert_machines, make_ssh_env
 
 BOB = "bob"
@@ -167,16 +174,11 @@ async def term_env(sandbox_fleet: Sandbox, tmp_path: Path,
             "UPDATE machines SET enrolled = CASE WHEN id = 'sbx-unenrolled' THEN 0 ELSE 1 END"))
     finally:
         db.close()
-    running: server.Running = await nursery.start(
-        lambda task_status: server.run(settings, handle_signals=False, task_status=task_status))
-    base = base_url(running)
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http, \
-            httpx.AsyncClient(base_url=base, timeout=30) as bob:
-        token = await login(http)
-        bob_token = await login(bob, BOB, ADMIN_PASSWORD)
-        for client, tok in ((http, token), (bob, bob_token)):
-            client.headers["Authorization"] = f"Bearer {tok}"
-            client.cookies.clear()
+    running = await start_service(nursery, settings)
+    async with authed_client(running) as http, \
+            authed_client(running, BOB, ADMIN_PASSWORD) as bob:
+        token = http.headers["Authorization"].removeprefix("Bearer ")
+        bob_token = bob.headers["Authorization"].removeprefix("Bearer ")
         yield TermEnv(running=running, http=http, bob=bob, token=token, bob_token=bob_token,
                       tmp=tmp_path)
     running.stop.set()

@@ -11,10 +11,15 @@ import httpx
 import pytest
 import trio
 
-from linkops import config, server
+from linkops import config
 from linkops.models import Enrollment
 from linkops.sandbox import Sandbox
-from tests.fixtures_core import add_admin, base_url, login, write_config
+from tests.fixtures_core import (
+    add_admin,
+    authed_client,
+    start_service,
+    write_config,
+)
 from tests.fixtures_sandbox import insert_machines, make_ssh_env
 
 
@@ -51,11 +56,8 @@ async def fleet_client(
     db = Database(settings.database.path)
     insert_machines(db, links.values())
     db.close()
-    handle: server.Running = await nursery.start(
-        lambda task_status: server.run(settings, handle_signals=False, task_status=task_status)
-    )
-    async with httpx.AsyncClient(base_url=base_url(handle), timeout=60) as http:
-        http.headers["Authorization"] = f"Bearer {await login(http)}"
+    handle = await start_service(nursery, settings)
+    async with authed_client(handle, timeout=60) as http:
         yield http
     handle.stop.set()
 
