@@ -220,6 +220,8 @@ def test_git_sync_from_the_top_bar(app: WebDriver, demo_service: DemoService) ->
     app.find_element(By.ID, "git-sync").click()
     wait_for("the sync result", lambda: any(t.startswith("Synced") for t in toast_texts(app)),
              timeout=40)
+    synced = next(t for t in toast_texts(app) if t.startswith("Synced"))
+    assert "links no change" in synced and "[object" not in synced
     assert commit[:8] in app.find_element(By.ID, "git-text").text
     assert app.find_element(By.ID, "git-error").get_attribute("hidden") is not None
 

@@ -142,11 +142,18 @@ function bindGit() {
   }, GIT_POLL_MS);
 }
 
+// changes = {links: {added: [...], removed: [...], updated: [...]}, scripts: {...}}
+// → "links +1 −0 ~2, scripts no change"
 function describeChanges(changes) {
-  if (typeof changes !== "object") return String(changes);
-  if (Array.isArray(changes)) return `${changes.length} changes`;
+  if (!changes || typeof changes !== "object") return String(changes);
+  const count = (v) => (Array.isArray(v) ? v.length : Number(v) || 0);
   return Object.entries(changes)
-    .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.length : v}`)
+    .map(([kind, c]) => {
+      if (!c || typeof c !== "object" || Array.isArray(c)) return `${kind}: ${count(c)}`;
+      const [added, removed, updated] = [count(c.added), count(c.removed), count(c.updated)];
+      if (added + removed + updated === 0) return `${kind} no change`;
+      return `${kind} +${added} −${removed} ~${updated}`;
+    })
     .join(", ");
 }
 
