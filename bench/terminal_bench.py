@@ -167,6 +167,7 @@ async def _run(fleet: Sandbox, root: Path) -> None:
 
 
 KEY_PACE = 0.05
+E2E_DEADLINE = 300.0  # a stuck socket fails the bench instead of hanging it
 
 
 @attrs.define
@@ -174,6 +175,7 @@ class PaneReader:
     """Reads every frame of the socket; per pane: characters, frames, a tail to search."""
 
     ws: WebSocketConnection
+    acking: bool = False  # opt-in flow control: ack every stdout frame once processed
     chars: dict[str, int] = attrs.field(factory=dict)
     frames: dict[str, int] = attrs.field(factory=dict)
     tails: dict[str, str] = attrs.field(factory=dict)
@@ -190,6 +192,8 @@ class PaneReader:
         self.chars[pane] = self.chars.get(pane, 0) + len(data)
         self.frames[pane] = self.frames.get(pane, 0) + 1
         self.tails[pane] = (self.tails.get(pane, "") + data)[-8192:]
+        if self.acking:
+            await self.ws.send_message(json.dumps({"type": "ack", "chars": len(data)}))
         return pane, data
 
     async def send(self, pane: str, data: str) -> None:
@@ -225,6 +229,7 @@ async def echo_latency(reader: PaneReader, samples: int) -> list[float]:
 class TerminalResult:
     idle: list[float]
     flooded: list[float]
+    flooded_flow: list[float]
     rates: list[float]
     paramiko: list[float]
     paramiko_1k: list[float]
@@ -235,6 +240,18 @@ class TerminalResult:
 async def terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, samples: int,
                        repeats: int, key: Path, known_hosts: Path,
                        flood_chars: int = 1_000_000) -> TerminalResult:
+    phase = ["start"]
+    try:
+        with trio.fail_after(E2E_DEADLINE):
+            return await _terminal_e2e(server, fleet, big_file, samples, repeats, key,
+                                       known_hosts, flood_chars, phase)
+    except trio.TooSlowError:
+        raise RuntimeError(f"terminal bench stuck for {E2E_DEADLINE:g} s in phase {phase[0]!r}")
+
+
+async def _terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, samples: int,
+                        repeats: int, key: Path, known_hosts: Path,
+                        flood_chars: int, phase: list[str]) -> TerminalResult:
     hosts = sorted(fleet.hosts)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60,
                                  headers={"Authorization": f"Bearer {server.token}"}) as http:
@@ -255,6 +272,7 @@ async def terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, sa
             await reader.until("A", "ready-42\r\n")
             await reader.send("B", "stty -icanon; cat >/dev/null\r")
             await trio.sleep(0.3)
+            phase[0] = "idle echo"
             await echo_latency(reader, 10)  # warm-up
             idle = await echo_latency(reader, samples)
 
@@ -262,6 +280,7 @@ async def terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, sa
             echo_floor = await trio.to_thread.run_sync(
                 paramiko_echo, key, known_hosts, first.address, first.port, fleet.user, samples)
             rates, theirs, theirs_1k = [], [], []
+            phase[0] = "cat throughput"
             for _ in range(repeats):
                 before = reader.chars.get("A", 0)
                 # The previous repeat's marker must not end this one at once.
@@ -278,6 +297,7 @@ async def terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, sa
                     big_file, 1024))
 
             await reader.send("A", "yes " + "x" * 96 + "\r")
+            phase[0] = "flood echo"
             flood_from = reader.chars.get("A", 0)
             while reader.chars.get("A", 0) < flood_from + flood_chars:
                 await reader.one()
@@ -285,10 +305,17 @@ async def terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, sa
             t0 = time.perf_counter()
             flooded = await echo_latency(reader, samples)
             flood_rate = (reader.chars.get("A", 0) - before) / (time.perf_counter() - t0)
+            # The same with opt-in flow control (what xterm.js's write callback can drive).
+            await ws.send_message(json.dumps({"type": "flow", "window": FLOW_WINDOW}))
+            reader.acking = True
+            phase[0] = "flood echo with flow control"
+            flooded_flow = await echo_latency(reader, samples)
+            phase[0] = "stopping the flood"
             await reader.send("A", "\x03")
             await reader.send("A", "echo stopped-$((6*7))\r")
             await reader.until("A", "stopped-42\r\n")
-    return TerminalResult(idle, flooded, rates, theirs, theirs_1k, echo_floor, flood_rate)
+    return TerminalResult(idle, flooded, flooded_flow, rates, theirs, theirs_1k, echo_floor,
+                          flood_rate)
 
 
 def _baseline(mode: str, job: dict[str, Any]) -> dict[str, Any]:
@@ -343,7 +370,9 @@ def end_to_end(quick: bool) -> Table:
     flooded = [s * 1000 for s in got.flooded]
     floor = [s * 1000 for s in got.paramiko_echo]
     base = f"paramiko direct p50 {median(floor):.1f}, p99 {percentile(floor, 99):.1f} ms"
-    for label, values in (("idle", idle), ("neighbour flooding", flooded)):
+    flow = [s * 1000 for s in got.flooded_flow]
+    flow_label = f"neighbour flooding, flow control {FLOW_WINDOW // 1024} KiB"
+    for label, values in (("idle", idle), ("neighbour flooding", flooded), (flow_label, flow)):
         p50, p99 = median(values), percentile(values, 99)
         table.add(f"echo latency, {label}", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms", base, "",
                   "p50 < 5, p99 < 25 ms", p50 < 5 and p99 < 25)

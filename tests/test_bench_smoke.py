@@ -75,8 +75,8 @@ async def test_terminal_latency_and_throughput_are_measured(tmp_path: Path) -> N
             with trio.fail_after(90):
                 got = await terminal_bench.terminal_e2e(server, fleet, big_file, 5, 1, key,
                                                         known_hosts, flood_chars=100_000)
-    assert len(got.idle) == len(got.flooded) == 5
-    assert all(0 < s < 5 for s in got.idle + got.flooded)
+    assert len(got.idle) == len(got.flooded) == len(got.flooded_flow) == 5
+    assert all(0 < s < 5 for s in got.idle + got.flooded + got.flooded_flow)
     assert len(got.paramiko_echo) == 5 and all(0 < s < 5 for s in got.paramiko_echo)
     size = big_file.stat().st_size
     # The PTY turns each "\n" into "\r\n": at least the file's size arrives, per second > 0.
