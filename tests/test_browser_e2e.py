@@ -368,6 +368,8 @@ def test_rejected_run_is_explained(app: WebDriver) -> None:
         (t for t in toast_texts(app) if t.startswith("Run:")), None))
     assert "ENROLLMENT_REQUIRED" in message
     assert "vm-staging-01" in message and "vps-fra-01" not in message.split("ENROLLMENT")[1]
+    # Details in words ("vm-staging-01: client ID file … not found"), not raw JSON.
+    assert "vm-staging-01: client ID file" in message and "{" not in message
     assert live_title(app) == before  # nothing started
 
     # And the form's own checks: no script picked.

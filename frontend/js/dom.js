@@ -121,6 +121,19 @@ export function toast(message, kind = "info", detail = "", ms) {
   while (box.children.length > 5) box.firstElementChild.remove();
 }
 
+/** One value of an error's details in words: {target, reason} reads "vm-01: reason". */
+function describeItem(value) {
+  if (value === null || typeof value !== "object") return String(value);
+  if (Array.isArray(value)) return value.map(describeItem).join(", ");
+  const who = value.target ?? value.id ?? value.entry ?? value.file;
+  const why = value.reason ?? value.error ?? value.message;
+  if (who !== undefined && why !== undefined) return `${who}: ${why}`;
+  return Object.entries(value)
+    .filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `${k.replace(/_/g, " ")} ${typeof v === "object" ? describeItem(v) : v}`)
+    .join(", ");
+}
+
 /** Describe an error's details in one line of plain words. */
 export function describeDetails(details) {
   if (!details || typeof details !== "object") return "";
@@ -128,10 +141,8 @@ export function describeDetails(details) {
   for (const [key, value] of Object.entries(details)) {
     if (value === null || value === undefined) continue;
     let text;
-    if (Array.isArray(value)) {
-      text = value.map((v) => (typeof v === "object" ? JSON.stringify(v) : String(v))).join(", ");
-    } else if (typeof value === "object") text = JSON.stringify(value);
-    else text = String(value);
+    if (Array.isArray(value)) text = value.map(describeItem).join("; ");
+    else text = describeItem(value);
     parts.push(`${key.replace(/_/g, " ")}: ${text}`);
   }
   return parts.join(" · ");
