@@ -147,6 +147,23 @@ def fleet_cpu_seconds(fleet: Sandbox) -> float:
     return total
 
 
+def settle_fleet(fleet: Sandbox, timeout: float = 15.0) -> None:
+    """Wait until no sshd of the fleet has a session left (closed ones exit asynchronously).
+
+    A session that ends *during* the next measurement would move its CPU into the listener's
+    reaped-children total and be counted against the wrong contender.
+    """
+    deadline = time.monotonic() + timeout
+    pids = [h.pid for h in fleet.hosts.values() if h.pid is not None]
+    while time.monotonic() < deadline:
+        try:
+            if not any(psutil.Process(pid).children() for pid in pids):
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+
+
 def ssh_argv(key: Path, known_hosts: Path, port: int, user: str, host: str) -> list[str]:
     """OpenSSH client argv: no user config, BatchMode, the fleet key, our known_hosts.
 

@@ -44,6 +44,7 @@ from bench.common import (
     quick_mode,
     run_baseline,
     run_operation,
+    settle_fleet,
     ssh_argv,
 )
 from linkops.models import Link
@@ -242,6 +243,8 @@ def run_cell(fleet: Sandbox, root: Path, key: Path, known_hosts: Path, n: int, c
     cell = Cell(n, c)
 
     def measured(name: str, run: Callable[..., dict[str, float]], *args: Any) -> None:
+        if name != "linkops-reused":  # its sessions are the pooled ones, alive on purpose
+            settle_fleet(fleet)
         before = fleet_cpu_seconds(fleet)
         sample = run(*args)
         sample["targets_cpu"] = fleet_cpu_seconds(fleet) - before
