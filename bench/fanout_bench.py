@@ -242,27 +242,36 @@ def run_cell(fleet: Sandbox, root: Path, key: Path, known_hosts: Path, n: int, c
              repeats: int) -> Cell:
     cell = Cell(n, c)
 
+    # The targets' CPU is read once their sessions have ended: sshd's per-connection work
+    # shows up in the listener's totals only then (live sessions undercount it badly). For
+    # LinkOps that is after both runs, when the server has stopped and closed its pool.
     def measured(name: str, run: Callable[..., dict[str, float]], *args: Any) -> None:
-        if name != "linkops-reused":  # its sessions are the pooled ones, alive on purpose
-            settle_fleet(fleet)
+        settle_fleet(fleet)
         before = fleet_cpu_seconds(fleet)
         sample = run(*args)
+        settle_fleet(fleet)
         sample["targets_cpu"] = fleet_cpu_seconds(fleet) - before
         cell.add(name, sample)
 
     for rep in range(repeats):
         links = fleet_links(fleet, n, prefix=f"r{rep}")
         # Fresh server per repeat: an empty pool, so the first run opens N new connections.
+        settle_fleet(fleet)
+        targets_before = fleet_cpu_seconds(fleet)
         with ServerProcess(root / f"server-{n}-{c}-{rep}", fleet) as server:
             server.seed(links, {"bench-echo": f"#!/bin/bash\n{COMMAND}\n"})
             with server.client() as http:
-                measured("linkops", linkops_run, server, http, links, c)
-                measured("linkops-reused", linkops_run, server, http, links, c)
+                cell.add("linkops", linkops_run(server, http, links, c))
+                cell.add("linkops-reused", linkops_run(server, http, links, c))
+        settle_fleet(fleet)
+        both = fleet_cpu_seconds(fleet) - targets_before
+        cell.add("linkops-both-runs", {"elapsed": 0.0, "cpu": 0.0, "targets_cpu": both})
         measured("openssh", openssh_baseline, key, known_hosts, links, c)
         for mode in ("asyncssh", "paramiko"):
             measured(mode, python_baseline, mode, key, known_hosts, links, c)
         print(f"    N={n} C={c} rep {rep + 1}/{repeats}: " + ", ".join(
-            f"{name} {samples[-1]['elapsed']:.2f}s" for name, samples in cell.samples.items()),
+            f"{name} {samples[-1]['elapsed']:.2f}s" for name, samples in cell.samples.items()
+            if name != "linkops-both-runs"),
             flush=True)
     return cell
 
@@ -280,10 +289,10 @@ def report_cell(table: Table, cell: Cell) -> None:
     table.add(f"fan-out {label} server CPU/link", f"{cpu:.1f} ms",
               ", ".join(f"{b} {cell.cpu_per_link_ms(b):.1f} ms" for b in BASELINES), "",
               "<= 4 ms", cpu <= 4.0)
-    table.add(f"fan-out {label} targets' CPU/link",
-              f"{cell.cpu_per_link_ms('linkops', 'targets_cpu'):.1f} ms",
-              ", ".join(f"{b} {cell.cpu_per_link_ms(b, 'targets_cpu'):.1f} ms"
-                        for b in BASELINES))
+    table.add(f"fan-out {label} targets' CPU/link, 2 runs",
+              f"{cell.cpu_per_link_ms('linkops-both-runs', 'targets_cpu'):.1f} ms",
+              ", ".join(f"{b} {2 * cell.cpu_per_link_ms(b, 'targets_cpu'):.1f} ms"
+                        for b in BASELINES), "fresh + reused vs 2 x fresh")
     fastest_any = min(cell.elapsed(b) for b in BASELINES)
     table.add(f"fan-out {label} reused", f"{reused:.2f}s", f"best {fastest_any:.2f}s",
               f"{fastest_any / reused:.1f}x faster", ">= 5x faster", fastest_any / reused >= 5)
