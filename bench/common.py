@@ -167,7 +167,7 @@ def settle_fleet(fleet: Sandbox, timeout: float = 15.0) -> None:
 def ssh_argv(key: Path, known_hosts: Path, port: int, user: str, host: str) -> list[str]:
     """OpenSSH client argv: no user config, BatchMode, the fleet key, our known_hosts.
 
-    The key exchange is curve25519-sha256, what paramiko and asyncssh negotiate with this sshd.
+    The key exchange is curve25519-sha256, what paramiko negotiates with this sshd.
     OpenSSH's default (sntrup761x25519) costs ~70 ms of client CPU per connection here: with
     it, OpenSSH would be a much weaker baseline than it can be.
     """
