@@ -241,19 +241,21 @@ class TerminalResult:
 
 async def terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, samples: int,
                        repeats: int, key: Path, known_hosts: Path,
-                       flood_chars: int = 1_000_000) -> TerminalResult:
+                       flood_chars: int = 1_000_000,
+                       flow_deadline: float = FLOW_PHASE_DEADLINE) -> TerminalResult:
     phase = ["start"]
     try:
         with trio.fail_after(E2E_DEADLINE):
             return await _terminal_e2e(server, fleet, big_file, samples, repeats, key,
-                                       known_hosts, flood_chars, phase)
+                                       known_hosts, flood_chars, flow_deadline, phase)
     except trio.TooSlowError:
         raise RuntimeError(f"terminal bench stuck for {E2E_DEADLINE:g} s in phase {phase[0]!r}")
 
 
 async def _terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, samples: int,
                         repeats: int, key: Path, known_hosts: Path,
-                        flood_chars: int, phase: list[str]) -> TerminalResult:
+                        flood_chars: int, flow_deadline: float,
+                        phase: list[str]) -> TerminalResult:
     hosts = sorted(fleet.hosts)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60,
                                  headers={"Authorization": f"Bearer {server.token}"}) as http:
@@ -312,7 +314,7 @@ async def _terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, s
             reader.acking = True
             phase[0] = "flood echo with flow control"
             flooded_flow: list[float] = []
-            with trio.move_on_after(FLOW_PHASE_DEADLINE) as flow_scope:
+            with trio.move_on_after(flow_deadline) as flow_scope:
                 flooded_flow = await echo_latency(reader, samples)
             if flow_scope.cancelled_caught:
                 # The socket stalled (seen with acks under a flood): report it and leave; the
