@@ -463,6 +463,19 @@ def test_large_output_flows_with_acks_and_the_other_pane_stays_live(app: WebDriv
     wait_for("pane A echo", lambda: "quiet-5" in terminal_text(app, "A"))
 
 
+def test_echo_answers_while_the_other_pane_floods(app: WebDriver) -> None:
+    """With the page's flow control on, pane A printing without end never freezes the socket:
+    pane B's echoes keep coming back while A floods."""
+    open_tab(app, "terminal")
+    type_into(app, "A", "timeout 8 cat /dev/urandom | base64; echo flood-$((1+1))-done\n")
+    for i in range(3):
+        type_into(app, "B", f"echo during-{i}-x{i}y\n")
+        wait_for(f"echo {i} while A floods",
+                 lambda i=i: f"during-{i}-x{i}y" in  # type: ignore[misc]
+                 terminal_text(app, "B").replace(f"echo during-{i}-x{i}y", ""), timeout=30)
+    wait_for("the flood to end", lambda: "flood-2-done" in terminal_text(app, "A"), timeout=60)
+
+
 def last_stty_size(driver: WebDriver, pane: str) -> tuple[int, int] | None:
     found = re.findall(r"^(\d+) (\d+)\s*$", terminal_text(driver, pane), re.MULTILINE)
     return (int(found[-1][0]), int(found[-1][1])) if found else None
