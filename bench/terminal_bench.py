@@ -194,7 +194,10 @@ class PaneReader:
         self.frames[pane] = self.frames.get(pane, 0) + 1
         self.tails[pane] = (self.tails.get(pane, "") + data)[-8192:]
         if self.acking:
-            await self.ws.send_message(json.dumps({"type": "ack", "chars": len(data)}))
+            # Shielded: the pacing loop cancels reads every 50 ms; a frame received but never
+            # acknowledged would shrink the flow window for good (and finally stall it).
+            with trio.CancelScope(shield=True):
+                await self.ws.send_message(json.dumps({"type": "ack", "chars": len(data)}))
         return pane, data
 
     async def send(self, pane: str, data: str) -> None:
@@ -317,8 +320,8 @@ async def _terminal_e2e(server: ServerProcess, fleet: Sandbox, big_file: Path, s
             with trio.move_on_after(flow_deadline) as flow_scope:
                 flooded_flow = await echo_latency(reader, samples)
             if flow_scope.cancelled_caught:
-                # The socket stalled (seen with acks under a flood): report it and leave; the
-                # server is stopped with its shells, nothing else is measured on this socket.
+                # The socket stalled (a lost ack would do it: see PaneReader.one): report it
+                # and leave; the server is stopped with its shells.
                 return TerminalResult(idle, flooded, [], rates, theirs, theirs_1k, echo_floor,
                                       flood_rate, flow_stalled=True)
             phase[0] = "stopping the flood"

@@ -77,10 +77,8 @@ async def test_terminal_latency_and_throughput_are_measured(tmp_path: Path) -> N
                 got = await terminal_bench.terminal_e2e(server, fleet, big_file, 5, 1, key,
                                                         known_hosts, flood_chars=100_000,
                                                         flow_deadline=20)
-    assert len(got.idle) == len(got.flooded) == 5
-    # The flow-control phase either measured 5 keys or reported the socket stall it can hit
-    # (a known terminal issue, see docs/performance.md) — never silently nothing.
-    assert len(got.flooded_flow) == 5 or (got.flow_stalled and not got.flooded_flow)
+    assert not got.flow_stalled
+    assert len(got.idle) == len(got.flooded) == len(got.flooded_flow) == 5
     assert all(0 < s < 5 for s in got.idle + got.flooded + got.flooded_flow)
     assert len(got.paramiko_echo) == 5 and all(0 < s < 5 for s in got.paramiko_echo)
     size = big_file.stat().st_size
