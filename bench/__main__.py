@@ -1,6 +1,8 @@
 """Runner: imports every ``bench/*_bench.py`` module and calls its ``main()``.
 
-``python -m bench [NAME ...]`` runs only the modules whose name contains one of NAMEs.
+``python -m bench [--quick] [NAME ...]`` runs only the modules whose name contains one of
+NAMEs; arguments starting with ``--`` are options the benchmarks read themselves (``--quick``:
+small sizes, one repeat — see bench/common.py).
 Exit code 1 if any benchmark raised (the others still run).
 """
 
@@ -41,4 +43,4 @@ def run(selected: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(sys.argv[1:]))
+    sys.exit(run([arg for arg in sys.argv[1:] if not arg.startswith("--")]))
