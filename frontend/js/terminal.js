@@ -206,7 +206,7 @@ function send(msg) {
 // flight and waits for acks, which we send once xterm.js has actually rendered the text. A
 // pane flooding output then cannot fill the socket buffers a quiet pane's echo would queue
 // behind. Acks are batched so they cost one small frame per ACK_BATCH characters.
-const FLOW_WINDOW = 262144;
+const FLOW_WINDOW = 65536;
 const ACK_BATCH = 16384;
 let unacked = 0;
 let ackTimer = null;
