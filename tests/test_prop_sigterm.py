@@ -1,8 +1,9 @@
 """Property 37 of SPEC §9: SIGTERM closes connections gracefully.
 
 In-process (cheap enough for 100 examples): the real signal handling of ``server.run`` with a
-real SIGTERM sent to this process while clients hold connections open. The subprocess test in
-tests/test_service_process.py does the same against a real ``linkops serve``.
+real SIGTERM sent to this process while clients hold connections open.
+tests/test_systemd_service.py does the same against a real ``linkops serve`` subprocess with an
+SSE stream and a terminal open (stream ends ``stopped``, exit 0, stop line logged).
 """
 
 from __future__ import annotations
