@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
@@ -38,27 +37,22 @@ log = logging.getLogger("linkops.server")
 SHUTDOWN_SECONDS = 8.0
 
 
-class BackgroundService(Protocol):
-    async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
-
-
 def background_services(services: Services) -> list[BackgroundService]:
-    found: list[BackgroundService] = []
-    for name in ("ssh", "inventory", "health", "operations", "terminal"):
-        service = getattr(services, name, None)
-        if service is not None and hasattr(service, "run"):
-            found.append(service)
-    return found
+    """What runs in the background nursery, each started with ``nursery.start(x.run)``."""
+    return [services.ssh, services.inventory, services.health, services.operations,
+            services.terminal]
 
 
 async def _shutdown_services(services: Services) -> None:
-    """Ask each service to wind down (stop operations, close terminals)."""
+    """Ask the services that own remote work to wind it down (operations kill their remote
+    process groups, terminals close their shells), concurrently."""
     async with trio.open_nursery() as nursery:
-        for name in ("operations", "terminal", "health", "inventory"):
-            service: Any = getattr(services, name, None)
-            shutdown: Callable[[], Awaitable[None]] | None = getattr(service, "shutdown", None)
-            if shutdown is not None:
-                nursery.start_soon(shutdown)
+        nursery.start_soon(services.operations.shutdown)
+        nursery.start_soon(services.terminal.shutdown)
+
+
+class BackgroundService(Protocol):
+    async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
 
 
 async def _first_signal(signals: Any, stop: trio.Event) -> None:

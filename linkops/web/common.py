@@ -18,7 +18,6 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar, cast
 
 from quart import current_app, g, request, websocket
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from linkops.auth import Session, User
 from linkops.errors import AuthError, ForbiddenError, ValidationError
@@ -127,10 +126,7 @@ def current_user() -> User:
 
 async def json_body() -> dict[str, Any]:
     """The request body as a JSON object, or a VALIDATION_ERROR saying what is wrong."""
-    try:
-        raw = await request.get_data(cache=True, as_text=False)
-    except RequestEntityTooLarge:
-        raise
+    raw = await request.get_data(cache=True, as_text=False)
     if not raw:
         raise ValidationError("request body must be a JSON object", code="VALIDATION_ERROR")
     try:

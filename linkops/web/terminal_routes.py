@@ -15,11 +15,11 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from quart import Blueprint, Response, jsonify, websocket
 
-from linkops.errors import LinkOpsError, UnavailableError
+from linkops.errors import LinkOpsError
 from linkops.terminal.service import TerminalService
 from linkops.terminal.socket import serve_socket
 from linkops.terminal.workspaces import parse_assignments
@@ -39,11 +39,7 @@ BASE = "/api/terminal/workspaces"
 
 
 def _terminal() -> TerminalService:
-    service = getattr(services(), "terminal", None)
-    if service is None:
-        raise UnavailableError("the terminal service is not configured",
-                               code="SERVICE_UNAVAILABLE")
-    return cast(TerminalService, service)
+    return services().terminal
 
 
 def _json(value: Any, status: int = 200) -> Response:
