@@ -12,6 +12,7 @@ MIME types are the production ones.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -178,9 +179,16 @@ def test_history_filters_and_pages(app: WebDriver, demo_service: DemoService) ->
                           json={"scripts": ["system_info"], "targets": ["vps-fra-01"]})
             assert r.status_code == 202, r.text
             ids.append(r.json()["operation_id"])
-        wait_for("the runs to finish", lambda: all(
-            http.get(f"/api/operations/{i}").json()["status"] == "success" for i in ids),
-            timeout=60, interval=0.5)
+        def finished() -> dict[str, Any] | None:
+            views = {i: http.get(f"/api/operations/{i}").json() for i in ids}
+            done = all(v["status"] not in ("queued", "running") for v in views.values())
+            return views if done else None
+
+        views = wait_for("the runs to finish", finished, timeout=90, interval=0.5)
+        failed = {i: (v["status"], v.get("error"), [(log["status"], log["error"])
+                                                    for log in v["logs"]])
+                  for i, v in views.items() if v["status"] != "success"}
+        assert not failed, failed
     open_tab(app, "operations")
     app.execute_script("window.scrollTo(0, 0)")
     app.find_element(By.ID, "ops-show-history").click()
