@@ -267,6 +267,7 @@ class ServerProcess:
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True)
         self.proc = psutil.Process(self.popen.pid)
+        self._start_pyspy()
         deadline = time.monotonic() + 60
         with httpx.Client(base_url=self.base_url, timeout=10) as http:
             while True:
@@ -335,9 +336,31 @@ class ServerProcess:
                 return int(line.split()[1]) * 1024
         return self.rss()
 
+    def _start_pyspy(self) -> None:
+        """LINKOPS_BENCH_PYSPY=DIR: sample every thread of the server with py-spy (CPU only).
+
+        Unlike cProfile this sees paramiko's reader threads and the pumps, and costs the server
+        nothing (py-spy reads its memory from outside). One ``*.txt`` (collapsed stacks, for
+        flamegraph tools or ``grep``) per server in DIR, written when the server stops.
+        """
+        out_dir = os.environ.get("LINKOPS_BENCH_PYSPY")
+        self.pyspy: subprocess.Popen[bytes] | None = None
+        if not out_dir or self.popen is None:
+            return
+        out = Path(out_dir) / f"{self.root.name}.txt"
+        pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self.pyspy = subprocess.Popen(
+            [pyspy, "record", "--pid", str(self.popen.pid), "--format", "raw",
+             "--threads", "--gil", "--rate", "250", "--output", str(out)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def stop(self) -> None:
         if self.popen is None or self.popen.poll() is not None:
             return
+        if getattr(self, "pyspy", None) is not None:
+            assert self.pyspy is not None
+            self.pyspy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            self.pyspy.wait(timeout=30)
         os.kill(self.popen.pid, signal.SIGTERM)
         try:
             self.popen.wait(timeout=20)

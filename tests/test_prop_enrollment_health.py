@@ -19,8 +19,15 @@ from hypothesis import strategies as st
 from linkops.config import HealthSettings
 from linkops.db import Database
 from linkops.models import Link
+from linkops.operations.remote import RemoteScript
 from linkops.sandbox import Sandbox, Tarpit, free_port
-from linkops.ssh.enrollment import MAX_CLIENT_ID_BYTES, EnrollmentService, verify_link
+from linkops.ssh.bridge import SshConnection
+from linkops.ssh.enrollment import (
+    MAX_CLIENT_ID_BYTES,
+    EnrollmentService,
+    evaluate,
+    verify_link,
+)
 from linkops.ssh.errors import SshKeyError
 from linkops.ssh.health import HealthMonitor
 from tests.fixtures_sandbox import SshEnv, fleet_links, insert_machines, make_ssh_env
@@ -88,6 +95,55 @@ async def test_property_11_enrolled_iff_client_id_matches(
     assert result.client_id_matches == result.enrolled
     assert result.client_id_found == (content is not None)
     assert (result.error is None) == result.enrolled
+
+
+async def _no_reconnect() -> SshConnection:
+    raise AssertionError("the gate test never reconnects")
+
+
+async def _discard(_name: str, _chunk: bytes) -> None:
+    return None
+
+
+async def _ignore_pgid(_pgid: int) -> None:
+    return None
+
+
+@PROPERTY
+@given(data=st.data(), expected=client_ids)
+async def test_property_11_operation_gate_agrees(
+        prop_env: SshEnv, tmp_path: Path, data: st.DataObject, expected: str) -> None:
+    """Property 11, as operations apply it: the client-ID report that rides on the script's
+    own channel decides exactly as the verification does, and a script whose host does not
+    match never starts (its canary file is never created)."""
+    content = data.draw(file_contents(expected))
+    prop_env.fleet.write_client_id("prv-01", content)
+    base = prop_env.links["prv-01"]
+    link = attrs.evolve(base, enrollment=attrs.evolve(base.enrollment, clientId=expected))
+    canary = tmp_path / f"canary-{next(_counter)}"
+    manager = prop_env.manager()
+    try:
+        with trio.fail_after(30):
+            conn = await manager.connect(link, prop_env.links)
+            remote = RemoteScript(conn, _no_reconnect, 'touch "$1"\n', (str(canary),),
+                                  sink=_discard, on_pgid=_ignore_pgid,
+                                  client_id_path=link.enrollment.clientIdPath)
+            report = await remote.open(10)
+            assert report is not None
+            result = evaluate(link, report.exit_code, report.content, report.message, "now")
+            if result.enrolled:
+                outcome = await remote.run(10)
+                assert outcome.exit_code == 0
+            else:
+                await remote.aclose()
+                # The wrapper got EOF instead of LINKOPS_GO: it exits without running anything.
+                await conn.run("sleep 0.05", timeout=10)
+            await conn.aclose()
+    finally:
+        await manager.aclose()
+    assert result.enrolled == matches(content, expected), (content, result)
+    assert result.client_id_found == (content is not None)
+    assert canary.exists() == result.enrolled
 
 
 FAILURES = ["missing", "unreadable", "mismatch", "host_key", "auth", "key", "connect",

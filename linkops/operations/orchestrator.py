@@ -5,7 +5,7 @@ Shape::
     OperationRun.run()                 cancel_scope  ← stop() / service shutdown
       └─ nursery
            ├─ host task (target 1)     async with limiter:  (at most `concurrency` hosts)
-           │     connect → re-check the client ID → script 1 → script 2 → …
+           │     connect → script 1 (its channel re-checks the client ID first) → script 2 → …
            └─ host task (target N)     a failing script skips the rest on that host
 
 Per script a :class:`~linkops.operations.remote.RemoteScript` runs under its own deadline
@@ -43,7 +43,7 @@ from linkops.operations.remote import RemoteScript
 from linkops.operations.status import operation_outcome, result_counts
 from linkops.operations.validate import Plan, PlannedScript
 from linkops.ssh.bridge import SshConnection, SshManager
-from linkops.ssh.enrollment import check_client_id
+from linkops.ssh.enrollment import evaluate
 from linkops.ssh.machines import store_enrollment
 from linkops.timeutil import now_iso
 
@@ -174,32 +174,45 @@ class OperationRun:
                     "operation": self.id, "target": target.id, "error": exc.message}})
                 await self._fail_remaining(target, 0, f"{exc.code}: {exc.message}")
                 return
-            if self.plan.require_enrollment or target.enrollment.required:
-                problem = await self._check_client_id(conn, target)
-                if problem is not None:
-                    await self._fail_remaining(target, 0, problem)
-                    return
+            check = self.plan.require_enrollment or target.enrollment.required
             for position, script in enumerate(self.plan.scripts):
-                status = await self._script(conn, target, position, script)
+                status = await self._script(conn, target, position, script,
+                                            check_identity=check and position == 0)
                 if status != "success":
-                    await self._skip(target, range(position + 1, len(self.plan.scripts)),
-                                     f"skipped: {script.id} ended {status}")
+                    if status is not None:
+                        await self._skip(target, range(position + 1, len(self.plan.scripts)),
+                                         f"skipped: {script.id} ended {status}")
                     return
 
-    async def _check_client_id(self, conn: SshConnection, target: Link) -> str | None:
-        """Read the client ID over this very connection; None when it matches.
+    async def _open(self, remote: RemoteScript, target: Link, position: int) -> bool:
+        """Open the script's channel and, when asked, check the client ID on it.
 
-        A mismatch is also stored on the link (it is no longer enrolled).
+        The check rides on the script's own channel (see operations/remote.py): the host
+        reports its client ID file and the script starts only after it matched. False when
+        the task cannot start (recorded as failed, the rest of the host skipped).
         """
         try:
-            result = await check_client_id(conn, target, CLIENT_ID_TIMEOUT)
+            report = await remote.open(CLIENT_ID_TIMEOUT)
         except LinkOpsError as exc:
-            return f"CLIENT_ID_MISMATCH: cannot read the client ID: {exc.message}"
+            await remote.aclose()
+            prefix = "CLIENT_ID_MISMATCH: cannot read the client ID: " \
+                if remote.client_id_path is not None else f"{exc.code}: "
+            await self._fail_remaining(target, position, prefix + exc.message)
+            return False
+        except BaseException:
+            await remote.aclose()
+            raise
+        if report is None:
+            return True
+        result = evaluate(target, report.exit_code, report.content, report.message, now_iso())
         if result.enrolled:
-            return None
-        await self.db.write(lambda c: store_enrollment(c, target.id, False, result.verified_at,
-                                                       result.error))
-        return f"CLIENT_ID_MISMATCH: {result.error}"
+            return True
+        await remote.aclose()
+        with trio.CancelScope(shield=True):
+            await self.db.write(lambda c: store_enrollment(c, target.id, False,
+                                                           result.verified_at, result.error))
+        await self._fail_remaining(target, position, f"CLIENT_ID_MISMATCH: {result.error}")
+        return False
 
     # -- one script ------------------------------------------------------------------------
 
@@ -207,15 +220,10 @@ class OperationRun:
         return {"target": target.id, "script": script.id, "position": position}
 
     async def _script(self, conn: SshConnection, target: Link, position: int,
-                      script: PlannedScript) -> str:
+                      script: PlannedScript, *, check_identity: bool = False) -> str | None:
+        """Run one script on the host; its final status, None when it could not start."""
         base = self._base(target, position, script)
-        started_at = now_iso()
-        t0 = time.monotonic()
-        await self.db.write(store.task_started(self.id, target.id, position, started_at))
-        self.statuses[target.id][position] = "running"
-        self.hub.publish("task_start", {**base, "started": started_at, "name": script.name})
         output = TaskOutput(self.settings.operations.output_buffer_size)
-        self.live[(target.id, position)] = output
 
         async def sink(stream: str, chunk: bytes) -> None:
             text = output.feed(stream, chunk)
@@ -225,8 +233,22 @@ class OperationRun:
         async def on_pgid(pgid: int) -> None:
             await self.db.write(store.task_pgid(self.id, target.id, position, pgid))
 
-        remote = RemoteScript(conn, lambda: self._connect(target), script.content, script.args,
-                              sink=sink, on_pgid=on_pgid)
+        remote = RemoteScript(
+            conn, lambda: self._connect(target), script.content, script.args, sink=sink,
+            on_pgid=on_pgid,
+            client_id_path=target.enrollment.clientIdPath if check_identity else None)
+        if not await self._open(remote, target, position):
+            return None
+        try:
+            started_at = now_iso()
+            t0 = time.monotonic()
+            await self.db.write(store.task_started(self.id, target.id, position, started_at))
+        except BaseException:
+            await remote.aclose()
+            raise
+        self.statuses[target.id][position] = "running"
+        self.hub.publish("task_start", {**base, "started": started_at, "name": script.name})
+        self.live[(target.id, position)] = output
         status: str | None = None
         error: str | None = None
         try:

@@ -1,20 +1,27 @@
 """How one script is started on a host, streamed, and — when stopped or timed out — killed.
 
-*Launch* (decision): one exec channel runs ``exec bash -c WRAPPER linkops-op ARG…`` (every
-argument through :func:`shlex.quote`, so a flag value is one literal argument and can never
-inject shell). The script text is sent on the channel's stdin, then EOF. The wrapper:
+*Launch* (decision): **one** exec channel per script runs ``exec bash -c WRAPPER linkops-op
+ID_PATH ARG…`` (every argument through :func:`shlex.quote`, so a flag value is one literal
+argument and can never inject shell). The wrapper:
 
-1. ``cat``\\ s stdin into a private temp file (``umask 077``, ``mktemp``), opens it on fd 3 and
-   deletes it at once — nothing is left behind even if everything is killed;
-2. runs ``setsid -w bash -c 'echo "LINKOPS_PGID $$"; bash /dev/fd/3 "$@"; …'`` with stdin
-   ``/dev/null``: the script runs under **bash** (never its shebang's interpreter), in a new
-   session and process group whose id the group leader prints as the first stdout line, and
-   its own stdin is not the script;
-3. when the script exits, the group leader sends ``SIGTERM`` to what is left of the group
-   (it ignores that signal itself) and exits with the script's status. Decision: a script's
-   background jobs end with it — otherwise one that keeps stdout open would hold the task
-   until its timeout. A script that must leave a daemon behind detaches it on purpose
-   (``systemd-run``, ``setsid``).
+1. makes sure it leads its own process group: sshd starts every session with ``setsid()``, so
+   the wrapper's PID is its group's ID; if not (another SSH server), it re-executes itself
+   under ``setsid``;
+2. when ``ID_PATH`` is not empty, prints the enrollment file as hex between
+   ``LINKOPS_ID`` / ``LINKOPS_ID_END <status>`` lines (``od``: at most 513 bytes, any bytes,
+   errors such as "No such file" in place of the hex) — the client-ID check rides on the
+   script's own channel instead of costing a second session (see docs/performance.md);
+3. waits for ``LINKOPS_GO`` on stdin. The server sends it, followed by the script text and
+   EOF, only once the client ID matched; on a mismatch it sends EOF alone and the wrapper
+   exits 125 having run nothing;
+4. prints ``LINKOPS_PGID <pid>`` and runs the rest of stdin — the script — as
+   ``bash /dev/fd/3 "$@"`` with stdin ``/dev/null``: under **bash** (never its shebang's
+   interpreter), the script's own stdin is not the script, and no temp file is written;
+5. when the script exits, sends ``SIGTERM`` to what is left of the group (ignoring that
+   signal itself) and exits with the script's status. Decision: a script's background jobs
+   end with it — otherwise one that keeps stdout open would hold the task until its timeout.
+   A script that must leave a daemon behind detaches it on purpose (``systemd-run``,
+   ``setsid``).
 
 *Kill*: a second exec (on the same connection, or a fresh one if that is gone) sends
 ``SIGTERM`` to the whole group, waits up to :data:`KILL_GRACE` seconds for it to go, then
@@ -34,7 +41,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 import trio
 
-from linkops.errors import LinkOpsError
+from linkops.errors import ExecutionTimeoutError, LinkOpsError
 from linkops.ssh.bridge import ExecStream, SshConnection
 from linkops.ssh.errors import SshError
 
@@ -45,21 +52,74 @@ PGID_LINE_MAX = 64
 PGID_WAIT = 3.0
 CLEANUP_DEADLINE = KILL_GRACE + 6.0
 
-WRAPPER = r"""umask 077
-f=$(mktemp "${TMPDIR:-/tmp}/linkops-op.XXXXXXXXXX") ||
-  { echo "linkops: mktemp failed" >&2; exit 125; }
-if ! cat > "$f"; then rm -f "$f"; echo "linkops: cannot store the script" >&2; exit 125; fi
-exec 3<"$f"
-rm -f "$f"
-setsid -w bash -c 'echo "LINKOPS_PGID $$"; bash /dev/fd/3 "$@"; rc=$?
-trap "" TERM; kill -TERM -- -$$ 2>/dev/null; exit $rc' linkops-op "$@" </dev/null
+WRAPPER = r"""read -r _ _ _ _ pg _ 2>/dev/null </proc/$$/stat
+if [ "$pg" != "$$" ]; then
+  [ -z "$LINKOPS_SETSID" ] ||
+    { echo "linkops: cannot lead a process group" >&2; exit 125; }
+  LINKOPS_SETSID=1 exec setsid -w bash -c "$BASH_EXECUTION_STRING" "$0" "$@"
+fi
+if [ -n "$1" ]; then
+  echo LINKOPS_ID
+  LC_ALL=C od -An -v -tx1 -N 513 -- "$1" 2>&1
+  echo "LINKOPS_ID_END $?"
+fi
+shift
+IFS= read -r go && [ "$go" = LINKOPS_GO ] || exit 125
+echo "LINKOPS_PGID $$"
+bash /dev/fd/3 "$@" 3<&0 </dev/null
+rc=$?
+trap "" TERM; kill -TERM -- -$$ 2>/dev/null; exit $rc
 """
+GO = b"LINKOPS_GO\n"
+ID_BEGIN = b"LINKOPS_ID\n"
+ID_END = b"LINKOPS_ID_END "
+# The identity report is ~1.6 KB of hex (513 bytes) or one error line; more is not ours.
+ID_REPORT_MAX = 8192
 
 
-def script_command(args: tuple[str, ...] | list[str]) -> str:
+def script_command(args: tuple[str, ...] | list[str], client_id_path: str | None = None) -> str:
     """The remote command line for one script run (see the module docstring)."""
-    quoted = " ".join(shlex.quote(a) for a in args)
-    return f"exec bash -c {shlex.quote(WRAPPER)} linkops-op {quoted}".rstrip()
+    quoted = " ".join(shlex.quote(a) for a in (client_id_path or "", *args))
+    return f"exec bash -c {shlex.quote(WRAPPER)} linkops-op {quoted}"
+
+
+@attrs.frozen
+class IdentityReport:
+    """What the host said about its client ID file, shaped like a command's result.
+
+    ``exit_code`` 0: ``content`` holds the file's first bytes (at most 513); otherwise
+    ``message`` says why it could not be read (``od``'s error, or the wrapper's).
+    """
+
+    exit_code: int
+    content: bytes
+    message: bytes
+
+
+def parse_identity(report: bytes) -> IdentityReport | None:
+    """The ``LINKOPS_ID`` block at the start of stdout; None while it is incomplete.
+
+    *Errors*: ValueError when the block is malformed (not produced by our wrapper).
+    """
+    if not report.startswith(ID_BEGIN[:len(report)]):
+        raise ValueError("the host did not start with the client ID report")
+    end = report.find(b"\n" + ID_END)
+    if end < 0:
+        return None
+    status_line, sep, _ = report[end + 1 + len(ID_END):].partition(b"\n")
+    if not sep:
+        return None
+    code = int(status_line)
+    body = report[len(ID_BEGIN):end + 1]
+    if code != 0:
+        return IdentityReport(code, b"", body)
+    return IdentityReport(0, bytes.fromhex(body.decode("ascii")), b"")
+
+
+def identity_length(report: bytes) -> int:
+    """How many bytes of ``report`` the (complete) identity block takes."""
+    end = report.index(b"\n" + ID_END)
+    return report.index(b"\n", end + 1) + 1
 
 
 def kill_command(pgid: int, grace: float = KILL_GRACE) -> str:
@@ -133,36 +193,92 @@ OutputSink = Callable[[str, bytes], Awaitable[None]]
 class RemoteScript:
     """One run of one script on one connection (see the module docstring).
 
-    ``sink(stream, chunk)`` receives raw output bytes as they arrive (stdout minus the PGID
-    line); ``on_pgid(pgid)`` is awaited once the process group is known.
+    ``sink(stream, chunk)`` receives raw output bytes as they arrive (stdout minus the
+    wrapper's lines); ``on_pgid(pgid)`` is awaited once the process group is known.
+    With ``client_id_path``, call :meth:`open` first and decide on its report: then
+    :meth:`run` (the script starts) or :meth:`aclose` (nothing runs).
     """
 
     def __init__(self, conn: SshConnection, reconnect: Callable[[], Awaitable[SshConnection]],
                  content: str, args: tuple[str, ...], *, sink: OutputSink,
-                 on_pgid: Callable[[int], Awaitable[None]]) -> None:
+                 on_pgid: Callable[[int], Awaitable[None]],
+                 client_id_path: str | None = None) -> None:
         self.conn = conn
         self.reconnect = reconnect
         self.content = content.encode("utf-8")
         self.args = args
         self.sink = sink
         self.on_pgid = on_pgid
+        self.client_id_path = client_id_path
         self.outcome = RunOutcome()
+        self._stream: ExecStream | None = None
         self._head = b""
         self._pgid_done = False
         self._pgid_seen = trio.Event()
 
+    async def open(self, identity_timeout: float = 15.0) -> IdentityReport | None:
+        """Open the channel; with ``client_id_path``, the host's report on its client ID.
+
+        Nothing has run yet when this returns. *Errors*: :class:`SshError` when the channel
+        cannot be opened or the connection dies; :class:`ExecutionTimeoutError` when the
+        report does not arrive within ``identity_timeout`` seconds; :class:`SshError`
+        (reason ``closed``) when the host sent something that is not a report.
+        """
+        self._stream = await self.conn.open_exec(script_command(self.args,
+                                                                self.client_id_path))
+        if self.client_id_path is None:
+            return None
+        report = b""
+        errors = b""
+        with trio.move_on_after(identity_timeout) as scope:
+            while (item := await self._stream.receive()) is not None:
+                name, chunk = item
+                if name == "stderr":
+                    errors = (errors + chunk)[-ID_REPORT_MAX:]
+                    continue
+                report += chunk
+                try:
+                    parsed = parse_identity(report)
+                    if parsed is None and len(report) > ID_REPORT_MAX:
+                        raise ValueError("too long")
+                except ValueError:
+                    raise SshError("the host's client ID report is not one LinkOps wrote: "
+                                   f"{report[:80]!r}", reason="closed") from None
+                if parsed is not None:
+                    self._head = report[identity_length(report):]
+                    return parsed
+            # The wrapper ended before reporting (no bash, no setsid…): say what it said.
+            code = await self._stream.wait_exit()
+            return IdentityReport(code if code != 0 else 125, b"",
+                                  errors or b"the wrapper ended without a report")
+        assert scope.cancelled_caught
+        raise ExecutionTimeoutError(f"no client ID report within {identity_timeout:g} s")
+
+    async def aclose(self) -> None:
+        """Close the channel; a script that was not started never runs (stdin EOF)."""
+        if self._stream is not None:
+            with trio.CancelScope(shield=True):
+                await self._stream.aclose()
+
     async def run(self, timeout: float) -> RunOutcome:  # noqa: ASYNC109 - the contract
-        """Run to completion, or until ``timeout`` seconds (then kill: ``timed_out``).
+        """Start the script and run it to completion, or until ``timeout`` seconds (then
+        kill: ``timed_out``). Opens the channel first unless :meth:`open` did.
 
         *Cancellation*: on Cancelled the remote group is killed (shielded, bounded) and
         Cancelled propagates; ``outcome`` says whether the kill was confirmed.
         *Errors*: :class:`SshError` when the channel cannot be opened or the connection dies.
         """
-        stream = await self.conn.open_exec(script_command(self.args))
+        if self._stream is None:
+            await self.open()
+        stream = self._stream
+        assert stream is not None
         try:
             with trio.move_on_after(timeout) as deadline:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._feed, stream)
+                    if self._head:
+                        head, self._head = self._head, b""
+                        await self._handle("stdout", head)
                     while (item := await stream.receive()) is not None:
                         await self._handle(*item)
                     self.outcome.exit_code = await stream.wait_exit()
@@ -176,13 +292,12 @@ class RemoteScript:
                 await self._cleanup(stream)
             raise
         finally:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
+            await self.aclose()
         return self.outcome
 
     async def _feed(self, stream: ExecStream) -> None:
         try:
-            await stream.send_stdin(self.content)
+            await stream.send_stdin(GO + self.content)
             await stream.close_stdin()
         except SshError:
             pass  # the wrapper ended early; its exit code and stderr say why
