@@ -208,7 +208,10 @@ async def test_streams_leave_no_descriptors_or_threads_behind(ssh_env: SshEnv) -
             stream = await conn.open_exec("yes" if i % 2 else "echo done")
             await stream.receive()
             await stream.aclose()  # half of them closed while the pump is mid-flood
-        while _manager.stream_limiter.borrowed_tokens or threading.active_count() > threads:
+        # Channels close in worker threads (fire-and-forget): wait for them, within the
+        # deadline above.
+        while (_manager.stream_limiter.borrowed_tokens or threading.active_count() > threads
+               or _fds() > fds):
             await trio.sleep(0.05)
     assert _fds() <= fds
     await conn.aclose()

@@ -297,8 +297,7 @@ class RemoteScript:
 
     async def _feed(self, stream: ExecStream) -> None:
         try:
-            await stream.send_stdin(GO + self.content)
-            await stream.close_stdin()
+            await stream.send_stdin(GO + self.content, eof=True)
         except SshError:
             pass  # the wrapper ended early; its exit code and stderr say why
 

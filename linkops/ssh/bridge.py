@@ -2,8 +2,8 @@
 
 Owns the SSH thread limiter (``[ssh] max_threads``, for short blocking calls: connect, open a
 channel, write, resize, close; paramiko never uses Trio's default 40-thread limiter, which the
-database and everything else share), the stream limiter (one long-lived pump thread per open
-stream, :data:`MAX_STREAMS`), the process-wide
+database and everything else share), the stream limiter (open streams, :data:`MAX_STREAMS`:
+each holds a channel and a poll pipe), the process-wide
 :class:`~linkops.ssh.known_hosts.KnownHosts`, and a small pool of authenticated connections.
 
 Public surface::
@@ -282,9 +282,7 @@ async def _start_or_close(stream: ExecStream | ShellStream) -> None:
 
 async def _feed_stdin(stream: ExecStream, data: bytes | None) -> None:
     try:
-        if data:
-            await stream.send_stdin(data)
-        await stream.close_stdin()
+        await stream.send_stdin(data or b"", eof=True)
     except SshError:
         pass  # the command ended before reading everything; its exit code tells the story
 

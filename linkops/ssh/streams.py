@@ -1,26 +1,31 @@
 """Streaming channels: remote commands (:class:`ExecStream`) and PTY shells (:class:`ShellStream`).
 
-Each open stream owns one paramiko channel and one *pump thread* that reads stdout and stderr
-concurrently (one ``select`` on the channel covers both windows, so paramiko never deadlocks
-on a full stderr window while we wait on stdout) and hands chunks to Trio through a bounded
-memory channel with ``trio.from_thread.run(send.send, chunk)``: a slow reader slows the pump,
-the pump stops draining the SSH window, and the remote writer blocks (end-to-end backpressure).
+*Reading* happens on the Trio thread, without a thread per stream: paramiko's transport
+thread files incoming data into the channel's buffers and marks the channel's poll pipe
+(``Channel.fileno()``) readable; :meth:`receive` waits for that pipe with
+``trio.lowlevel.wait_readable`` and takes what is buffered (stdout and stderr in turn, so
+paramiko never deadlocks on a full stderr window while we wait on stdout), without blocking
+(:func:`~linkops.ssh.client.read_nowait`). The channel's window is only re-opened as we read:
+a slow reader stops draining the SSH window, and the remote writer blocks (end-to-end
+backpressure). The WINDOW_ADJUST that reading makes due is sent by a worker thread (sending
+can wait for a key re-exchange). Measured (docs/performance.md): one wake-up per chunk
+instead of a pump thread's select + a thread → Trio round trip per chunk.
 
-Pump threads live as long as their stream, so they count against the manager's *stream*
-limiter (``acquire_on_behalf_of`` on open, released when the thread ends), not against the
-limiter for short blocking calls (connect, write, resize): a hundred open terminals must not
-starve new connections. The pump alone touches the channel's poll pipe and closes the channel
-when it ends, so ``aclose`` never races a ``select`` on a closed descriptor.
+*Writing* (stdin, keystrokes, resize) and closing block in paramiko and run in worker threads
+under the manager's SSH limiter. The exit status is signalled by a hook on the transport
+thread (:data:`~linkops.ssh.client.STATUS_HOOK_ATTR`).
+
+Open streams count against the manager's *stream* limiter (acquired on open, released on
+close): each holds a channel and two pipe descriptors.
 
 *Cancellation*: every ``await`` here is a checkpoint. Cancelling :meth:`ExecStream.receive`
-loses no data (the chunk stays in the memory channel). :meth:`aclose` is safe to call from a
-cancelled scope; it closes the receive side (which wakes a pump blocked on backpressure) and
-the SSH channel.
+loses no data (nothing is taken from the channel after the last checkpoint). :meth:`aclose`
+is safe to call from a cancelled scope; it wakes a task blocked in :meth:`receive` (which then
+returns the end of the stream) and closes the SSH channel from a worker thread.
 
-*Resource handling*: always ``aclose`` a stream (or use ``async with``); a stream that is
-dropped while its pump is blocked on a full buffer keeps its thread until the connection dies.
-Closing a channel does **not** kill a remote process that has no PTY: callers that must stop a
-command (operations) run it under ``setsid`` and kill the process group with a second exec.
+*Resource handling*: always ``aclose`` a stream (or use ``async with``). Closing a channel does
+**not** kill a remote process that has no PTY: callers that must stop a command (operations)
+run it in its own process group and kill the group with a second exec.
 
 *Errors*: :class:`~linkops.ssh.errors.SshError` (reason ``closed``) when the connection was
 lost before the command reported its exit status.
@@ -28,30 +33,28 @@ lost before the command reported its exit status.
 
 from __future__ import annotations
 
-import select
-import threading
+from functools import partial
 from types import TracebackType
 from typing import Final
 
 import paramiko
 import trio
 
-from linkops.ssh.client import EXIT_SIGNAL_ATTR
+from linkops.ssh.client import EXIT_SIGNAL_ATTR, STATUS_HOOK_ATTR, read_nowait, send_message
 from linkops.ssh.errors import SshError
 
 # The most one read takes from paramiko's channel buffer (it returns what is there, never
-# waits for more): under load one hand-off to Trio carries everything that arrived meanwhile,
-# instead of one 32 KiB packet per thread round trip (which capped a stream at ~20 MB/s when
-# the Trio thread was busy; see docs/performance.md).
+# waits for more): under load one wake-up carries everything that arrived meanwhile.
 CHUNK: Final = 262144
+# Upper bound on a wait for the poll pipe or the exit status: paramiko's two-buffer poll pipe
+# can miss a wake-up in a rare race (stderr fed while stdout is cleared), and a dead transport
+# unlinks channels without a hook; both are noticed at this period.
 POLL_SECONDS: Final = 0.25
-BUFFERED_CHUNKS: Final = 16
 # Exit code reported when the channel closed without an exit status or signal (e.g. we closed
 # it first). A command killed by signal N reports 128 + N (see linkops.ssh.client).
 NO_EXIT_STATUS: Final = -1
 
-_STOP_PUMP = (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError,
-              trio.Cancelled)
+_STREAMS = ("stdout", "stderr")
 
 
 def _close_quietly(chan: paramiko.Channel) -> None:
@@ -61,159 +64,157 @@ def _close_quietly(chan: paramiko.Channel) -> None:
         pass  # the transport is already gone; so is the channel
 
 
-class _ChannelPump:
-    """The shared machinery of both stream kinds (one channel, one pump thread)."""
+class _ChannelStream:
+    """The shared machinery of both stream kinds (one channel, read on the Trio thread)."""
 
     def __init__(self, chan: paramiko.Channel, limiter: trio.CapacityLimiter,
-                 pump_limiter: trio.CapacityLimiter, label: str) -> None:
+                 stream_limiter: trio.CapacityLimiter, label: str) -> None:
         self._chan = chan
         self._limiter = limiter
-        self._pump_limiter = pump_limiter
-        self._pump_exited = threading.Event()
+        self._stream_limiter = stream_limiter
         self._label = label
         self._token = trio.lowlevel.current_trio_token()
-        self._send, self._recv = trio.open_memory_channel[tuple[str, bytes]](BUFFERED_CHUNKS)
-        self._done = trio.Event()
-        self._exit_code: int | None = None
-        self._error: SshError | None = None
-        self._stopping = threading.Event()
+        self._fd = chan.fileno()
+        self._next = 0  # which stream to read first: stdout and stderr take turns
+        self._ended = [False, False]
+        self._status = trio.Event()
         self._closed = False
+        self._close_sent = trio.Event()
         self._started = False
+        setattr(chan, STATUS_HOOK_ATTR, self._status_arrived)
 
     async def start(self) -> None:
-        await self._pump_limiter.acquire_on_behalf_of(self)
+        await self._stream_limiter.acquire_on_behalf_of(self)
         self._started = True
-        trio.lowlevel.start_thread_soon(self._pump, lambda _outcome: None,
-                                        name=f"linkops-ssh-pump {self._label}")
 
-    # -- worker thread ---------------------------------------------------------------------
-
-    def _deliver(self, name: str, data: bytes) -> bool:
+    def _status_arrived(self) -> None:  # transport thread
         try:
-            trio.from_thread.run(self._send.send, (name, data), trio_token=self._token)
-        except _STOP_PUMP:
-            return False
-        return True
+            self._token.run_sync_soon(self._status.set)
+        except trio.RunFinishedError:
+            pass
 
-    def _pump(self) -> None:
-        chan = self._chan
-        code: int | None = None
-        error: SshError | None = None
-        try:
-            while not self._stopping.is_set():
-                got = False
-                if chan.recv_ready():
-                    data = chan.recv(CHUNK)
-                    if data:
-                        got = True
-                        if not self._deliver("stdout", data):
-                            break
-                if chan.recv_stderr_ready():
-                    data = chan.recv_stderr(CHUNK)
-                    if data:
-                        got = True
-                        if not self._deliver("stderr", data):
-                            break
-                if got:
-                    continue
-                if chan.eof_received or chan.closed:
-                    if not (chan.recv_ready() or chan.recv_stderr_ready()):
-                        break
-                    continue
-                select.select([chan], [], [], POLL_SECONDS)
-            while not self._stopping.is_set() and not chan.status_event.wait(POLL_SECONDS):
-                pass
-            if chan.exit_status_ready() and chan.exit_status != NO_EXIT_STATUS:
-                code = chan.exit_status
-            elif self._stopping.is_set():
-                code = NO_EXIT_STATUS
-            else:
-                transport = chan.get_transport()
-                if transport is None or not transport.is_active():
-                    error = SshError(f"connection to {self._label} was lost while the command "
-                                     "was running", reason="closed",
-                                     details={"target": self._label})
-                else:
-                    code = NO_EXIT_STATUS
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            error = SshError(f"connection to {self._label} failed: {exc}", reason="closed",
-                             details={"target": self._label})
-        finally:
-            self._pump_exited.set()
-            _close_quietly(chan)
-            try:
-                self._token.run_sync_soon(self._finish, code, error)
-            except trio.RunFinishedError:
-                pass
+    # -- reading (Trio thread) -------------------------------------------------------------
 
-    # -- trio thread -----------------------------------------------------------------------
-
-    def _finish(self, code: int | None, error: SshError | None) -> None:
-        self._exit_code = code
-        self._error = error
-        self._send.close()
-        self._done.set()
-        self._pump_limiter.release_on_behalf_of(self)
+    def _take(self) -> tuple[str, bytes] | None:
+        """One buffered chunk, or None; marks streams that ended."""
+        for turn in (self._next, 1 - self._next):
+            if self._ended[turn]:
+                continue
+            data, ack = read_nowait(self._chan, turn == 1, CHUNK)
+            if ack is not None:
+                trio.lowlevel.start_thread_soon(partial(send_message, self._chan, ack),
+                                                lambda _outcome: None)
+            if data is None:
+                continue
+            if not data:
+                self._ended[turn] = True
+                continue
+            self._next = 1 - turn
+            return _STREAMS[turn], data
+        return None
 
     async def _receive(self) -> tuple[str, bytes] | None:
-        try:
-            return await self._recv.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            return None
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._closed:
+            item = self._take()
+            if item is not None:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return item
+            if all(self._ended):
+                break
+            try:
+                with trio.move_on_after(POLL_SECONDS):
+                    await trio.lowlevel.wait_readable(self._fd)
+            except (trio.ClosedResourceError, OSError):
+                break  # aclose() closed the poll pipe under us
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return None
 
-    async def _send_input(self, data: bytes) -> None:
+    # -- writing and closing (worker threads) ----------------------------------------------
+
+    async def _send_input(self, data: bytes, *, eof: bool = False) -> None:
+        chan = self._chan
+
+        def work() -> None:
+            if data:
+                chan.sendall(data)
+            if eof:
+                chan.shutdown_write()
+
         try:
-            await trio.to_thread.run_sync(self._chan.sendall, data, limiter=self._limiter,
-                                          abandon_on_cancel=True)
+            await trio.to_thread.run_sync(work, limiter=self._limiter, abandon_on_cancel=True)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise SshError(f"cannot write to {self._label}: {exc}", reason="closed",
                            details={"target": self._label})
 
     async def _wait(self) -> int:
-        await self._done.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._exit_code is not None
-        return self._exit_code
+        chan = self._chan
+        while not chan.status_event.is_set() and not self._closed:
+            with trio.move_on_after(POLL_SECONDS):
+                await self._status.wait()
+            if not chan.status_event.is_set():
+                transport = chan.get_transport()
+                if transport is None or not transport.is_active():
+                    break
+        if self._closed:
+            await self._close_sent.wait()
+        if chan.exit_status_ready() and chan.exit_status != NO_EXIT_STATUS:
+            return int(chan.exit_status)
+        if self._closed:
+            return NO_EXIT_STATUS
+        transport = chan.get_transport()
+        if transport is None or not transport.is_active():
+            raise SshError(f"connection to {self._label} was lost while the command was "
+                           "running", reason="closed", details={"target": self._label})
+        return NO_EXIT_STATUS
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._stopping.set()
-        self._recv.close()  # wakes a pump blocked on backpressure (BrokenResourceError)
-        if self._pump_exited.is_set() or not self._started:
-            # No pump will close it. Sending CHANNEL_CLOSE may wait for the transport lock:
-            # off the trio thread, fire-and-forget, so aclose works in cancelled scopes.
-            chan = self._chan
-            trio.lowlevel.start_thread_soon(lambda: _close_quietly(chan), lambda _outcome: None)
-        # Otherwise the pump sees the stop flag within POLL_SECONDS and closes the channel.
+        # Wake a task blocked on the poll pipe before the channel closes its descriptors.
+        trio.lowlevel.notify_closing(self._fd)
+        chan = self._chan
+        token = self._token
+        done = self._close_sent
+
+        def closed(_outcome: object) -> None:  # worker thread
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:
+                pass
+
+        # Sending CHANNEL_CLOSE may wait for the transport lock: off the Trio thread,
+        # fire-and-forget, so aclose works in cancelled scopes (wait_exit() waits for it).
+        trio.lowlevel.start_thread_soon(lambda: _close_quietly(chan), closed)
+        if self._started:
+            self._stream_limiter.release_on_behalf_of(self)
         await trio.lowlevel.checkpoint()
 
 
-class ExecStream(_ChannelPump):
+class ExecStream(_ChannelStream):
     """A running remote command. Read with :meth:`receive` until it returns ``None``."""
 
     async def receive(self) -> tuple[str, bytes] | None:
         """The next ``("stdout" | "stderr", chunk)``; ``None`` at EOF (both streams ended)."""
         return await self._receive()
 
-    async def send_stdin(self, data: bytes) -> None:
-        """Write to the command's stdin (blocks while the remote window is full)."""
-        await self._send_input(data)
+    async def send_stdin(self, data: bytes, *, eof: bool = False) -> None:
+        """Write to the command's stdin (blocks while the remote window is full); with
+        ``eof``, then send EOF (one worker-thread hop for both)."""
+        await self._send_input(data, eof=eof)
 
     async def close_stdin(self) -> None:
         """Send EOF on stdin."""
-        await trio.to_thread.run_sync(self._chan.shutdown_write, limiter=self._limiter,
-                                      abandon_on_cancel=True)
+        await self._send_input(b"", eof=True)
 
     async def wait_exit(self) -> int:
         """The exit code, once the output was read and the command ended.
 
         A command killed by a signal reports ``128 + signal number`` (143 for SIGTERM, as
         ``$?`` in a shell; :attr:`exit_signal` names it); ``-1`` means the channel closed
-        without either (e.g. closed by us). Read the output first (until ``None``): the pump
-        does not drop output, so an unread buffer keeps the command from finishing.
+        without either (e.g. closed by us). Read the output first (until ``None``): unread
+        output keeps the SSH window shut, so the command cannot finish.
 
         *Errors*: :class:`SshError` (reason ``closed``) when the connection died first.
         """
@@ -233,7 +234,7 @@ class ExecStream(_ChannelPump):
         await self.aclose()
 
 
-class ShellStream(_ChannelPump):
+class ShellStream(_ChannelStream):
     """An interactive PTY shell (stderr is merged into the PTY by the server)."""
 
     async def receive_some(self) -> bytes:
