@@ -1,13 +1,17 @@
 """SQLite storage: schema migrations, one writer, a few readers, all off the Trio thread.
 
-*Concurrency*: SQLite allows one writer at a time. Writes go through :meth:`Database.write`,
-which holds a :class:`trio.Lock` and runs the function in a worker thread inside one
-``BEGIN IMMEDIATE`` transaction that is committed before ``write`` returns (so whatever the
-caller reports as done is on disk). Reads use a small pool of separate connections; WAL lets
-them run while a write is in progress.
+*Concurrency*: SQLite allows one writer at a time. Writes go through :meth:`Database.write`:
+the function runs in a worker thread inside a ``BEGIN IMMEDIATE`` transaction that is
+committed before ``write`` returns (so whatever the caller reports as done is on disk).
+*Group commit*: writes that queue up while another is running go together — one worker-thread
+hop and one COMMIT for the whole group, each function in its own SAVEPOINT, so one that raises
+rolls back only its own changes and gets its own exception. Fifty hosts finishing at once cost
+a handful of commits instead of fifty (docs/performance.md). Reads use a small pool of
+separate connections; WAL lets them run while a write is in progress.
 
-*Cancellation*: a cancelled caller waits for its thread to finish the statement (transactions
-are short); the transaction still commits or rolls back as a unit.
+*Cancellation*: a caller cancelled while its write is still queued writes nothing; once its
+group has started, it waits (shielded, transactions are short) for the group to end, then
+Cancelled propagates; the group commits or rolls back as a unit.
 
 *Errors*: :class:`sqlite3.Error` propagates; the web layer turns it into a 500 without details.
 """
@@ -21,7 +25,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -88,6 +92,30 @@ def _split_sql(script: str) -> Iterator[str]:
         raise RuntimeError(f"incomplete SQL statement in migration: {buffer.strip()[:60]}")
 
 
+class _WriteJob(Generic[T]):
+    """One queued :meth:`Database.write` (see *Group commit* in the module docstring)."""
+
+    __slots__ = ("done", "error", "fn", "started", "value")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
+        self.fn = fn
+        self.started = False
+        self.done = trio.Event()
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        try:
+            self.value = self.fn(conn)
+        except Exception as exc:
+            self.error = exc
+
+    def unwrap(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # T may include None
+
+
 class Database:
     """The service's SQLite database (see the module docstring for the rules)."""
 
@@ -97,6 +125,7 @@ class Database:
         self._writer.execute("PRAGMA journal_mode = WAL")
         self.schema_version = migrate(self._writer)
         self._write_lock = trio.Lock()
+        self._queued: list[_WriteJob[Any]] = []
         self._readers: list[sqlite3.Connection] = []
         self._reader_slots = trio.Semaphore(READ_POOL_SIZE)
         self._closed = False
@@ -104,9 +133,49 @@ class Database:
     # -- async API -------------------------------------------------------------------------
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` in one committed transaction; returns its result."""
-        async with self._write_lock:
-            return await trio.to_thread.run_sync(self.write_sync, fn)
+        """Run ``fn(conn)`` in a committed transaction; returns its result (or raises its
+        exception). See *Group commit* and *Cancellation* in the module docstring."""
+        job = _WriteJob(fn)
+        self._queued.append(job)
+        try:
+            async with self._write_lock:
+                if not job.started:  # nobody took it into their group: lead a new one
+                    group, self._queued = self._queued, []
+                    for queued in group:
+                        queued.started = True
+                    try:
+                        await trio.to_thread.run_sync(self._write_group, group)
+                    finally:
+                        for queued in group:
+                            queued.done.set()
+        except BaseException:
+            if not job.started:
+                self._queued.remove(job)
+                raise
+            with trio.CancelScope(shield=True):
+                await job.done.wait()
+            raise
+        return job.unwrap()
+
+    def _write_group(self, group: list[_WriteJob[Any]]) -> None:
+        """Worker thread: every job of the group in one transaction, each in a savepoint."""
+        conn = self._writer
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for job in group:
+                    conn.execute("SAVEPOINT linkops_write")
+                    job.run(conn)
+                    if job.error is not None:
+                        conn.execute("ROLLBACK TO linkops_write")
+                    conn.execute("RELEASE linkops_write")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except BaseException as exc:  # nothing of the group was committed: tell them all
+            for job in group:
+                job.error = exc
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on a reader connection (a consistent snapshot for its duration)."""
