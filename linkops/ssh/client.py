@@ -27,7 +27,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -100,6 +100,39 @@ class _Transport(paramiko.Transport):
         MSG_CHANNEL_REQUEST: _handle_channel_request,
         MSG_CHANNEL_CLOSE: _handle_channel_close,
     }
+
+
+class BufferWaker:
+    """Stands in for the ``threading.Event`` paramiko's channel buffers set when data (or the
+    end) arrives: calls ``notify()`` instead, once until :meth:`rearm`.
+
+    *Why not* ``Channel.fileno()``: its poll pipe is closed by ``Channel.close()`` while the
+    transport thread may still be writing to it (paramiko does not serialise the two): that
+    killed the transport with EBADF in our tests, and could write into a reused descriptor.
+    This costs no descriptors either.
+    """
+
+    def __init__(self, notify: Callable[[], None]) -> None:
+        self._notify = notify
+        self._pending = False
+
+    def set(self) -> None:  # transport thread (or the reader, in set_event)
+        if not self._pending:
+            self._pending = True
+            self._notify()
+
+    def clear(self) -> None:
+        """paramiko calls this when a buffer runs empty; :meth:`rearm` is what counts."""
+
+    def rearm(self) -> None:
+        """Called by the reader once woken, *before* it looks at the buffers again."""
+        self._pending = False
+
+    def watch(self, chan: paramiko.Channel) -> None:
+        """Be the wake-up of both of ``chan``'s buffers (set at once if data is waiting)."""
+        # Duck-typed: BufferedPipe only ever calls set() and clear() on its event.
+        chan.in_buffer.set_event(self)  # type: ignore[arg-type]
+        chan.in_stderr_buffer.set_event(self)  # type: ignore[arg-type]
 
 
 def read_nowait(chan: paramiko.Channel, stderr: bool,

@@ -1,10 +1,10 @@
 """Streaming channels: remote commands (:class:`ExecStream`) and PTY shells (:class:`ShellStream`).
 
 *Reading* happens on the Trio thread, without a thread per stream: paramiko's transport
-thread files incoming data into the channel's buffers and marks the channel's poll pipe
-(``Channel.fileno()``) readable; :meth:`receive` waits for that pipe with
-``trio.lowlevel.wait_readable`` and takes what is buffered (stdout and stderr in turn, so
-paramiko never deadlocks on a full stderr window while we wait on stdout), without blocking
+thread files incoming data into the channel's buffers and wakes the reader with
+``run_sync_soon`` (a :class:`~linkops.ssh.client.BufferWaker` in place of the buffers' event);
+:meth:`receive` takes what is buffered (stdout and stderr in turn, so paramiko never
+deadlocks on a full stderr window while we wait on stdout), without blocking
 (:func:`~linkops.ssh.client.read_nowait`). The channel's window is only re-opened as we read:
 a slow reader stops draining the SSH window, and the remote writer blocks (end-to-end
 backpressure). The WINDOW_ADJUST that reading makes due is sent by a worker thread (sending
@@ -40,15 +40,20 @@ from typing import Final
 import paramiko
 import trio
 
-from linkops.ssh.client import EXIT_SIGNAL_ATTR, STATUS_HOOK_ATTR, read_nowait, send_message
+from linkops.ssh.client import (
+    EXIT_SIGNAL_ATTR,
+    STATUS_HOOK_ATTR,
+    BufferWaker,
+    read_nowait,
+    send_message,
+)
 from linkops.ssh.errors import SshError
 
 # The most one read takes from paramiko's channel buffer (it returns what is there, never
 # waits for more): under load one wake-up carries everything that arrived meanwhile.
 CHUNK: Final = 262144
-# Upper bound on a wait for the poll pipe or the exit status: paramiko's two-buffer poll pipe
-# can miss a wake-up in a rare race (stderr fed while stdout is cleared), and a dead transport
-# unlinks channels without a hook; both are noticed at this period.
+# Upper bound on a wait for data or the exit status: a dead transport unlinks its channels
+# without calling our hooks; that is noticed at this period.
 POLL_SECONDS: Final = 0.25
 # Exit code reported when the channel closed without an exit status or signal (e.g. we closed
 # it first). A command killed by signal N reports 128 + N (see linkops.ssh.client).
@@ -74,7 +79,9 @@ class _ChannelStream:
         self._stream_limiter = stream_limiter
         self._label = label
         self._token = trio.lowlevel.current_trio_token()
-        self._fd = chan.fileno()
+        self._ready = trio.Event()
+        self._waker = BufferWaker(self._data_arrived)
+        self._waker.watch(chan)
         self._next = 0  # which stream to read first: stdout and stderr take turns
         self._ended = [False, False]
         self._status = trio.Event()
@@ -92,6 +99,16 @@ class _ChannelStream:
             self._token.run_sync_soon(self._status.set)
         except trio.RunFinishedError:
             pass
+
+    def _data_arrived(self) -> None:  # transport thread (via the BufferWaker)
+        try:
+            self._token.run_sync_soon(self._wake)
+        except trio.RunFinishedError:
+            pass
+
+    def _wake(self) -> None:
+        self._waker.rearm()
+        self._ready.set()
 
     # -- reading (Trio thread) -------------------------------------------------------------
 
@@ -116,17 +133,16 @@ class _ChannelStream:
     async def _receive(self) -> tuple[str, bytes] | None:
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self._closed:
+            # A fresh event first, then look: data fed after the look wakes this event.
+            self._ready = trio.Event()
             item = self._take()
             if item is not None:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return item
             if all(self._ended):
                 break
-            try:
-                with trio.move_on_after(POLL_SECONDS):
-                    await trio.lowlevel.wait_readable(self._fd)
-            except (trio.ClosedResourceError, OSError):
-                break  # aclose() closed the poll pipe under us
+            with trio.move_on_after(POLL_SECONDS):
+                await self._ready.wait()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return None
 
@@ -172,8 +188,7 @@ class _ChannelStream:
         if self._closed:
             return
         self._closed = True
-        # Wake a task blocked on the poll pipe before the channel closes its descriptors.
-        trio.lowlevel.notify_closing(self._fd)
+        self._ready.set()  # a task blocked in receive() returns the end of the stream
         chan = self._chan
         token = self._token
         done = self._close_sent
