@@ -351,7 +351,7 @@ class ServerProcess:
         pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         self.pyspy = subprocess.Popen(
             [pyspy, "record", "--pid", str(self.popen.pid), "--format", "raw",
-             "--threads", "--gil", "--rate", "250", "--output", str(out)],
+             "--threads", "--rate", "250", "--output", str(out)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:

@@ -9,16 +9,21 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given as hypothesis_given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from linkops.config import Settings
 from linkops.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from linkops.operations.events import (
     OUTPUT_NOTICE,
+    PACE_BYTES,
     PING,
     Event,
     EventHub,
     encode_sse,
     follow,
+    json_payload,
     parse_last_event_id,
 )
 from linkops.operations.output import TaskOutput
@@ -333,3 +338,69 @@ async def test_lagging_subscriber_bound_is_in_bytes() -> None:
     assert hub.dropped_subscribers == 1
     hub.publish("operation_end", {"status": "success"})
     assert [e.id for e in [e async for e in stream]] == [2, 3, 4]  # resumed from the log
+
+
+@settings(max_examples=300, deadline=None)
+@hypothesis_given(text=st.one_of(st.text(max_size=60), st.text(min_size=4096, max_size=6000),
+                      st.text(st.characters(codec="ascii"), min_size=4096, max_size=6000)),
+       extra=st.dictionaries(st.sampled_from(["target", "script", "stream", "truncated"]),
+                             st.one_of(st.text(max_size=20), st.booleans(), st.integers())))
+def test_json_payload_is_json_dumps(text: str, extra: dict[str, Any]) -> None:
+    """The spliced encoding of long output decodes to the same object as json.dumps, and is
+    ASCII (nothing a client's line splitter could trip on)."""
+    data = {**extra, "data": text}
+    payload = json_payload(data)
+    assert json.loads(payload) == data
+    assert payload.isascii()
+    assert "\n" not in payload and "\r" not in payload  # escaped, never raw
+    if len(text) < 4096:
+        assert payload == json.dumps(data, separators=(",", ":"))
+
+
+async def test_slow_subscriber_paces_the_output_instead_of_missing_it() -> None:
+    """paced(): output waits while a live subscriber is far behind, and goes on as it reads;
+    nobody is dropped and the reader gets every event."""
+    hub = _hub(task_limit=10**9, total=10**9)
+    hub.publish("operation", {"status": "running"})
+    chunk = "z" * (1024 * 1024)
+    got: list[Event] = []
+
+    async def reader() -> None:
+        async for event in follow(hub, 0):
+            got.append(event)
+            await trio.sleep(0.002)  # a slow client
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await trio.sleep(0.01)
+            waited = 0
+            for _ in range(40):  # 40 MiB: more than the drop bound if nobody waited
+                if hub._behind():
+                    waited += 1
+                await hub.paced()
+                hub.publish("output", _out(chunk))
+                await trio.lowlevel.checkpoint()
+            hub.publish("operation_end", {"status": "success"})
+    assert waited > 0
+    assert hub.dropped_subscribers == 0
+    assert [e.id for e in got] == list(range(1, 43))
+    assert all(e.data.get("data") == chunk for e in got[1:-1])
+
+
+async def test_a_stuck_subscriber_costs_one_bounded_stall() -> None:
+    hub = _hub(task_limit=10**9, total=10**9)
+    hub.publish("operation", {"status": "running"})
+    stream = follow(hub, 0)
+    await stream.__anext__()  # subscribed, then never reads again
+    with trio.fail_after(10):
+        for _ in range(PACE_BYTES // (1024 * 1024) + 2):
+            hub.publish("output", _out("s" * (1024 * 1024)))
+        t0 = trio.current_time()
+        await hub.paced(max_wait=0.2)
+        assert 0.2 <= trio.current_time() - t0 < 2
+        assert hub.dropped_subscribers == 1
+        t0 = trio.current_time()
+        await hub.paced(max_wait=0.2)  # dropped: nobody to wait for any more
+        assert trio.current_time() - t0 < 0.1
+    await stream.aclose()

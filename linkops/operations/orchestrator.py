@@ -228,6 +228,7 @@ class OperationRun:
         async def sink(stream: str, chunk: bytes) -> None:
             text = output.feed(stream, chunk)
             if text:
+                await self.hub.paced()  # a live viewer far behind: let it catch up (bounded)
                 self.hub.publish("output", {**base, "stream": stream, "data": text})
 
         async def on_pgid(pgid: int) -> None:
