@@ -48,7 +48,8 @@ from linkops.sandbox import Sandbox
 
 FLOOD_BYTES = 16 * 1024 * 1024
 LATENCY_SAMPLES = 40
-FLOW_WINDOW = 256 * 1024
+# The window the web page uses (frontend/js/terminal.js FLOW_WINDOW): measure what ships.
+FLOW_WINDOW = 64 * 1024
 
 
 async def _read_until(ws: WebSocketConnection, pane: str, needle: str, buf: dict[str, str],

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from linkops.config import TerminalSettings
 from linkops.errors import ValidationError
 from linkops.terminal import protocol
-from linkops.terminal.buffers import FRAME_CHARS, Attachment, Outbox, Scrollback, Wakeup
+from linkops.terminal.buffers import (
+    FLOW_OVERDRAFT,
+    FRAME_CHARS,
+    Attachment,
+    Outbox,
+    Scrollback,
+    Wakeup,
+)
 from linkops.terminal.protocol import ProtocolError, parse_client_message
 from linkops.terminal.workspaces import parse_assignments, validate_layout
 from tests.strategies import PROP
@@ -156,7 +163,7 @@ def test_round_robin_serves_every_pane_each_round() -> None:
     # The next round starts after the pane that led the previous one.
     assert [f["pane"] for f in second] == ["B", "A"]
     assert all(len(f["data"]) <= FRAME_CHARS for f in first + second)
-    assert not att.coalescing_useful()
+    assert not att.coalescing_useful(0.0, 0.02)  # a full frame is waiting: send it now
     att.send_control({"pane": None, "type": "pong"})
     assert att.take_round()[0] == {"pane": None, "type": "pong"}
 
@@ -208,11 +215,11 @@ async def test_large_chunks_enter_the_outbox_a_frame_at_a_time() -> None:
 
 def test_flow_control_accounting() -> None:
     att = Attachment("ws-x", "admin", ["A"])
-    att.sent(protocol.stdout("A", "x" * 100))
+    att.sent(protocol.stdout("A", "x" * 100), 0.0)
     assert att.unacked == 0 and not att.flow_blocked()  # off until the client asks
     att.enable_flow(protocol.MIN_FLOW_WINDOW)
-    att.sent(protocol.status("A", "closed"))
-    att.sent(protocol.stdout("A", "x" * protocol.MIN_FLOW_WINDOW))
+    att.sent(protocol.status("A", "closed"), 0.0)
+    att.sent(protocol.stdout("A", "x" * protocol.MIN_FLOW_WINDOW), 0.0)
     assert att.flow_blocked()
     att.ack(1)
     assert not att.flow_blocked() and att.unacked == protocol.MIN_FLOW_WINDOW - 1
@@ -224,3 +231,38 @@ def test_flow_control_accounting() -> None:
     for bad in ('{"type":"ack","chars":-1}', '{"type":"ack"}', '{"type":"flow","window":"x"}'):
         with pytest.raises(ProtocolError):
             parse_client_message(bad)
+
+
+def test_flow_control_holds_the_flood_but_not_a_quiet_panes_echo() -> None:
+    """Window used up by pane A's flood: A waits for acks, B's keystroke echo still goes out
+    (bounded overdraft), and nothing of A slips through with it."""
+    att = Attachment("ws-x", "admin", ["A", "B"])
+    att.enable_flow(protocol.MIN_FLOW_WINDOW)
+    att.outboxes["A"]._push_output("a" * (3 * FRAME_CHARS), replay=False)
+    assert att.can_send()
+    for frame in att.take_round():
+        att.sent(frame, 1.0)
+    assert att.flow_blocked() and not att.can_send()  # only the flood is waiting
+    att.outboxes["B"]._push_output("k", replay=False)
+    assert att.can_send()
+    frames = att.take_round()
+    assert frames == [protocol.stdout("B", "k")]
+    for frame in frames:
+        att.sent(frame, 1.0)
+    # The overdraft is bounded: past window + FLOW_OVERDRAFT even an echo waits for acks.
+    att.unacked = protocol.MIN_FLOW_WINDOW + FLOW_OVERDRAFT
+    att.outboxes["B"]._push_output("j", replay=False)
+    assert not att.can_send()
+    att.ack(10**9)
+    assert att.can_send()
+    assert sorted(f["pane"] for f in att.take_round()) == ["A", "B"]  # the flood resumes
+
+
+def test_coalescing_never_holds_back_a_quiet_pane() -> None:
+    att = Attachment("ws-x", "admin", ["A", "B"])
+    att.sent(protocol.stdout("A", "x" * 10), 10.0)  # A is streaming
+    att.outboxes["A"]._push_output("more", replay=False)
+    assert att.coalescing_useful(10.005, 0.02)  # a little of a streaming pane: gather
+    att.outboxes["B"]._push_output("k", replay=False)  # B has been quiet
+    assert not att.coalescing_useful(10.005, 0.02)
+    assert not att.coalescing_useful(10.5, 0.02)  # A stopped streaming long ago

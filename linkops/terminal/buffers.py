@@ -18,6 +18,7 @@ an attachment wakes every waiter; they return ``False`` instead of raising.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final
@@ -28,6 +29,12 @@ from linkops.terminal import protocol
 
 OUTBOX_CAPACITY: Final = 64 * 1024
 FRAME_CHARS: Final = 32 * 1024
+# Flow control: a pane with at most this much output waiting (an echo, a prompt) is sent even
+# when the window is used up — by the flooding neighbour, as a rule — as long as what is
+# unacknowledged stays under the window plus FLOW_OVERDRAFT. A pane with more waiting is a
+# flood and waits for acks.
+ECHO_CHARS: Final = 4 * 1024
+FLOW_OVERDRAFT: Final = 64 * 1024
 # Workspace-level messages (pongs, protocol errors) a client may leave unread before we give
 # up on it: a client that floods us with bad frames but never reads is closed.
 CONTROL_CAPACITY: Final = 256
@@ -213,6 +220,7 @@ class Attachment:
         # Opt-in flow control (see protocol.py): None = off.
         self.flow_window: int | None = None
         self.unacked = 0
+        self._last_output: dict[str, float] = {}
 
     def enable_flow(self, window: int) -> None:
         self.flow_window = window
@@ -225,10 +233,27 @@ class Attachment:
     def flow_blocked(self) -> bool:
         return self.flow_window is not None and self.unacked >= self.flow_window
 
-    def sent(self, frame: dict[str, Any]) -> None:
+    def _small_output_may_pass(self) -> bool:
+        """Window used up, but a pane with little waiting may still go (see ECHO_CHARS)."""
+        assert self.flow_window is not None
+        return (self.unacked < self.flow_window + FLOW_OVERDRAFT
+                and any(bool(box) and box.pending_chars <= ECHO_CHARS
+                        for box in self.outboxes.values()))
+
+    def can_send(self) -> bool:
+        """Something may be written now (control messages always may)."""
+        if self._control:
+            return True
+        if not any(self.outboxes.values()):
+            return False
+        return not self.flow_blocked() or self._small_output_may_pass()
+
+    def sent(self, frame: dict[str, Any], now: float) -> None:
         """Account for a frame written to the socket (output counts against the window)."""
-        if self.flow_window is not None and frame.get("type") == "stdout":
-            self.unacked += len(frame["data"])
+        if frame.get("type") == "stdout":
+            self._last_output[str(frame["pane"])] = now
+            if self.flow_window is not None:
+                self.unacked += len(frame["data"])
 
     def send_control(self, message: dict[str, Any]) -> None:
         """A workspace-level message; closes the attachment (1008) when the client never reads
@@ -242,11 +267,20 @@ class Attachment:
     def has_pending(self) -> bool:
         return bool(self._control) or any(self.outboxes.values())
 
-    def coalescing_useful(self, frame_chars: int = FRAME_CHARS) -> bool:
-        """True when only small output is waiting: worth a few ms to gather more."""
+    def coalescing_useful(self, now: float, streaming_seconds: float) -> bool:
+        """True when only a little output is waiting, all of it from panes that sent output
+        within ``streaming_seconds``: worth a few ms to gather more. A quiet pane's output (an
+        echo) is never held back, whatever its neighbours do."""
         if self._control:
             return False
-        return all(box.pending_chars < frame_chars for box in self.outboxes.values())
+        for name, box in self.outboxes.items():
+            if not box:
+                continue
+            if box.pending_chars >= FRAME_CHARS:
+                return False
+            if now - self._last_output.get(name, -math.inf) >= streaming_seconds:
+                return False
+        return True
 
     def take_round(self) -> list[dict[str, Any]]:
         """One fair round: control messages, then each pane once, starting after the pane
@@ -254,11 +288,15 @@ class Attachment:
         frames = list(self._control)
         self._control.clear()
         names = list(self.outboxes)
+        small_only = self.flow_blocked()
         if names:
             start = self._next % len(names)
             self._next = start + 1
             for name in names[start:] + names[:start]:
-                frames.extend(self.outboxes[name].take())
+                box = self.outboxes[name]
+                if small_only and box.pending_chars > ECHO_CHARS:
+                    continue  # the flood waits for acks; quiet panes go on
+                frames.extend(box.take())
         return frames
 
     def close(self, code: int, reason: str) -> None:

@@ -98,19 +98,16 @@ async def _reader(ws: WebSocketLike, service: TerminalService, attachment: Attac
 
 
 async def _writer(ws: WebSocketLike, attachment: Attachment) -> None:
-    last_sent = -1.0
     while not attachment.closed.is_set():
-        if not attachment.has_pending() or attachment.flow_blocked():
+        if not attachment.can_send():
             # New output, an ack, or closing sets the wakeup.
             await attachment.wakeup.wait()
             continue
-        # While output is streaming (we sent something moments ago) and only a little is
-        # waiting, gather what the panes produce in the next few ms into fewer, larger frames.
-        # A lone keystroke echo after a quiet spell goes out at once.
-        if (attachment.coalescing_useful()
-                and trio.current_time() - last_sent < STREAMING_SECONDS):
+        # While a pane is streaming (it sent output moments ago) and only a little of it is
+        # waiting, gather what it produces in the next few ms into fewer, larger frames. A
+        # keystroke echo from a quiet pane goes out at once, even beside a flood.
+        if attachment.coalescing_useful(trio.current_time(), STREAMING_SECONDS):
             await trio.sleep(COALESCE_SECONDS)
         for frame in attachment.take_round():
             await ws.send(protocol.encode(frame))
-            attachment.sent(frame)
-        last_sent = trio.current_time()
+            attachment.sent(frame, trio.current_time())
