@@ -161,6 +161,22 @@ def read_nowait(chan: paramiko.Channel, stderr: bool,
     return out, m
 
 
+def transport_lost(chan: paramiko.Channel) -> bool:
+    """True when ``chan``'s connection died (not merely the channel closing).
+
+    paramiko unlinks the channels of a dead transport *before* it marks the transport
+    inactive, but records why it died (``saved_exception``) first: read that too, so a waiter
+    woken by the unlink does not mistake a lost connection for a command without status.
+    """
+    transport = chan.get_transport()
+    if transport is None or not transport.is_active():
+        return True
+    # Also saved on a live transport: a refused channel open, an authentication detail.
+    saved = getattr(transport, "saved_exception", None)
+    return saved is not None and not isinstance(
+        saved, paramiko.ChannelException | paramiko.AuthenticationException)
+
+
 def send_message(chan: paramiko.Channel, message: paramiko.Message) -> None:
     """Send a channel message built by :func:`read_nowait` (blocking; errors ignored)."""
     transport = chan.get_transport()

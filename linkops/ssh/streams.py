@@ -46,15 +46,13 @@ from linkops.ssh.client import (
     BufferWaker,
     read_nowait,
     send_message,
+    transport_lost,
 )
 from linkops.ssh.errors import SshError
 
 # The most one read takes from paramiko's channel buffer (it returns what is there, never
 # waits for more): under load one wake-up carries everything that arrived meanwhile.
 CHUNK: Final = 262144
-# Upper bound on a wait for data or the exit status: a dead transport unlinks its channels
-# without calling our hooks; that is noticed at this period.
-POLL_SECONDS: Final = 0.25
 # Exit code reported when the channel closed without an exit status or signal (e.g. we closed
 # it first). A command killed by signal N reports 128 + N (see linkops.ssh.client).
 NO_EXIT_STATUS: Final = -1
@@ -96,9 +94,12 @@ class _ChannelStream:
 
     def _status_arrived(self) -> None:  # transport thread
         try:
-            self._token.run_sync_soon(self._status.set)
+            self._token.run_sync_soon(self._status_news)
         except trio.RunFinishedError:
             pass
+
+    def _status_news(self) -> None:
+        self._status.set()
 
     def _data_arrived(self) -> None:  # transport thread (via the BufferWaker)
         try:
@@ -109,6 +110,9 @@ class _ChannelStream:
     def _wake(self) -> None:
         self._waker.rearm()
         self._ready.set()
+        # A channel closing (by the peer, or its transport dying: paramiko then unlinks every
+        # channel) closes its buffers, which fires the waker: that is also news for _wait().
+        self._status.set()
 
     # -- reading (Trio thread) -------------------------------------------------------------
 
@@ -141,8 +145,7 @@ class _ChannelStream:
                 return item
             if all(self._ended):
                 break
-            with trio.move_on_after(POLL_SECONDS):
-                await self._ready.wait()
+            await self._ready.wait()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return None
 
@@ -166,20 +169,18 @@ class _ChannelStream:
     async def _wait(self) -> int:
         chan = self._chan
         while not chan.status_event.is_set() and not self._closed:
-            with trio.move_on_after(POLL_SECONDS):
-                await self._status.wait()
-            if not chan.status_event.is_set():
-                transport = chan.get_transport()
-                if transport is None or not transport.is_active():
-                    break
+            # A fresh event first, then look (the hooks set the current one).
+            self._status = trio.Event()
+            if chan.status_event.is_set() or chan.closed:
+                break
+            await self._status.wait()
         if self._closed:
             await self._close_sent.wait()
         if chan.exit_status_ready() and chan.exit_status != NO_EXIT_STATUS:
             return int(chan.exit_status)
         if self._closed:
             return NO_EXIT_STATUS
-        transport = chan.get_transport()
-        if transport is None or not transport.is_active():
+        if transport_lost(chan):
             raise SshError(f"connection to {self._label} was lost while the command was "
                            "running", reason="closed", details={"target": self._label})
         return NO_EXIT_STATUS
