@@ -38,7 +38,7 @@ def resolve_key_path(keys_directory: Path, key_ref: str) -> Path:
     return keys_directory / key_ref
 
 
-def check_key_file(path: Path) -> None:
+def check_key_file(path: Path) -> os.stat_result:
     """Refuse a key that is missing, not a regular file, or whose mode is not 0600."""
     try:
         st = os.stat(path)
@@ -55,18 +55,36 @@ def check_key_file(path: Path) -> None:
             f"SSH key {path} has mode {mode:04o}; it must be 0600 (chmod 600 {path})",
             details={"key": str(path), "mode": f"{mode:04o}"},
         )
+    return st
+
+
+# Parsed keys by file identity: paramiko takes ~2.5 ms to load a key (measured), which every
+# fresh connection paid. The file is still checked (stat: exists, regular, 0600) on every
+# use; a changed file (inode, size, mtime, ctime, mode) is loaded again. Bounded; thread-safe enough
+# for a cache (a race loads a key twice).
+_KEY_CACHE: dict[tuple[str, int, int, int, int, int, int], paramiko.PKey] = {}
+_KEY_CACHE_MAX = 64
 
 
 def load_private_key(path: Path) -> paramiko.PKey:
     """Check the mode, then load an unencrypted private key (RSA, ECDSA or Ed25519)."""
-    check_key_file(path)
+    st = check_key_file(path)
+    identity = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                st.st_mode)
+    cached = _KEY_CACHE.get(identity)
+    if cached is not None:
+        return cached
     try:
-        return paramiko.PKey.from_path(path)
+        key = paramiko.PKey.from_path(path)
     except paramiko.PasswordRequiredException:
         raise SshKeyError(f"SSH key {path} is encrypted; LinkOps needs an unencrypted key",
                           details={"key": str(path)})
     except (paramiko.SSHException, OSError, ValueError) as exc:
         raise SshKeyError(f"SSH key {path} cannot be loaded: {exc}", details={"key": str(path)})
+    if len(_KEY_CACHE) >= _KEY_CACHE_MAX:
+        _KEY_CACHE.clear()
+    _KEY_CACHE[identity] = key
+    return key
 
 
 def fingerprint(key: paramiko.PKey) -> str:

@@ -18,8 +18,10 @@ One socket carries every pane of a workspace. Each frame is one JSON object (tex
 *Flow control* (optional; xterm.js's write callback is the natural source of acks): after
 ``flow``, the server keeps at most ``window`` characters of ``stdout`` data (clamped to
 16 KiB..8 MiB) unacknowledged and pauses output until ``ack`` messages report that the client
-has processed it. Without it, TCP is the only brake, and a flooding pane can fill socket
-buffers of several MB that a neighbouring pane's keystroke echo must queue behind.
+has processed it — except a pane with only a little output waiting (an echo), which may go
+up to ``window`` + 64 KiB (see ``buffers.ECHO_CHARS``). Without it, TCP is the only brake, and
+a flooding pane can fill socket buffers of several MB that a neighbouring pane's keystroke echo
+must queue behind.
 
 Sizes are clamped to ``2..500`` columns × ``1..200`` rows. A frame larger than
 :data:`MAX_FRAME_BYTES` closes the socket with 1009, a binary frame with 1003; every other
