@@ -224,8 +224,10 @@ class RemoteScript:
         report does not arrive within ``identity_timeout`` seconds; :class:`SshError`
         (reason ``closed``) when the host sent something that is not a report.
         """
-        self._stream = await self.conn.open_exec(script_command(self.args,
-                                                                self.client_id_path))
+        # Without a client-ID check the script can go with the exec, in one worker hop.
+        payload = GO + self.content if self.client_id_path is None else None
+        self._stream = await self.conn.open_exec(
+            script_command(self.args, self.client_id_path), stdin=payload)
         if self.client_id_path is None:
             return None
         report = b""
@@ -272,16 +274,19 @@ class RemoteScript:
             await self.open()
         stream = self._stream
         assert stream is not None
+        payload = GO + self.content
         try:
             with trio.move_on_after(timeout) as deadline:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._feed, stream)
-                    if self._head:
-                        head, self._head = self._head, b""
-                        await self._handle("stdout", head)
-                    while (item := await stream.receive()) is not None:
-                        await self._handle(*item)
-                    self.outcome.exit_code = await stream.wait_exit()
+                if not stream.stdin_done and stream.can_send_now(len(payload)):
+                    # It cannot wait for the window, so no reader is needed meanwhile.
+                    await self._feed(stream, payload)
+                    stream.stdin_done = True
+                if stream.stdin_done:
+                    await self._pump(stream)
+                else:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._feed, stream, payload)
+                        await self._pump(stream)
             if deadline.cancelled_caught:
                 self.outcome.timed_out = True
                 self.outcome.exit_code = None
@@ -295,9 +300,17 @@ class RemoteScript:
             await self.aclose()
         return self.outcome
 
-    async def _feed(self, stream: ExecStream) -> None:
+    async def _pump(self, stream: ExecStream) -> None:
+        if self._head:
+            head, self._head = self._head, b""
+            await self._handle("stdout", head)
+        while (item := await stream.receive()) is not None:
+            await self._handle(*item)
+        self.outcome.exit_code = await stream.wait_exit()
+
+    async def _feed(self, stream: ExecStream, payload: bytes) -> None:
         try:
-            await stream.send_stdin(GO + self.content, eof=True)
+            await stream.send_stdin(payload, eof=True)
         except SshError:
             pass  # the wrapper ended early; its exit code and stderr say why
 

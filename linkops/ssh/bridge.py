@@ -59,7 +59,7 @@ import trio
 from linkops.config import SshSettings
 from linkops.errors import ExecutionTimeoutError
 from linkops.models import Link
-from linkops.ssh.client import HopSpec, Timeouts, close_chain, open_chain
+from linkops.ssh.client import HopSpec, Timeouts, close_chain, fits_send_window, open_chain
 from linkops.ssh.errors import PERMANENT, SshError
 from linkops.ssh.keys import resolve_key_path
 from linkops.ssh.known_hosts import KnownHosts
@@ -155,11 +155,14 @@ class SshConnection:
                                         for t in self._transports)
 
     async def _open_channel(self, *, pty: bool, term: str, cols: int, rows: int,
-                            command: str | None) -> paramiko.Channel:
+                            command: str | None, stdin: bytes | None = None
+                            ) -> tuple[paramiko.Channel, bool]:
+        """The channel, and whether ``stdin`` (then EOF) was sent with it (see open_exec)."""
         timeout = self.manager.settings.connection_timeout
 
-        def work() -> paramiko.Channel:
+        def work() -> tuple[paramiko.Channel, bool]:
             chan = self.transport.open_session(timeout=timeout)
+            sent = False
             try:
                 if pty:
                     chan.get_pty(term=term, width=cols, height=rows)
@@ -167,10 +170,14 @@ class SshConnection:
                     chan.invoke_shell()
                 else:
                     chan.exec_command(command)
+                if stdin is not None and fits_send_window(chan, len(stdin)):
+                    chan.sendall(stdin)
+                    chan.shutdown_write()
+                    sent = True
             except BaseException:
                 chan.close()
                 raise
-            return chan
+            return chan, sent
 
         try:
             return await trio.to_thread.run_sync(work, limiter=self.manager.limiter,
@@ -180,23 +187,29 @@ class SshConnection:
             raise SshError(f"cannot open a channel on {self.link_id}: {exc}", reason=reason,
                            details={"target": self.link_id})
 
-    async def open_exec(self, command: str, *, pty: bool = False) -> ExecStream:
+    async def open_exec(self, command: str, *, pty: bool = False,
+                        stdin: bytes | None = None) -> ExecStream:
         """Start ``command`` (one shell string: quote with shlex) and stream its output.
 
         With ``pty=True`` the server merges stderr into stdout and closing the channel
-        hangs up the remote process (SIGHUP).
+        hangs up the remote process (SIGHUP). With ``stdin``, that and EOF are sent in the
+        same worker-thread hop as the exec when the server's window takes it all at once
+        (:attr:`ExecStream.stdin_done`); otherwise the caller still has to send it, while
+        reading (a remote that writes before it reads would otherwise deadlock).
         """
-        chan = await self._open_channel(pty=pty, term="xterm-256color", cols=80, rows=24,
-                                        command=command)
+        chan, sent = await self._open_channel(pty=pty, term="xterm-256color", cols=80,
+                                              rows=24, command=command, stdin=stdin)
         stream = ExecStream(chan, self.manager.limiter, self.manager.stream_limiter,
                             self.link_id)
+        stream.stdin_done = sent
         await _start_or_close(stream)
         return stream
 
     async def open_shell(self, *, term: str = "xterm-256color", cols: int = 80,
                          rows: int = 24) -> ShellStream:
         """An interactive login shell on a PTY of ``cols`` x ``rows``."""
-        chan = await self._open_channel(pty=True, term=term, cols=cols, rows=rows, command=None)
+        chan, _ = await self._open_channel(pty=True, term=term, cols=cols, rows=rows,
+                                           command=None)
         stream = ShellStream(chan, self.manager.limiter, self.manager.stream_limiter,
                              self.link_id)
         await _start_or_close(stream)
@@ -221,11 +234,12 @@ class SshConnection:
         started = trio.current_time()
         out = {"stdout": bytearray(), "stderr": bytearray()}
         truncated = False
-        stream = await self.open_exec(command)
+        stream = await self.open_exec(command, stdin=stdin or b"")
         async with stream:
             with trio.move_on_after(limit) as scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_feed_stdin, stream, stdin)
+                    if not stream.stdin_done:
+                        nursery.start_soon(_feed_stdin, stream, stdin)
                     while (item := await stream.receive()) is not None:
                         name, chunk = item
                         room = max_output - len(out[name])

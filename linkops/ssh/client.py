@@ -161,6 +161,13 @@ def read_nowait(chan: paramiko.Channel, stderr: bool,
     return out, m
 
 
+def fits_send_window(chan: paramiko.Channel, size: int) -> bool:
+    """True when ``size`` bytes can be sent on ``chan`` without waiting for the peer's window
+    (the peer's announced window and packet size allow it right now)."""
+    window = getattr(chan, "out_window_size", 0)
+    return isinstance(window, int) and size <= window
+
+
 def transport_lost(chan: paramiko.Channel) -> bool:
     """True when ``chan``'s connection died (not merely the channel closing).
 

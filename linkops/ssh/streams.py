@@ -44,6 +44,7 @@ from linkops.ssh.client import (
     EXIT_SIGNAL_ATTR,
     STATUS_HOOK_ATTR,
     BufferWaker,
+    fits_send_window,
     read_nowait,
     send_message,
     transport_lost,
@@ -200,9 +201,15 @@ class _ChannelStream:
             except trio.RunFinishedError:
                 pass
 
-        # Sending CHANNEL_CLOSE may wait for the transport lock: off the Trio thread,
-        # fire-and-forget, so aclose works in cancelled scopes (wait_exit() waits for it).
-        trio.lowlevel.start_thread_soon(lambda: _close_quietly(chan), closed)
+        if chan.closed:
+            # The peer closed it (the usual end of a command) and paramiko answered already:
+            # nothing is left to send, so nothing can block.
+            _close_quietly(chan)
+            done.set()
+        else:
+            # Sending CHANNEL_CLOSE may wait for the transport lock: off the Trio thread,
+            # fire-and-forget, so aclose works in cancelled scopes (wait_exit() waits for it).
+            trio.lowlevel.start_thread_soon(lambda: _close_quietly(chan), closed)
         if self._started:
             self._stream_limiter.release_on_behalf_of(self)
         await trio.lowlevel.checkpoint()
@@ -210,6 +217,13 @@ class _ChannelStream:
 
 class ExecStream(_ChannelStream):
     """A running remote command. Read with :meth:`receive` until it returns ``None``."""
+
+    #: True when the stdin given to ``open_exec`` went out (with EOF) when the channel opened.
+    stdin_done: bool = False
+
+    def can_send_now(self, size: int) -> bool:
+        """``size`` bytes of stdin fit the peer's window: sending them cannot wait on it."""
+        return fits_send_window(self._chan, size)
 
     async def receive(self) -> tuple[str, bytes] | None:
         """The next ``("stdout" | "stderr", chunk)``; ``None`` at EOF (both streams ended)."""
