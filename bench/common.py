@@ -384,11 +384,13 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str, bytes]]:
     Parses bytes, not text lines: the client must never be what limits a 640 MB stream.
     """
     buf = bytearray()
+    scanned = 0  # bytes of buf already searched: a 256 KiB event arrives in many reads
     for chunk in response.iter_raw(1 << 16):
         buf += chunk
-        while (end := buf.find(b"\n\n")) >= 0:
+        while (end := buf.find(b"\n\n", max(0, scanned - 1))) >= 0:
             block = bytes(buf[:end])
             del buf[:end + 2]
+            scanned = 0
             kind = "message"
             data: list[bytes] = []
             for line in block.split(b"\n"):
@@ -398,14 +400,26 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str, bytes]]:
                     data.append(line[5:].removeprefix(b" "))
             if data:
                 yield kind, b"\n".join(data)
+        scanned = len(buf)
+
+
+def stdout_chars(payload: bytes) -> int:
+    """Characters of stdout text in one ``output`` event's JSON (0 for stderr and for the
+    replay notice's ``truncated`` event)."""
+    event = json.loads(payload)
+    if event.get("stream") != "stdout" or event.get("truncated"):
+        return 0
+    return len(str(event.get("data", "")))
 
 
 def run_operation(http: httpx.Client, body: dict[str, Any],
-                  on_output: Callable[[dict[str, Any]], None] | None = None
+                  on_output: Callable[[bytes], None] | None = None
                   ) -> tuple[float, dict[str, Any]]:
     """POST the operation, follow its SSE stream to ``operation_end``.
 
-    Returns (seconds from the POST to ``operation_end`` on the stream, its data).
+    ``on_output`` gets the raw JSON of every ``output`` event (decode it, or count it with
+    :func:`stdout_chars`). Returns (seconds from the POST to ``operation_end`` on the
+    stream, its data).
     """
     t0 = time.perf_counter()
     r = http.post("/api/operations/run", json=body)
@@ -415,7 +429,7 @@ def run_operation(http: httpx.Client, body: dict[str, Any],
     with http.stream("GET", f"/api/operations/{op_id}/events") as response:
         for kind, data in sse_events(response):
             if kind == "output" and on_output is not None:
-                on_output(json.loads(data))
+                on_output(data)
             elif kind == "operation_end":
                 return time.perf_counter() - t0, dict(json.loads(data), operation_id=op_id)
     raise RuntimeError(f"the event stream of {op_id} ended without operation_end")

@@ -38,6 +38,7 @@ from bench.common import (
     quick_mode,
     run_baseline,
     run_operation,
+    stdout_chars,
 )
 from linkops.models import Link
 from linkops.operations.events import EventHub, follow
@@ -166,10 +167,9 @@ def linkops_stream(server: ServerProcess, http: httpx.Client, link_id: str, scri
                    ) -> dict[str, float]:
     received = 0
 
-    def count(event: dict[str, object]) -> None:
+    def count(payload: bytes) -> None:
         nonlocal received
-        if event.get("stream") == "stdout" and not event.get("truncated"):
-            received += len(str(event.get("data", "")))
+        received += stdout_chars(payload)
 
     server.reset_peak_rss()
     rss0 = server.rss()

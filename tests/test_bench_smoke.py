@@ -85,3 +85,4 @@ async def test_terminal_latency_and_throughput_are_measured(tmp_path: Path) -> N
     # The PTY turns each "\n" into "\r\n": at least the file's size arrives, per second > 0.
     assert got.rates[0] > 0 and got.paramiko[0] > 0 and got.paramiko_1k[0] > 0
     assert got.flood_rate > 0 and size > 2**19
+

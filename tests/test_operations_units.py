@@ -342,7 +342,9 @@ async def test_lagging_subscriber_bound_is_in_bytes() -> None:
 
 @settings(max_examples=300, deadline=None)
 @hypothesis_given(text=st.one_of(st.text(max_size=60), st.text(min_size=4096, max_size=6000),
-                      st.text(st.characters(codec="ascii"), min_size=4096, max_size=6000)),
+                      st.text(st.characters(codec="ascii"), min_size=4096, max_size=6000),
+                      st.text(st.sampled_from('ab+/=\n"\\\t\x7f'), min_size=4096,
+                              max_size=6000)),
        extra=st.dictionaries(st.sampled_from(["target", "script", "stream", "truncated"]),
                              st.one_of(st.text(max_size=20), st.booleans(), st.integers())))
 def test_json_payload_is_json_dumps(text: str, extra: dict[str, Any]) -> None:
@@ -352,9 +354,11 @@ def test_json_payload_is_json_dumps(text: str, extra: dict[str, Any]) -> None:
     payload = json_payload(data)
     assert json.loads(payload) == data
     assert payload.isascii()
-    assert "\n" not in payload and "\r" not in payload  # escaped, never raw
+    assert b"\n" not in payload and b"\r" not in payload  # escaped, never raw
     if len(text) < 4096:
-        assert payload == json.dumps(data, separators=(",", ":"))
+        assert payload == json.dumps(data, separators=(",", ":")).encode()
+    else:
+        assert payload.endswith(json.dumps(text).encode() + b"}")  # the same escaping
 
 
 async def test_slow_subscriber_paces_the_output_instead_of_missing_it() -> None:
