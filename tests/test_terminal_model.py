@@ -7,7 +7,7 @@ import json
 
 import pytest
 import trio
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from linkops.config import TerminalSettings
@@ -266,3 +266,19 @@ def test_coalescing_never_holds_back_a_quiet_pane() -> None:
     att.outboxes["B"]._push_output("k", replay=False)  # B has been quiet
     assert not att.coalescing_useful(10.005, 0.02)
     assert not att.coalescing_useful(10.5, 0.02)  # A stopped streaming long ago
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(st.text(max_size=50), st.text(min_size=4096, max_size=5000),
+                      st.text(st.sampled_from('ab /=\n\r\t"\\\x1b\x7fé'), min_size=4096,
+                              max_size=5000)),
+       replay=st.booleans())
+def test_stdout_frames_encode_as_json_dumps(text: str, replay: bool) -> None:
+    """The fast path for bulk output writes exactly what json.dumps decodes to, keeps
+    non-ASCII as is, and never a raw control character."""
+    message = protocol.stdout("B", text, replay=replay)
+    encoded = protocol.encode(message)
+    assert json.loads(encoded) == message
+    assert not any(ch < " " for ch in encoded)
+    if len(text) < 4096:
+        assert encoded == json.dumps(message, ensure_ascii=False, separators=(",", ":"))
