@@ -3,7 +3,7 @@
 Owns the SSH thread limiter (``[ssh] max_threads``, for short blocking calls: connect, open a
 channel, write, resize, close; paramiko never uses Trio's default 40-thread limiter, which the
 database and everything else share), the stream limiter (open streams, :data:`MAX_STREAMS`:
-each holds a channel and a poll pipe), the process-wide
+each holds a channel), the process-wide
 :class:`~linkops.ssh.known_hosts.KnownHosts`, and a small pool of authenticated connections.
 
 Public surface::
@@ -71,7 +71,7 @@ __all__ = ["ExecResult", "ExecStream", "Resolver", "ShellStream", "SshConnection
 Resolver = Callable[[str], Link] | Mapping[str, Link]
 DEFAULT_MAX_OUTPUT: Final = 1_048_576
 MAX_SHARED_USERS: Final = 4
-# Open exec/shell streams (one pump thread each) across the process.
+# Open exec/shell streams (a channel each) across the process.
 MAX_STREAMS: Final = 512
 PING_AFTER_IDLE: Final = 30.0
 # Idle connections kept (one per recently used link, mostly): a fleet operation on 500 links

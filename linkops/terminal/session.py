@@ -172,9 +172,9 @@ class PaneSession:
     async def _release(self) -> None:
         try:
             await self._shell.aclose()
-            # The SSH layer's pump thread sends CHANNEL_CLOSE (sshd then hangs up the shell at
-            # once); closing the transport before that would leave the remote shell to linger
-            # until sshd notices the dead TCP connection (~2 s).
+            # The SSH layer sends CHANNEL_CLOSE from a worker thread (sshd then hangs up the
+            # shell at once); closing the transport before that would leave the remote shell
+            # to linger until sshd notices the dead TCP connection (~2 s).
             with trio.move_on_after(CHANNEL_CLOSE_SECONDS):
                 await self._shell.wait_exit()
         except Exception as exc:  # a dead connection may fail to close; log, go on
