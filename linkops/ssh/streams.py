@@ -33,6 +33,7 @@ lost before the command reported its exit status.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from types import TracebackType
 from typing import Final
@@ -79,7 +80,7 @@ class _ChannelStream:
         self._label = label
         self._token = trio.lowlevel.current_trio_token()
         self._ready = trio.Event()
-        self._waker = BufferWaker(self._data_arrived)
+        self._waker = BufferWaker(partial(self._call_soon, self._wake))
         self._waker.watch(chan)
         self._next = 0  # which stream to read first: stdout and stderr take turns
         self._ended = [False, False]
@@ -87,26 +88,21 @@ class _ChannelStream:
         self._closed = False
         self._close_sent = trio.Event()
         self._started = False
-        setattr(chan, STATUS_HOOK_ATTR, self._status_arrived)
+        setattr(chan, STATUS_HOOK_ATTR, partial(self._call_soon, self._status_news))
 
     async def start(self) -> None:
         await self._stream_limiter.acquire_on_behalf_of(self)
         self._started = True
 
-    def _status_arrived(self) -> None:  # transport thread
+    def _call_soon(self, fn: Callable[[], object]) -> None:
+        """From another thread (paramiko's, a worker): run ``fn`` on the Trio thread."""
         try:
-            self._token.run_sync_soon(self._status_news)
+            self._token.run_sync_soon(fn)
         except trio.RunFinishedError:
-            pass
+            pass  # the run is over; nobody is waiting any more
 
     def _status_news(self) -> None:
         self._status.set()
-
-    def _data_arrived(self) -> None:  # transport thread (via the BufferWaker)
-        try:
-            self._token.run_sync_soon(self._wake)
-        except trio.RunFinishedError:
-            pass
 
     def _wake(self) -> None:
         self._waker.rearm()
@@ -192,15 +188,7 @@ class _ChannelStream:
         self._closed = True
         self._ready.set()  # a task blocked in receive() returns the end of the stream
         chan = self._chan
-        token = self._token
         done = self._close_sent
-
-        def closed(_outcome: object) -> None:  # worker thread
-            try:
-                token.run_sync_soon(done.set)
-            except trio.RunFinishedError:
-                pass
-
         if chan.closed:
             # The peer closed it (the usual end of a command) and paramiko answered already:
             # nothing is left to send, so nothing can block.
@@ -209,7 +197,8 @@ class _ChannelStream:
         else:
             # Sending CHANNEL_CLOSE may wait for the transport lock: off the Trio thread,
             # fire-and-forget, so aclose works in cancelled scopes (wait_exit() waits for it).
-            trio.lowlevel.start_thread_soon(lambda: _close_quietly(chan), closed)
+            trio.lowlevel.start_thread_soon(lambda: _close_quietly(chan),
+                                            lambda _outcome: self._call_soon(done.set))
         if self._started:
             self._stream_limiter.release_on_behalf_of(self)
         await trio.lowlevel.checkpoint()
