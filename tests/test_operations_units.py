@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +30,7 @@ from linkops.operations.events import (
     parse_last_event_id,
 )
 from linkops.operations.output import TaskOutput
-from linkops.operations.remote import script_command
+from linkops.operations.remote import identity_length, parse_identity, script_command
 from linkops.operations.status import operation_outcome
 from linkops.operations.validate import (
     build_plan,
@@ -408,3 +411,58 @@ async def test_a_stuck_subscriber_costs_one_bounded_stall() -> None:
         await hub.paced(max_wait=0.2)  # dropped: nobody to wait for any more
         assert trio.current_time() - t0 < 0.1
     await stream.aclose()
+
+
+# -- the launch wrapper, run by a local bash (no SSH): the paths sshd does not take ----------
+
+def _run_wrapper(tmp_path: Path, stdin: bytes, client_id_path: str | None,
+                 *args: str) -> subprocess.CompletedProcess[bytes]:
+    # Started as a plain child: it shares our process group, unlike an sshd session (which
+    # sshd makes a session leader), so the wrapper must re-execute itself under setsid.
+    return subprocess.run(["bash", "-c", script_command(args, client_id_path)], input=stdin,
+                          capture_output=True, timeout=30, cwd=tmp_path, check=False,
+                          start_new_session=False)
+
+
+def test_wrapper_leads_its_own_group_even_when_not_started_as_leader(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    script = (b'echo "args:$1:$2"; read -r _ _ _ _ pg _ </proc/$$/stat; echo "$pg"; : > '
+              + str(marker).encode())
+    done = _run_wrapper(tmp_path, b"LINKOPS_GO\n" + script + b"\n", None, "a b", "$(id)")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert lines[0].startswith("LINKOPS_PGID ")
+    pgid = int(lines[0].split()[1])
+    assert pgid != os.getpgrp()  # its own group, not ours
+    assert lines[1] == "args:a b:$(id)"  # arguments arrive literally
+    assert int(lines[2]) == pgid  # the script runs inside that group
+    assert marker.exists()
+
+
+def test_wrapper_runs_nothing_without_the_go_line(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    for stdin in (b"", b"NOT_GO\n: > " + str(marker).encode() + b"\n"):
+        done = _run_wrapper(tmp_path, stdin, None)
+        assert done.returncode == 125
+        assert b"LINKOPS_PGID" not in done.stdout
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"LINKOPS-abc\n", b"", b"\x00\xff\r\n" * 200,
+                                     b"x" * 600])
+def test_wrapper_reports_the_client_id_file_exactly(tmp_path: Path, content: bytes) -> None:
+    id_file = tmp_path / "client_id"
+    id_file.write_bytes(content)
+    done = _run_wrapper(tmp_path, b"", str(id_file))
+    assert done.returncode == 125  # no LINKOPS_GO: nothing ran after the report
+    report = parse_identity(done.stdout)
+    assert report is not None and report.exit_code == 0
+    assert report.content == content[:513]  # at most 513 bytes, byte for byte
+    assert done.stdout[identity_length(done.stdout):] == b""
+
+
+def test_wrapper_reports_a_missing_client_id_file(tmp_path: Path) -> None:
+    done = _run_wrapper(tmp_path, b"", str(tmp_path / "absent"))
+    report = parse_identity(done.stdout)
+    assert report is not None and report.exit_code != 0
+    assert b"No such file or directory" in report.message
