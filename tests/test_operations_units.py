@@ -426,8 +426,8 @@ def _run_wrapper(tmp_path: Path, stdin: bytes, client_id_path: str | None,
 
 def test_wrapper_leads_its_own_group_even_when_not_started_as_leader(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    script = (b'echo "args:$1:$2"; read -r _ _ _ _ pg _ </proc/$$/stat; echo "$pg"; : > '
-              + str(marker).encode())
+    script = (b'echo "args:$1:$2"; read -r _ _ _ _ pg _ </proc/$$/stat; echo "$pg"; '
+              b'echo "env:${LINKOPS_SETSID-unset}"; : > ' + str(marker).encode())
     done = _run_wrapper(tmp_path, b"LINKOPS_GO\n" + script + b"\n", None, "a b", "$(id)")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.decode().splitlines()
@@ -436,6 +436,7 @@ def test_wrapper_leads_its_own_group_even_when_not_started_as_leader(tmp_path: P
     assert pgid != os.getpgrp()  # its own group, not ours
     assert lines[1] == "args:a b:$(id)"  # arguments arrive literally
     assert int(lines[2]) == pgid  # the script runs inside that group
+    assert lines[3] == "env:unset"  # the wrapper's own marker does not reach the script
     assert marker.exists()
 
 

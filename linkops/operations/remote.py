@@ -5,8 +5,8 @@ ID_PATH ARG…`` (every argument through :func:`shlex.quote`, so a flag value is
 argument and can never inject shell). The wrapper:
 
 1. makes sure it leads its own process group: sshd starts every session with ``setsid()``, so
-   the wrapper's PID is its group's ID; if not (another SSH server), it re-executes itself
-   under ``setsid``;
+   the wrapper's PID is its group's ID; if not (another SSH server, or no ``/proc`` to tell),
+   it re-executes itself under ``setsid`` (without ``setsid`` it fails, having run nothing);
 2. when ``ID_PATH`` is not empty, prints the enrollment file as hex between
    ``LINKOPS_ID`` / ``LINKOPS_ID_END <status>`` lines (``od``: at most 513 bytes, any bytes,
    errors such as "No such file" in place of the hex) — the client-ID check rides on the
@@ -52,12 +52,12 @@ PGID_LINE_MAX = 64
 PGID_WAIT = 3.0
 CLEANUP_DEADLINE = KILL_GRACE + 6.0
 
-WRAPPER = r"""read -r _ _ _ _ pg _ 2>/dev/null </proc/$$/stat
-if [ "$pg" != "$$" ]; then
-  [ -z "$LINKOPS_SETSID" ] ||
-    { echo "linkops: cannot lead a process group" >&2; exit 125; }
-  LINKOPS_SETSID=1 exec setsid -w bash -c "$BASH_EXECUTION_STRING" "$0" "$@"
+WRAPPER = r"""if [ -z "$LINKOPS_SETSID" ]; then
+  read -r _ _ _ _ pg _ 2>/dev/null </proc/$$/stat
+  [ "$pg" = "$$" ] ||
+    LINKOPS_SETSID=1 exec setsid -w bash -c "$BASH_EXECUTION_STRING" "$0" "$@"
 fi
+unset LINKOPS_SETSID
 if [ -n "$1" ]; then
   echo LINKOPS_ID
   LC_ALL=C od -An -v -tx1 -N 513 -- "$1" 2>&1
