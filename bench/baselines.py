@@ -52,6 +52,19 @@ def _paramiko_transport(spec: dict[str, Any], key: Any, host_keys: Any) -> Any:
     return transport
 
 
+def _exec_counting(transport: Any, command: str) -> tuple[int, int]:
+    """Run ``command`` on a new exec channel, read stdout with ``recv(32768)`` until EOF
+    (then drain stderr); (stdout bytes, exit status)."""
+    chan = transport.open_session()
+    chan.exec_command(command)
+    got = 0
+    while data := chan.recv(32768):
+        got += len(data)
+    while chan.recv_stderr(32768):
+        pass  # nothing to keep: the baselines count stdout only
+    return got, chan.recv_exit_status()
+
+
 def paramiko_fanout(job: dict[str, Any]) -> dict[str, Any]:
     import paramiko
 
@@ -61,14 +74,7 @@ def paramiko_fanout(job: dict[str, Any]) -> dict[str, Any]:
     def one(spec: dict[str, Any]) -> int:
         transport = _paramiko_transport(spec, key, host_keys)
         try:
-            chan = transport.open_session()
-            chan.exec_command(job["command"])
-            got = 0
-            while data := chan.recv(32768):
-                got += len(data)
-            while chan.recv_stderr(32768):
-                pass
-            return int(chan.recv_exit_status() == 0)
+            return int(_exec_counting(transport, job["command"])[1] == 0)
         finally:
             transport.close()
 
@@ -114,12 +120,7 @@ def paramiko_stream(job: dict[str, Any]) -> dict[str, Any]:
     cpu0 = _cpu()
     transport = _paramiko_transport(job["targets"][0], key, host_keys)
     try:
-        chan = transport.open_session()
-        chan.exec_command(job["command"])
-        got = 0
-        while data := chan.recv(32768):
-            got += len(data)
-        code = chan.recv_exit_status()
+        got, code = _exec_counting(transport, job["command"])
     finally:
         transport.close()
     return {"elapsed": time.perf_counter() - t0, "cpu": _cpu() - cpu0, "ok": int(code == 0),

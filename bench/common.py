@@ -220,6 +220,7 @@ class ServerProcess:
         self.db_path = root / "linkops.db"
         self.popen: subprocess.Popen[bytes] | None = None
         self.proc: psutil.Process | None = None
+        self.pyspy: subprocess.Popen[bytes] | None = None
         self.token = ""
         # LINKOPS_BENCH_PROFILE=DIR: run the server under cProfile (bench/profile_server.py),
         # one .prof file per server in DIR, written at its graceful exit.
@@ -344,7 +345,6 @@ class ServerProcess:
         flamegraph tools or ``grep``) per server in DIR, written when the server stops.
         """
         out_dir = os.environ.get("LINKOPS_BENCH_PYSPY")
-        self.pyspy: subprocess.Popen[bytes] | None = None
         if not out_dir or self.popen is None:
             return
         out = Path(out_dir) / f"{self.root.name}.txt"
@@ -357,8 +357,7 @@ class ServerProcess:
     def stop(self) -> None:
         if self.popen is None or self.popen.poll() is not None:
             return
-        if getattr(self, "pyspy", None) is not None:
-            assert self.pyspy is not None
+        if self.pyspy is not None:
             self.pyspy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             self.pyspy.wait(timeout=30)
         os.kill(self.popen.pid, signal.SIGTERM)

@@ -68,7 +68,7 @@ class Peak:
 
     @property
     def growth_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
+        return float(self.peak - self.base) / 2**20
 
 
 async def measure(label: str, run: object) -> None:

@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -26,6 +28,17 @@ from linkops.logs import setup_logging
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "correct-horse-battery"
+
+
+def require_root(why: str, *, unshare: bool = False) -> None:
+    """Fail (never skip) a test that needs what the CI machine has: root, and ``unshare``.
+
+    A skipped test would let a green run hide that it never ran; the README's test command
+    runs as root (``.ci/run``), so this only fires on a machine that cannot run the suite.
+    """
+    assert os.geteuid() == 0, f"this test needs root: {why}"
+    if unshare:
+        assert shutil.which("unshare") is not None, f"this test needs unshare(1): {why}"
 
 
 def free_port() -> int:

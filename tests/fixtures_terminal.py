@@ -74,6 +74,13 @@ class TermEnv:
             assert r.status_code == 200, r.text
         return workspace_id
 
+    async def connect_all(self, workspace_id: str) -> None:
+        """``connect-all``; every assigned pane must come back ``connected``."""
+        r = await self.http.post(f"/api/terminal/workspaces/{workspace_id}/connect-all")
+        assert r.status_code == 200, r.text
+        panes = r.json()["panes"]
+        assert panes and all(p["status"] == "connected" for p in panes), r.text
+
     async def connect(self, workspace_id: str, pane: str) -> httpx.Response:
         return await self.http.post(
             f"/api/terminal/workspaces/{workspace_id}/panes/{pane}/connect")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from linkops import auth, config
+from tests.fixtures_core import require_root
 from tests.test_systemd_unit import SYSTEM_UNITS, analyze
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +29,9 @@ INSTALL = REPO / "systemd" / "install.sh"
 UNINSTALL = REPO / "systemd" / "uninstall.sh"
 VENV_FROM = Path(sys.prefix)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks need root")
+@pytest.fixture(autouse=True)
+def _needs_root() -> None:
+    require_root("ownership checks")
 
 
 def build_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from linkops import auth
+from tests.fixtures_core import require_root
 from tests.test_install import (
     INSTALL,
     REPO,
@@ -32,10 +33,10 @@ from tests.test_install import (
     printed_password,
 )
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="needs root and unshare for a private mount namespace",
-)
+
+@pytest.fixture(autouse=True)
+def _needs_root() -> None:
+    require_root("a private mount namespace", unshare=True)
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 DEPS = Path("/opt/linkops-test-deps")

@@ -121,8 +121,7 @@ async def test_property_23_websocket_routes_input_and_output_by_pane(term_env: T
     on P, character for character (UTF-8 included)."""
     with trio.fail_after(30):
         ws_id = await term_env.workspace("grid1x3", A="sbx-01", B="sbx-02", C="sbx-03")
-        r = await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
-        assert [p["status"] for p in r.json()["panes"]] == ["connected"] * 3
+        await term_env.connect_all(ws_id)
     async with term_env.socket(ws_id) as sock:
         with trio.fail_after(30):
             for pane in "ABC":

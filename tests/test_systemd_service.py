@@ -47,7 +47,7 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from linkops.sandbox import Sandbox
-from tests.fixtures_core import free_port
+from tests.fixtures_core import free_port, require_root
 from tests.fixtures_git import GitSshd, make_repo
 from tests.fixtures_operations import SseEvent, read_sse
 from tests.fixtures_terminal import TermSocket
@@ -60,10 +60,11 @@ from tests.test_install import (
 )
 from tests.test_systemd_unit import ANALYZE, UNIT, parse_unit
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="runs the service as another uid, with a bind mount in a private namespace",
-)
+
+@pytest.fixture(autouse=True)
+def _needs_root() -> None:
+    require_root("the service runs as another uid, with a bind mount in a private namespace",
+                 unshare=True)
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 

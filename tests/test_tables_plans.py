@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bench.tables_bench import HISTORY_QUERY, LINKS_QUERY
 from linkops.db import Database
 from linkops.tables.compile import compile_query
 from linkops.tables.query import parse_query
@@ -34,22 +35,8 @@ def _plan(db: Database, request: dict[str, Any], after: tuple[Any, ...] | None =
     return "\n".join(str(row[3]) for row in rows)
 
 
-HISTORY = {
-    "table": "tbl_operations_history",
-    "filters": [
-        {"col": "status", "op": "eq", "val": "failed"},
-        {"col": "triggered_by", "op": "eq", "val": "alice"},
-    ],
-    "sort": [{"col": "created_at", "dir": "desc"}],
-}
-LINKS = {
-    "table": "tbl_links",
-    "filters": [
-        {"col": "type", "op": "eq", "val": "VPS"},
-        {"col": "enrolled", "op": "eq", "val": True},
-    ],
-    "sort": [{"col": "name", "dir": "asc"}],
-}
+HISTORY = HISTORY_QUERY
+LINKS = LINKS_QUERY
 
 
 def test_filtered_sorted_pages_are_index_searches_in_order(db: Database) -> None:

@@ -155,7 +155,7 @@ async def test_client_id_is_checked_again_at_connect(term_env: TermEnv) -> None:
 async def test_disconnect_delete_and_audit_trail(term_env: TermEnv) -> None:
     with trio.fail_after(40):
         ws_id = await term_env.workspace("grid2x1", A="sbx-01", B="sbx-02")
-        await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+        await term_env.connect_all(ws_id)
         service = term_env.running.services.terminal
         async with term_env.socket(ws_id) as sock:
             pid_a = await _shell_pid(sock, "A")

@@ -21,9 +21,7 @@ pytestmark = pytest.mark.usefixtures("sandbox_fleet")
 async def test_typed_input_reaches_the_pane_and_output_comes_back(term_env: TermEnv) -> None:
     with trio.fail_after(40):
         ws_id = await term_env.workspace("grid2x1", A="sbx-01", B="sbx-02")
-        r = await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
-        assert r.status_code == 200, r.text
-        assert [p["status"] for p in r.json()["panes"]] == ["connected", "connected"]
+        await term_env.connect_all(ws_id)
         async with term_env.socket(ws_id) as sock:
             await sock.until_status("A", "connected")
             await sock.until_status("B", "connected")
@@ -53,8 +51,7 @@ async def test_typed_input_reaches_the_pane_and_output_comes_back(term_env: Term
 async def test_flooding_pane_does_not_starve_another(term_env: TermEnv) -> None:
     with trio.fail_after(60):
         ws_id = await term_env.workspace("grid2x1", A="sbx-01", B="sbx-02")
-        r = await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
-        assert r.status_code == 200, r.text
+        await term_env.connect_all(ws_id)
         async with term_env.socket(ws_id) as sock:
             await sock.until_status("B", "connected")
             await sock.stdin("A", "cat /dev/urandom | base64\r")
@@ -232,7 +229,7 @@ async def test_pane_that_does_not_read_input_refuses_it_without_blocking_others(
     other pane keeps answering."""
     with trio.fail_after(60):
         ws_id = await term_env.workspace("grid2x1", A="sbx-01", B="sbx-02")
-        await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+        await term_env.connect_all(ws_id)
         async with term_env.socket(ws_id) as sock:
             await sock.until_status("B", "connected")
             # Raw mode: the tty stops taking input once its buffer is full (canonical mode
@@ -262,15 +259,14 @@ async def test_pane_that_does_not_read_input_refuses_it_without_blocking_others(
             await sock.until_output("B", "b-ok-81")
 
 
-@pytest.mark.skipif(not netns_available(), reason="inner hosts need root (network namespaces)")
 async def test_panes_on_hosts_behind_a_bastion(term_env: TermEnv,
                                                sandbox_fleet: Sandbox) -> None:
     """Two panes on two inner hosts reachable only through the bastion (ProxyJump), each with
     its own client ID file at the real default path, stay independent."""
+    assert netns_available(), "this test needs root (network namespaces for the inner hosts)"
     with trio.fail_after(40):
         ws_id = await term_env.workspace("grid2x1", A="sbx-inner-01", B="sbx-inner-02")
-        r = await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
-        assert [p["status"] for p in r.json()["panes"]] == ["connected", "connected"], r.text
+        await term_env.connect_all(ws_id)
         async with term_env.socket(ws_id) as sock:
             for pane in "AB":
                 await sock.until_status(pane, "connected")
@@ -329,7 +325,7 @@ async def test_opt_in_flow_control_bounds_output_in_flight(term_env: TermEnv) ->
     with acks; an acking client gets a neighbour's echo promptly while one pane floods."""
     with trio.fail_after(60):
         ws_id = await term_env.workspace("grid2x1", A="sbx-01", B="sbx-02")
-        await term_env.http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+        await term_env.connect_all(ws_id)
         async with term_env.socket(ws_id) as sock:
             await sock.until_status("A", "connected")
             await sock.until_status("B", "connected")
