@@ -4,6 +4,7 @@ period, idle timeout, socket takeover, remote exit, shutdown — against real ss
 from __future__ import annotations
 
 import os
+import sqlite3
 from typing import Any
 
 import attrs
@@ -41,6 +42,22 @@ async def _shell_pid(sock: TermSocket, pane: str) -> int:
     # Quoted so that the echoed command line itself cannot match.
     await sock.stdin(pane, 'echo "shell""pid=$$="\r')
     return int((await sock.until_match(pane, r"shellpid=(\d+)=")).group(1))
+
+
+async def _closed_sessions(term_env: TermEnv, workspace_id: str | None, count: int,
+                           db: Database | None = None) -> list[sqlite3.Row]:
+    """The audit rows once ``count`` of them are closed (call under a deadline).
+
+    A pane's shell and its socket status go away a moment *before* its audit row is written
+    (the row is the last step of closing), so a test that saw them go waits for the row."""
+    db = db or term_env.db
+    while True:
+        rows = await db.fetchall(
+            "SELECT * FROM terminal_sessions WHERE closed_at IS NOT NULL"
+            " AND (? IS NULL OR workspace_id = ?) ORDER BY pane", (workspace_id, workspace_id))
+        if len(rows) >= count:
+            return rows
+        await trio.sleep(0.02)
 
 
 async def test_create_validation_and_limits(term_env: TermEnv) -> None:
@@ -178,8 +195,7 @@ async def test_disconnect_delete_and_audit_trail(term_env: TermEnv) -> None:
             await trio.sleep(0.05)
         assert service.session_count() == 0
         assert (await term_env.http.get(f"/api/terminal/workspaces/{ws_id}")).status_code == 404
-        rows = await term_env.db.fetchall(
-            "SELECT * FROM terminal_sessions WHERE workspace_id = ? ORDER BY pane", (ws_id,))
+        rows = await _closed_sessions(term_env, ws_id, 2)
         assert [(r["pane"], r["target"], r["username"], r["close_reason"]) for r in rows] == [
             ("A", "sbx-01", "admin", "disconnect"), ("B", "sbx-02", "admin", "workspace_deleted")]
         assert all(r["opened_at"] <= r["closed_at"] for r in rows)
@@ -243,12 +259,14 @@ async def test_shutdown_closes_sockets_with_1001_and_records_sessions(term_env: 
             assert await _closed_code(sock) == 1001
         while _alive(pid):
             await trio.sleep(0.05)
+        # The shell dies when its channel closes, a moment *before* the audit row is written:
+        # wait for the row (within the deadline above), then check why it was closed.
         db = Database(term_env.running.services.settings.database.path)
         try:
-            row = await db.fetchone("SELECT close_reason FROM terminal_sessions")
+            rows = await _closed_sessions(term_env, None, 1, db)
         finally:
             db.close()
-        assert row is not None and row["close_reason"] == "shutdown"
+        assert rows[0]["close_reason"] == "shutdown"
 
 
 async def test_connect_in_progress_is_cancelled_by_disconnect_and_delete(
