@@ -35,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 NODE_MODULES = HERE / "node_modules"
 VENDOR = HERE / "vendor"
 
+# What the app imports from npm packages: the one list every other part derives from (the
+# packages to vendor, the build step of setup.py, the service's start-up check of its assets).
 # (source under node_modules, destination under vendor, source-map rename or None)
 FILES: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
     ("@xterm/xterm/lib/xterm.mjs", "xterm/xterm.js", ("xterm.mjs.map", "xterm.js.map")),
@@ -51,14 +53,37 @@ FILES: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
 STAMP = VENDOR / "versions.json"
 
 
+def package_name(source: str) -> str:
+    """The npm package a FILES source path belongs to (``@scope/name`` or ``name``)."""
+    parts = source.split("/")
+    return "/".join(parts[:2]) if source.startswith("@") else parts[0]
+
+
+def vendored_packages() -> tuple[str, ...]:
+    """Every npm package FILES copies from, in order of first mention."""
+    return tuple(dict.fromkeys(package_name(src) for src, _, _ in FILES))
+
+
+def vendored_files() -> tuple[str, ...]:
+    """The paths under vendor/ a complete build holds (what the service checks at start)."""
+    return tuple(dst for _, dst, _ in FILES)
+
+
+def missing_files(vendor: Path = VENDOR) -> list[str]:
+    """The vendored files absent (or empty) under ``vendor``; empty when complete."""
+    missing = []
+    for dst in vendored_files():
+        path = vendor / dst
+        if not path.is_file() or path.stat().st_size == 0:
+            missing.append(dst)
+    return missing
+
+
 def locked_versions() -> dict[str, str]:
     """The versions package-lock.json pins for every vendored package."""
     lock = json.loads((HERE / "package-lock.json").read_text(encoding="utf-8"))
     packages: dict[str, dict[str, str]] = lock["packages"]
-    return {
-        name: packages[f"node_modules/{name}"]["version"]
-        for name in ("@xterm/xterm", "@xterm/addon-fit")
-    }
+    return {name: packages[f"node_modules/{name}"]["version"] for name in vendored_packages()}
 
 
 def installed_versions() -> dict[str, str] | None:
@@ -102,7 +127,7 @@ def copy_vendor() -> None:
 
 def is_current() -> bool:
     """True when every vendored file exists and was copied from the locked versions."""
-    if not STAMP.is_file() or not all((VENDOR / dst).is_file() for _, dst, _ in FILES):
+    if not STAMP.is_file() or missing_files():
         return False
     recorded: dict[str, str] = json.loads(STAMP.read_text(encoding="utf-8"))
     return recorded == locked_versions()
