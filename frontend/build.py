@@ -101,7 +101,11 @@ def npm_ci() -> None:
     """Install exactly what package-lock.json says (no scripts run: they are not needed)."""
     npm = shutil.which("npm")
     if npm is None:
-        raise SystemExit("frontend/build.py: npm not found on PATH (needed to vendor xterm.js)")
+        raise SystemExit(
+            "frontend/build.py: npm not found on PATH; it is needed to vendor the frontend's npm "
+            "packages from frontend/package-lock.json (install npm, or install a wheel built "
+            "where npm is available)"
+        )
     result = subprocess.run(
         [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=HERE, check=False
     )

@@ -122,16 +122,16 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def demo_service() -> Iterator[DemoService]:
-    _ensure_vendor()
+@contextlib.contextmanager
+def run_demo(command: list[str], cwd: Path) -> Iterator[DemoService]:
+    """``<command> demo`` on a free port until the block ends (``command`` is the program:
+    this checkout's ``python -m linkops``, or an installed ``linkops`` executable)."""
     workdir = Path(tempfile.mkdtemp(prefix="linkops-browser-"))
     log = (workdir / "demo.stderr").open("w")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "linkops", "demo", "--port", str(free_port()),
-         "--workdir", str(workdir / "demo")],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+        [*command, "demo", "--port", str(free_port()), "--workdir", str(workdir / "demo")],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
     )
     try:
         try:
@@ -145,6 +145,13 @@ def demo_service() -> Iterator[DemoService]:
         _stop(proc)
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def demo_service() -> Iterator[DemoService]:
+    _ensure_vendor()
+    with run_demo([sys.executable, "-m", "linkops"], REPO_ROOT) as service:
+        yield service
 
 
 def chrome_options(profile: Path, width: int = 1280, height: int = 800) -> webdriver.ChromeOptions:

@@ -1,0 +1,89 @@
+"""The product as a new user installs it: ``pip install .`` into a fresh virtualenv (from a
+clean clone, no nox, no vendor/ beforehand), the installed ``linkops demo``, headless Chromium.
+
+The page loads without a single console error (a missing ``vendor/xterm/xterm.css`` used to
+be answered with a JSON 404 and refused as a stylesheet) and a terminal opens and runs a
+command on a real sshd of the sandbox fleet.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.fixtures_browser import (
+    DemoService,
+    app_ready,
+    console_errors,
+    log_in,
+    open_tab,
+    run_demo,
+    wait_for,
+)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def installed_service(installed_venv: Path, tmp_path_factory: pytest.TempPathFactory,
+                      ) -> Iterator[DemoService]:
+    elsewhere = tmp_path_factory.mktemp("not-the-checkout")
+    where = subprocess.run(
+        [str(installed_venv / "bin" / "python"), "-c", "import linkops; print(linkops.__file__)"],
+        cwd=elsewhere, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert where.startswith(str(installed_venv)), where  # the installed copy, not the checkout
+    with run_demo([str(installed_venv / "bin" / "linkops")], elsewhere) as service:
+        yield service
+
+
+def terminal_text(driver: WebDriver, pane: str) -> str:
+    return str(driver.execute_script(
+        "const t = window.__linkops.terminals[arguments[0]]; if (!t) return '';"
+        "const b = t.buffer.active; const out = [];"
+        "for (let i = 0; i < b.length; i++) { const l = b.getLine(i);"
+        "  if (l) out.push(l.translateToString(true)); }"
+        "return out.join('\\n');", pane))
+
+
+def test_installed_service_serves_the_vendored_frontend(installed_service: DemoService) -> None:
+    with httpx.Client(base_url=installed_service.url, timeout=30) as client:
+        css = client.get("/vendor/xterm/xterm.css")
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        js = client.get("/vendor/xterm/xterm.js")
+        assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+        health = client.get("/api/health").json()
+    assert health["frontend"] == "ok"
+
+
+def test_installed_service_opens_a_terminal_without_console_errors(
+    browser: WebDriver, installed_service: DemoService
+) -> None:
+    log_in(browser, installed_service)
+    wait_for("the app after login", lambda: app_ready(browser), timeout=30)
+    open_tab(browser, "terminal")
+    select = browser.find_element(By.CSS_SELECTOR, '.pane-target[data-pane="A"]')
+    browser.execute_script("arguments[0].value = arguments[1]", select, "vps-fra-01")
+    browser.find_element(By.ID, "term-connect-all").click()
+    wait_for("pane A connected", lambda: browser.find_element(
+        By.CSS_SELECTOR, '.pane[data-pane="A"]').get_attribute("data-status")
+        in ("connected", "enrolled"), timeout=40)
+    wait_for("a prompt in pane A",
+             lambda: re.search(r"[$#] ?$", terminal_text(browser, "A").strip() + " "), timeout=20)
+    browser.find_element(By.CSS_SELECTOR, '.pane[data-pane="A"] .xterm').click()
+    ActionChains(browser).send_keys("echo installed-$((6*7))\n").perform()
+    wait_for("the command output in pane A",
+             lambda: "installed-42" in terminal_text(browser, "A").replace("$((6*7))", ""),
+             timeout=20)
+    # The xterm stylesheet applied (a refused stylesheet leaves .xterm unstyled).
+    assert browser.execute_script(
+        "return getComputedStyle(document.querySelector('.xterm .xterm-helpers'))"
+        ".position") == "absolute"
+    assert console_errors(browser, allow=lambda entry: False) == []
