@@ -96,6 +96,12 @@ async def run(
     after a graceful shutdown."""
     db = Database(settings.database.path)
     services = build_services(settings, db)
+    if services.frontend_missing:
+        # The service still starts (the API works), but the UI would fail in the browser.
+        log.error("service.frontend_incomplete", extra={"context": {
+            "missing": services.frontend_missing,
+            "fix": "install a wheel built by pip or `nox -s package` (it runs frontend/build.py)",
+        }})
     app = create_app(services)
     shutdown_requested = trio.Event()
     stop = trio.Event()

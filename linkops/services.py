@@ -12,6 +12,7 @@ import trio
 from linkops.auth import AuthService
 from linkops.config import Settings
 from linkops.db import Database
+from linkops.frontend_assets import missing_assets
 from linkops.inventory.sync import InventoryService
 from linkops.operations.service import OperationsService
 from linkops.ssh.bridge import SshManager
@@ -36,6 +37,8 @@ class Services:
     # Set when the service begins to shut down: SSE streams and terminal sockets watch it and
     # end cleanly instead of being cut off by the server's graceful-shutdown deadline.
     closing: trio.Event = attrs.field(factory=trio.Event)
+    # Frontend files missing at start (linkops.frontend_assets); GET /api/health reports them.
+    frontend_missing: list[str] = attrs.field(factory=list)
 
 
 def build_services(settings: Settings, db: Database) -> Services:
@@ -51,4 +54,5 @@ def build_services(settings: Settings, db: Database) -> Services:
         operations=OperationsService(db, settings, ssh),
         terminal=TerminalService(db, settings, ssh),
         tables=TableService(db, settings.api.jwt_secret.encode()),
+        frontend_missing=missing_assets(),
     )

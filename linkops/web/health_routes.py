@@ -1,4 +1,4 @@
-"""``GET /api/health`` (no auth): liveness and version."""
+"""``GET /api/health`` (no auth): liveness, version and whether the frontend is complete."""
 
 from __future__ import annotations
 
@@ -19,4 +19,6 @@ async def health() -> Response:
         "version": __version__,
         "time": now_iso(),
         "schema_version": svc.db.schema_version,
+        # Which files are missing is in the start-up log (no auth here: say only that).
+        "frontend": "incomplete" if svc.frontend_missing else "ok",
     })
