@@ -50,8 +50,8 @@ def test_expected_files_follow_the_build_list(tmp_path: Path) -> None:
     build_py = frontend / "build.py"
     text = build_py.read_text()
     assert "FILES: tuple" in text
-    build_py.write_text(text.replace(
-        "\n)\nSTAMP", '\n    ("example-pkg/dist/viewer.js", "viewer/viewer.js", None),\n)\nSTAMP', 1))
+    extra = '    ("example-pkg/dist/viewer.js", "viewer/viewer.js", None),\n'
+    build_py.write_text(text.replace("\n)\nSTAMP", f"\n{extra})\nSTAMP", 1))
     assert frontend_assets.missing_assets(frontend) == ["vendor/viewer/viewer.js"]
     build_py.unlink()
     assert frontend_assets.missing_assets(frontend) == ["build.py"]
