@@ -8,7 +8,12 @@
 # --root DIR installs into DIR instead of / (tests, image builds): no apt, no useradd on
 # the host (the user is recorded in DIR/etc/passwd and DIR/etc/group), no systemctl, and
 # files are chowned to the ids recorded there only when running as root.
-# See docs/deployment.md.
+#
+# Never follows a symlink in a directory the service user can write (/var/lib/linkops,
+# /var/log/linkops): every mode, owner and new file there goes through linkops.install_guard
+# (openat/O_NOFOLLOW from a root-owned anchor, fchmod/fchown, temporary name + rename); a
+# symlinked or foreign-owned path is refused with a message naming it.
+# See docs/deployment.md and docs/security.md.
 set -euo pipefail
 # The program and the unit must be readable by the service user and systemd; everything
 # private (config, keys, data) gets an explicit mode below.
@@ -125,7 +130,7 @@ print_admin() {
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local status=$?
-    if ((${#TMPFILES[@]})); then rm -f -- "${TMPFILES[@]}"; fi
+    if ((${#TMPFILES[@]})); then rm -rf -- "${TMPFILES[@]}"; fi
     # The admin exists from step 7 on: whatever fails later, its password must be shown.
     print_admin
     # A failed upgrade must not leave the team without the service it stopped.
@@ -194,33 +199,8 @@ else
 fi
 read -r SVC_UID SVC_GID <<<"$(user_ids)" || true
 
-# own OWNER:GROUP MODE PATH... -- chown only when we can (root) and the user exists.
-own() {
-    local owner="$1" mode="$2"; shift 2
-    chmod "$mode" -- "$@"
-    if [[ $EUID -eq 0 && -n "${SVC_UID:-}" ]]; then
-        local uid gid
-        case "$owner" in
-            root:svc) uid=0; gid="$SVC_GID" ;;
-            svc:svc) uid="$SVC_UID"; gid="$SVC_GID" ;;
-            *) die "bad owner $owner" ;;
-        esac
-        chown -- "$uid:$gid" "$@"
-    fi
-}
 if [[ $EUID -ne 0 ]]; then
     log "not root: leaving file owners alone"
-fi
-
-# --- 3. Directories --------------------------------------------------------------------------
-mkdir -p "$(r "$ETC")" "$(r "$LIB")/keys" "$(r "$LIB")/ssh" "$(r "$LIB")/git-repo" "$(r "$LOGDIR")"
-own root:svc 750 "$(r "$ETC")"
-own svc:svc 750 "$(r "$LIB")" "$(r "$LIB")/git-repo" "$(r "$LOGDIR")"
-# Private keys and host keys: nobody but the service reads them.
-own svc:svc 700 "$(r "$LIB")/keys" "$(r "$LIB")/ssh"
-if [[ ! -e "$(r "$LIB")/ssh/known_hosts" ]]; then
-    : >"$(r "$LIB")/ssh/known_hosts"
-    own svc:svc 600 "$(r "$LIB")/ssh/known_hosts"
 fi
 
 # --- 4. The program (virtualenv) -------------------------------------------------------------
@@ -268,6 +248,24 @@ fi
 version="$("$venv_python" -I -c 'import linkops; print(linkops.__version__)')"
 log "LinkOps $version installed in $venv_dir"
 
+# --- 3. Directories (after the program: its install_guard does the work) ---------------------
+# guard ANCHOR REL ACTION [--mode M] [--owner UID:GID] [--from FILE]: ANCHOR is a root-owned
+# directory (/etc, /var/lib, /var/log under --root), REL the path below it; see
+# linkops/install_guard.py. Owners change only when running as root.
+guard() { "$venv_python" -I -m linkops.install_guard "$@" --allow "$SVC_UID"; }
+SVC="$SVC_UID:$SVC_GID"
+ROOT_SVC="0:$SVC_GID"
+etc_anchor="$(r /etc)" lib_anchor="$(r /var/lib)" log_anchor="$(r /var/log)"
+mkdir -p -- "$etc_anchor" "$lib_anchor" "$log_anchor"
+guard "$etc_anchor" linkops dir --mode 750 --owner "$ROOT_SVC"
+guard "$lib_anchor" linkops dir --mode 750 --owner "$SVC"
+guard "$lib_anchor" linkops/git-repo dir --mode 750 --owner "$SVC"
+# Private keys and host keys: nobody but the service reads them.
+guard "$lib_anchor" linkops/keys dir --mode 700 --owner "$SVC"
+guard "$lib_anchor" linkops/ssh dir --mode 700 --owner "$SVC"
+guard "$log_anchor" linkops dir --mode 750 --owner "$SVC"
+guard "$lib_anchor" linkops/ssh/known_hosts create --mode 600 --owner "$SVC"
+
 # --- 5. Configuration (written once, never overwritten) --------------------------------------
 config_file="$(r "$CONFIG")"
 if [[ -e "$config_file" ]]; then
@@ -282,11 +280,10 @@ sys.stdout.write(r.files("linkops").joinpath("templates/config.ini.template").re
     # token_urlsafe uses only [A-Za-z0-9_-]: safe inside a sed replacement.
     sed -i "s|^jwt_secret[[:space:]]*=.*\$|jwt_secret = $secret|" "$tmp_config"
     grep -q "^jwt_secret = $secret\$" "$tmp_config" || die "template has no jwt_secret line"
-    own root:svc 640 "$tmp_config"
-    mv -- "$tmp_config" "$config_file"
+    mv -T -- "$tmp_config" "$config_file"
     log "wrote $CONFIG with a generated jwt_secret"
 fi
-own root:svc 640 "$config_file"
+guard "$etc_anchor" linkops/config.ini file --mode 640 --owner "$ROOT_SVC"
 
 # In root mode the config names the target's paths (/var/lib/linkops); the CLI run from
 # here needs the staged ones.
@@ -307,27 +304,37 @@ as_service() {
 }
 
 # --- 6. SSH key pair for reaching the targets ------------------------------------------------
-key="$(r "$LIB")/keys/id_ed25519"
-if [[ ! -e "$key" ]]; then
-    ssh-keygen -q -t ed25519 -N '' -C "linkops@$(hostname 2>/dev/null || echo linkops)" -f "$key"
+key_rel=linkops/keys/id_ed25519
+key_state="$(guard "$lib_anchor" "$key_rel" state)"
+if [[ "$key_state" == absent ]]; then
+    # Generated in a directory only root can reach, then moved into place by the guard.
+    key_tmp="$(mktemp -d)"
+    TMPFILES+=("$key_tmp")
+    ssh-keygen -q -t ed25519 -N '' -C "linkops@$(hostname 2>/dev/null || echo linkops)" \
+        -f "$key_tmp/id_ed25519"
+    guard "$lib_anchor" "$key_rel.pub" install --from "$key_tmp/id_ed25519.pub" --mode 644 \
+        --owner "$SVC"
+    guard "$lib_anchor" "$key_rel" install --from "$key_tmp/id_ed25519" --mode 600 --owner "$SVC"
     log "generated SSH key $LIB/keys/id_ed25519"
 fi
-own svc:svc 600 "$key"
-if [[ -e "$key.pub" ]]; then own svc:svc 644 "$key.pub"; fi
+guard "$lib_anchor" "$key_rel" file --mode 600 --owner "$SVC"
+guard "$lib_anchor" "$key_rel.pub" file --mode 644 --owner "$SVC"
 
 # --- 7. First administrator (first install only) ---------------------------------------------
-admin_marker="$(r "$LIB")/.admin-created"
-if [[ -e "$admin_marker" ]]; then
+db_files=(linkops.db linkops.db-wal linkops.db-shm linkops.db-journal)
+# Before the CLI opens the database (as root under --root): no planted links in its place.
+for db_file in "${db_files[@]}"; do guard "$lib_anchor" "linkops/$db_file" state >/dev/null; done
+admin_state="$(guard "$lib_anchor" linkops/.admin-created state)"
+if [[ "$admin_state" != absent ]]; then
     log "first administrator was created by an earlier run; users are left alone"
 else
     admin_password="$("$venv_python" -I -c 'import secrets; print(secrets.token_urlsafe(18))')"
     if printf '%s\n' "$admin_password" | as_service "$venv_dir/bin/linkops" user add \
             "$ADMIN_NAME" --role admin --password-stdin --config "$cli_config"; then
-        for db_file in "$(r "$LIB")"/linkops.db*; do
-            if [[ -f "$db_file" ]]; then own svc:svc 600 "$db_file"; fi
+        for db_file in "${db_files[@]}"; do
+            guard "$lib_anchor" "linkops/$db_file" file --mode 600 --owner "$SVC"
         done
-        : >"$admin_marker"
-        own svc:svc 600 "$admin_marker"
+        guard "$lib_anchor" linkops/.admin-created create --mode 600 --owner "$SVC"
     else
         admin_password=""
         log "WARNING: could not create the first administrator; create one with:"
@@ -339,7 +346,7 @@ fi
 unit_dir="$(r /etc/systemd/system)"
 mkdir -p "$unit_dir/multi-user.target.wants"
 install -m 644 "$SCRIPT_DIR/$SERVICE" "$unit_dir/$SERVICE.tmp"
-mv -- "$unit_dir/$SERVICE.tmp" "$unit_dir/$SERVICE"
+mv -T -- "$unit_dir/$SERVICE.tmp" "$unit_dir/$SERVICE"
 # What `systemctl enable` does for WantedBy=multi-user.target; done by hand so that it
 # also works offline (root mode, image builds, no systemd running).
 ln -sfn "/etc/systemd/system/$SERVICE" "$unit_dir/multi-user.target.wants/$SERVICE"
@@ -377,10 +384,12 @@ fi
 echo
 echo "LinkOps $version is installed."
 print_admin
-if [[ -e "$key.pub" ]]; then
+# Read through the guard: a link swapped in since must not print another file.
+if public_key="$(guard "$lib_anchor" "$key_rel.pub" read 2>/dev/null)" && [[ -n "$public_key" ]]
+then
     echo
     echo "  Public key to add to ~/.ssh/authorized_keys of the SSH user on every target:"
-    echo "  $(cat "$key.pub")"
+    echo "  $public_key"
 fi
 echo
 echo "  Configuration: $CONFIG (set [git] repository_url, then: systemctl restart linkopsd)"
