@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("serve", help="run the service (what systemd starts)"))
     with_config(sub.add_parser("check-config", help="validate config, keys and repository access"))
+    doctor = with_config(sub.add_parser(
+        "doctor", help="check config, keys, Git remote, known_hosts, frontend, database, unit"))
+    doctor.add_argument("--unit", metavar="FILE", help="the installed unit to rate "
+                        "(default: /etc/systemd/system/linkopsd.service)")
     with_config(sub.add_parser("sync", help="one Git sync of the configuration repository"))
     sub.add_parser("enroll-id", help="print a new LINKOPS-<uuid4> client ID")
 
@@ -89,6 +93,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     print(f"{settings.source}: ok")
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from linkops import doctor
+
+    return doctor.main(args.config, args.unit)
 
 
 def _open_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -153,6 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "check-config": cmd_check_config,
+    "doctor": cmd_doctor,
     "user": cmd_user,
     "enroll-id": cmd_enroll_id,
     "sync": cmd_sync,

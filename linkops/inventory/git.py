@@ -342,6 +342,38 @@ class GitCheckout:
                     await trio.to_thread.run_sync(
                         lambda: shutil.rmtree(private, ignore_errors=True))
 
+    async def probe(self) -> str:
+        """``git ls-remote`` of the branch with the same hardening, deploy key, known_hosts
+        and credentials as :meth:`update` (``linkops doctor``); returns the branch's commit.
+        Touches neither the checkout nor its lock, so it runs beside a live service."""
+        if self.remote.protocol == "ssh":
+            if self.ssh_key is not None:
+                await trio.to_thread.run_sync(check_key_file, self.ssh_key)
+            await trio.to_thread.run_sync(
+                lambda: self.known_hosts.parent.mkdir(parents=True, exist_ok=True))
+        private = Path(await trio.to_thread.run_sync(
+            lambda: tempfile.mkdtemp(prefix="linkops-git-probe-")))
+        try:
+            askpass = private / "askpass.sh"
+            home = private / "home"
+            await trio.to_thread.run_sync(self._prepare_private, home, askpass)
+            outcome = await self._run(
+                self._env(home, askpass),
+                ["ls-remote", "--heads", "--", self.remote.url, f"refs/heads/{self.branch}"],
+                what="ls-remote")
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(lambda: shutil.rmtree(private, ignore_errors=True))
+        if outcome.returncode != 0:
+            raise self._failure("ls-remote", outcome.stderr, local=False)
+        heads = outcome.stdout.split()
+        if not heads:
+            raise UnavailableError(
+                f"git ls-remote from {self.remote.display}: branch {self.branch!r} does not "
+                "exist on the remote", code="GIT_UNREACHABLE",
+                details={"repository": self.remote.display, "reason": "branch_not_found"})
+        return heads[0]
+
     @property
     def _private_prefix(self) -> str:
         return f".{self.checkout.name}-git-"

@@ -259,6 +259,11 @@ class InventoryService:
                                    code="GIT_NOT_CONFIGURED")
         return parse_remote_url(self.settings.git.repository_url)
 
+    def configured_checkout(self) -> GitCheckout:
+        """The checkout a sync would use, credentials included (``linkops doctor`` probes the
+        remote with it). Raises GIT_NOT_CONFIGURED or the URL's validation error."""
+        return self._git_checkout(self._remote(), self._local_secrets())
+
     def _git_checkout(self, remote: RemoteUrl, current: Secrets | None) -> GitCheckout:
         """The checkout with credentials: secrets.ini values win over config.ini's."""
         git = self.settings.git
