@@ -96,7 +96,8 @@ fi
 PYTHON="${PYTHON:-python3}"
 
 # A source tree carries only our own frontend files; the terminal emulator (xterm.js) is
-# vendored from the npm lock by frontend/build.py. A wheel from `nox -s package` has it.
+# vendored from the npm lock by frontend/build.py (setup.py's build step runs it too; checked
+# here first for a clear message). Every wheel built by pip or `nox -s package` has it.
 if [[ -z "$WHEEL" && -f "$PACKAGE/frontend/build.py" ]] \
         && ! python3 "$PACKAGE/frontend/build.py" --check >/dev/null 2>&1; then
     if command -v npm >/dev/null 2>&1; then
@@ -104,7 +105,8 @@ if [[ -z "$WHEEL" && -f "$PACKAGE/frontend/build.py" ]] \
         python3 "$PACKAGE/frontend/build.py"
     else
         die "frontend/vendor is missing and npm is not installed: build the wheel with \
-\`nox -s package\` on a machine with npm and run this script with --wheel dist/linkops-*.whl"
+\`python -m pip wheel --no-deps . -w dist\` (or \`nox -s package\`) on a machine with npm \
+and run this script with --wheel dist/linkops-*.whl"
     fi
 fi
 
