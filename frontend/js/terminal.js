@@ -1,8 +1,17 @@
 // Terminal tab: one workspace (1–4 panes A–D), each pane an xterm.js terminal bound to one
 // enrolled link. All panes share ONE WebSocket carrying JSON {pane, type, data}:
 //   client → server: {pane, type:"stdin", data} and {pane, type:"resize", cols, rows}
-//   server → client: {pane, type:"stdout", data} and {pane, type:"status", data, message}
+//   server → client: {pane, type:"stdout", data, replay?} and {pane, type:"status", data,
+//                    message, target?, cols?, rows?}
 // The workspace id lives in sessionStorage so a page reload re-attaches to the same sessions.
+//
+// Replay never types (docs/decisions/terminal.md): output replayed from the scrollback is
+// written with xterm.js's write callback counting it in `pane.replaying`; while that is
+// non-zero, the terminal's own answers to queries found in the old output (device attributes,
+// mode and colour reports, all starting with ESC or a C1 control) are dropped instead of being
+// sent to the shell. The server also takes the queries out of what it replays. The replay is
+// drawn at the size it was recorded at (the status before it says cols × rows), then the pane
+// is fitted again, so xterm.js reflows the old lines instead of mis-wrapping them.
 //
 // xterm.js is imported lazily: if the vendored files are missing, only this tab reports it and
 // the rest of the app keeps working.
@@ -25,7 +34,12 @@ let closingOnPurpose = false;
 let retryDelay = 1000;
 let initialised = false;
 let enrolledLinks = [];
-const panes = {}; // A..D -> {el, body, select, statusEl, status, target, term, view}
+const panes = {}; // A..D -> {el, body, select, statusEl, status, target, term, view, replaying}
+
+// Answers xterm.js types by itself (DA, DSR/CPR, DECRQM, OSC colour reports, DCS reports)
+// begin with ESC or a C1 control. Typed text does not (an arrow key does, but dropping one
+// during the milliseconds a replay takes to parse is harmless).
+const TERMINAL_REPLY = /^[\x1b\x90\x9b\x9d]/;
 
 if (!LAYOUTS[layout]) layout = "single";
 
@@ -87,7 +101,11 @@ function buildPane(p) {
       h("span", { class: "spacer" }), connectBtn, disconnectBtn),
     body,
   );
-  const pane = { el, body, select, statusEl, connectBtn, disconnectBtn, target: "", status: "idle", term: null, view: null };
+  const pane = {
+    el, body, select, statusEl, connectBtn, disconnectBtn, target: "", status: "idle", term: null, view: null,
+    replaying: 0, // replay chunks written but not yet parsed by xterm.js
+    recorded: null, // {cols, rows} the next replay was recorded at
+  };
   setPaneStatus(pane, "idle");
   return pane;
 }
@@ -119,8 +137,15 @@ function ensureTerm(p) {
   const pane = panes[p];
   if (pane.term || !xtermLoaded()) return pane.term;
   const view = createTerminal(pane.body, {
-    onData: (data) => send({ pane: p, type: "stdin", data }),
-    onResize: (cols, rows) => send({ pane: p, type: "resize", cols, rows }),
+    onData: (data) => {
+      if (pane.replaying > 0 && TERMINAL_REPLY.test(data)) return; // answers to old output
+      send({ pane: p, type: "stdin", data });
+    },
+    // The replay is drawn at its recorded size; the PTY keeps the pane's real size meanwhile.
+    onResize: (cols, rows) => {
+      if (pane.replaying === 0) send({ pane: p, type: "resize", cols, rows });
+    },
+    canFit: () => pane.replaying === 0,
   });
   pane.term = view.term;
   pane.view = view;
@@ -275,11 +300,20 @@ function onMessage(raw, ws) {
   if (msg.type === "stdout") {
     const term = ensureTerm(msg.pane);
     const text = typeof msg.data === "string" ? msg.data : "";
-    if (term) term.write(text, () => ack(text.length, ws));
-    else ack(text.length, ws);
+    if (!term) ack(text.length, ws);
+    else if (msg.replay) writeReplay(msg.pane, text, ws);
+    else {
+      pane.recorded = null;
+      term.write(text, () => ack(text.length, ws));
+    }
   } else if (msg.type === "status") {
-    const st = String(msg.data || msg.status || "");
+    let st = String(msg.data || msg.status || "");
+    // The server reports a pane that never had a session as "closed"; it is simply unused.
+    if (st === "closed" && pane.status === "idle") st = "idle";
     setPaneStatus(pane, st, msg.message || "");
+    const cols = Number(msg.cols);
+    const rows = Number(msg.rows);
+    pane.recorded = cols > 0 && rows > 0 ? { cols, rows } : null;
     if (msg.target) {
       pane.target = msg.target;
       pane.select.value = msg.target;
@@ -296,6 +330,30 @@ function onMessage(raw, ws) {
       pane.term.write("\r\n\x1b[90m[session closed]\x1b[0m\r\n");
     }
   }
+}
+
+/** Scrollback for a (re-)attached socket: see "Replay never types" at the top. */
+function writeReplay(p, text, ws) {
+  const pane = panes[p];
+  const term = pane.term;
+  if (pane.replaying === 0 && pane.recorded) {
+    const { cols, rows } = pane.recorded;
+    pane.recorded = null;
+    pane.replaying += 1; // before resize(): onResize must not tell the PTY
+    if (term.cols !== cols || term.rows !== rows) term.resize(cols, rows);
+    pane.replaying -= 1;
+  }
+  pane.replaying += 1;
+  term.write(text, () => {
+    pane.replaying -= 1;
+    ack(text.length, ws);
+    if (pane.replaying === 0) {
+      // Back to the pane's own size (xterm.js reflows the replayed lines) and make sure the
+      // PTY has it too (the server ignores a repeated size).
+      fitPane(p);
+      send({ pane: p, type: "resize", cols: term.cols, rows: term.rows });
+    }
+  });
 }
 
 // Keeps the socket from being closed as idle ([terminal] websocket_timeout) while the user
@@ -411,7 +469,10 @@ async function assignAndConnect(p, target) {
     if (live && pane.target) await api.disconnectPane(workspaceId, p);
     await api.assignPanes(workspaceId, [{ pane: p, target }]);
     pane.target = target;
+    // A new session starts on a clean screen: the new host's prompt never follows the old
+    // host's output (and the hint goes away).
     if (xtermLoaded()) ensureTerm(p);
+    if (pane.term) pane.term.reset();
     setPaneStatus(pane, "connecting");
     await api.connectPane(workspaceId, p);
   } catch (err) {

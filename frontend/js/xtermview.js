@@ -33,9 +33,10 @@ export function xtermTheme() {
 
 /**
  * A terminal opened in `container`; `onData(str)` gets keystrokes, `onResize(cols, rows)` the
- * new size after every fit. Returns {term, fit(), dispose()}. Requires loadXterm() first.
+ * new size after every fit; fitting waits while `canFit()` says no (a replay is being drawn
+ * at its recorded size). Returns {term, fit(), dispose()}. Requires loadXterm() first.
  */
-export function createTerminal(container, { onData, onResize }) {
+export function createTerminal(container, { onData, onResize, canFit = () => true }) {
   const term = new lib.Terminal({
     cursorBlink: true,
     fontFamily: '"JetBrains Mono", "DejaVu Sans Mono", "Liberation Mono", monospace',
@@ -65,7 +66,7 @@ export function createTerminal(container, { onData, onResize }) {
 
   const fit = () => {
     // A hidden pane has no size; fitting it would shrink the PTY to nothing.
-    if (!container.offsetWidth || !container.offsetHeight) return;
+    if (!container.offsetWidth || !container.offsetHeight || !canFit()) return;
     try {
       fitAddon.fit();
     } catch {
