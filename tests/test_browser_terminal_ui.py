@@ -24,27 +24,44 @@ from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.alert import Alert
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
 from linkops.terminal.buffers import strip_terminal_queries
-from tests.fixtures_browser import app_ready, open_tab, screenshot, wait_for
+from tests.fixtures_browser import (
+    DemoService,
+    app_ready,
+    console_errors,
+    log_in,
+    open_tab,
+    screenshot,
+    wait_for,
+)
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(autouse=True)
-def _panes_closed_afterwards(app: WebDriver) -> Iterator[None]:
-    """Each test starts from idle panes whatever the previous one left (a failure above all)."""
+def _panes_closed_afterwards(app: WebDriver, demo_service: DemoService) -> Iterator[None]:
+    """Each test starts with no live session, whatever the previous one left (a failure, or
+    a pane hidden by a layout change)."""
     yield
-    for pane in "ABCD":
-        try:
-            if pane_live(app, pane) and app.find_element(
-                    By.CSS_SELECTOR, f'.pane[data-pane="{pane}"]').is_displayed():
-                disconnect_pane(app, pane)
-        except Exception:  # best effort; the next test asserts its own start
-            pass
+    ws_id = app.execute_script("return sessionStorage.getItem('linkops.workspace')")
+    if not ws_id:
+        return
+    with demo_service.http() as http:
+        found = http.get(f"/api/terminal/workspaces/{ws_id}")
+        if found.status_code != 200:
+            return
+        for pane in found.json()["panes"]:
+            if pane["status"] in ("connecting", "connected"):
+                http.post(f"/api/terminal/workspaces/{ws_id}/panes/{pane['pane']}/disconnect",
+                          json={})
+    wait_for("every pane closed", lambda: not any(
+        pane_live(app, p) for p in "ABCD"), timeout=20)
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -97,8 +114,12 @@ def set_layout(driver: WebDriver, layout: str) -> None:
 def connect_pane(driver: WebDriver, pane: str, target: str) -> None:
     """Pick ``target`` in an idle pane's menu (which connects it) and wait for a prompt."""
     assert not pane_live(driver, pane), f"pane {pane} is live; close it first"
-    Select(driver.find_element(By.CSS_SELECTOR, f'.pane-target[data-pane="{pane}"]')) \
-        .select_by_value(target)
+    menu = driver.find_element(By.CSS_SELECTOR, f'.pane-target[data-pane="{pane}"]')
+    if menu.get_attribute("value") == target:  # picking it again changes nothing: Connect
+        driver.find_element(By.CSS_SELECTOR,
+                            f'.pane[data-pane="{pane}"] [data-pane-action="connect"]').click()
+    else:
+        Select(menu).select_by_value(target)
     wait_for(f"pane {pane} connected to {target}", lambda: pane_live(driver, pane), timeout=40)
     wait_for(f"a prompt in pane {pane}", lambda: at_prompt(driver, pane), timeout=20)
 
@@ -272,6 +293,7 @@ def test_page_drops_answers_to_replayed_output_only(app: WebDriver) -> None:
 # ---- 3. replay at the recorded size ------------------------------------------------------------
 
 def test_scrollback_is_replayed_at_its_width_and_reflowed(app: WebDriver) -> None:
+    """Output drawn for a wide PTY, re-attached from a narrow page."""
     open_tab(app, "terminal")
     set_layout(app, "single")
     connect_pane(app, "A", "vm-docker-01")
@@ -280,9 +302,14 @@ def test_scrollback_is_replayed_at_its_width_and_reflowed(app: WebDriver) -> Non
     # "right" drawn at column 100 with a cursor move, not with spaces.
     type_into(app, "A", "printf 'left\\e[100Gright\\n'\n")
     wait_for("the output", lambda: re.search(r"^left +right$", terminal_text(app, "A"), re.M))
+    # The page is left first (the way one re-opens it on a smaller screen): narrowing the
+    # window under it would make it resize the PTY, and the recorded size would be narrow too.
+    page = app.current_url
+    app.get("about:blank")
     app.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                         {"width": 720, "height": 800, "deviceScaleFactor": 1, "mobile": False})
     try:
+        app.get(page)
         reload_and_reattach(app, "A", "right")
         narrow = int(app.execute_script("return window.__linkops.terminals.A.cols"))
         assert narrow < 100, narrow
@@ -299,3 +326,281 @@ def test_scrollback_is_replayed_at_its_width_and_reflowed(app: WebDriver) -> Non
     wait_for("pane A wide again",
              lambda: int(app.execute_script("return window.__linkops.terminals.A.cols")) > 120)
     disconnect_pane(app, "A")
+
+
+# ---- 2. sessions are never replaced silently ---------------------------------------------------
+
+def choose_in_menu(driver: WebDriver, pane: str, target: str) -> None:
+    """Pick ``target`` in a pane's menu. Dispatched from a timer: the page may answer with a
+    confirmation, which would block a synchronous script call."""
+    driver.execute_script(
+        "const s = document.querySelector(`.pane-target[data-pane='${arguments[0]}']`);"
+        "setTimeout(() => { s.value = arguments[1]; s.dispatchEvent(new Event('change')); }, 0);",
+        pane, target)
+
+
+def confirmation(driver: WebDriver) -> Alert:
+    return wait_for("the confirmation", lambda: driver.switch_to.alert, timeout=10)
+
+
+def pane_target(driver: WebDriver, pane: str) -> str:
+    return str(driver.execute_script(
+        "return document.querySelector(`.pane-target[data-pane='${arguments[0]}']`).value", pane))
+
+
+def test_another_host_uses_a_free_pane_or_asks(app: WebDriver, demo_service: DemoService) -> None:
+    open_tab(app, "terminal")
+    set_layout(app, "single")
+    connect_pane(app, "A", "vps-fra-01")
+    type_into(app, "A", "echo fra-$((40+2))\n")
+    wait_for("pane A's output", lambda: "fra-42" in terminal_text(app, "A"))
+
+    # Links → another host → Terminal: pane A is busy, so the layout grows and pane B is used.
+    open_tab(app, "links")
+    app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-web-01"] '
+                                      '[data-action="terminal"]').click()
+    wait_for("pane B on vm-web-01", lambda: pane_live(app, "B")
+             and pane_target(app, "B") == "vm-web-01", timeout=40)
+    wait_for("a prompt in pane B", lambda: at_prompt(app, "B"))
+    assert app.find_element(By.ID, "term-grid").get_attribute("data-layout") == "grid2x1"
+    assert pane_live(app, "A") and pane_target(app, "A") == "vps-fra-01"
+    assert "fra-42" in terminal_text(app, "A")
+    assert "fra-42" not in terminal_text(app, "B")
+
+    # The same host again: its pane is focused, nothing new is opened or closed.
+    open_tab(app, "links")
+    app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-web-01"] '
+                                      '[data-action="terminal"]').click()
+    wait_for("the terminal tab", lambda: app.find_element(By.ID, "panel-terminal").is_displayed())
+    wait_for("pane B focused", lambda: app.execute_script(
+        "return document.activeElement.closest('.pane')?.dataset.pane") == "B")
+    assert app.find_element(By.ID, "term-grid").get_attribute("data-layout") == "grid2x1"
+
+    # Another host in pane A's own menu: the page asks first. Declined, nothing changes.
+    choose_in_menu(app, "A", "vm-db-01")
+    alert = confirmation(app)
+    assert "vps-fra-01" in alert.text and "vm-db-01" in alert.text
+    alert.dismiss()
+    wait_for("the menu back on vps-fra-01", lambda: pane_target(app, "A") == "vps-fra-01")
+    time.sleep(0.5)
+    assert pane_live(app, "A") and "fra-42" in terminal_text(app, "A")
+
+    # Accepted: a new session on a clean screen (the old host's output is gone).
+    choose_in_menu(app, "A", "vm-db-01")
+    confirmation(app).accept()
+    wait_for("pane A on vm-db-01", lambda: pane_live(app, "A")
+             and pane_target(app, "A") == "vm-db-01", timeout=40)
+    wait_for("the new prompt", lambda: at_prompt(app, "A"))
+    assert "fra-42" not in terminal_text(app, "A")
+    assert "session closed" not in terminal_text(app, "A")
+    type_into(app, "A", "hostname; echo db-$((1+1))\n")
+    wait_for("output of the new session", lambda: "db-2" in terminal_text(app, "A")
+             .replace("$((1+1))", ""))
+    ws_id = app.execute_script("return sessionStorage.getItem('linkops.workspace')")
+    with demo_service.http() as http:
+        panes = {p["pane"]: p for p in
+                 http.get(f"/api/terminal/workspaces/{ws_id}").json()["panes"]}
+    assert panes["A"]["target"] == "vm-db-01" and panes["B"]["target"] == "vm-web-01"
+    screenshot(app, "terminal-two-hosts")
+    set_layout(app, "single")
+
+
+# ---- 4. the small things -----------------------------------------------------------------------
+
+def status_text(driver: WebDriver, pane: str) -> str:
+    return str(driver.execute_script(
+        "return document.querySelector(`.pane[data-pane='${arguments[0]}'] .pane-status`)"
+        ".textContent", pane))
+
+
+def hint_shown(driver: WebDriver, pane: str) -> bool:
+    return bool(driver.find_element(
+        By.CSS_SELECTOR, f'.pane[data-pane="{pane}"] .pane-hint').is_displayed())
+
+
+def test_unused_panes_say_not_connected_even_hidden(app: WebDriver) -> None:
+    open_tab(app, "terminal")
+    set_layout(app, "single")
+    app.refresh()
+    wait_for("the app after reload", lambda: app_ready(app), timeout=30)
+    # A and B had sessions (closed now); C and D were never used: hidden or not, they are
+    # "not connected", never "closed", and no stray "null" shows up next to the label.
+    wait_for("the workspace re-attached", lambda: status_text(app, "A") == "closed")
+    assert status_text(app, "B") == "closed"
+    for pane in "CD":
+        assert status_text(app, pane) == "not connected", (pane, status_text(app, pane))
+    set_layout(app, "grid2x2")
+    for pane in "ABCD":
+        assert "null" not in app.find_element(By.CSS_SELECTOR, f'.pane[data-pane="{pane}"]').text
+    for pane in "CD":
+        assert status_text(app, pane) == "not connected"
+        assert hint_shown(app, pane)
+    screenshot(app, "terminal-four-idle-panes")
+
+
+def test_hint_is_not_terminal_output(app: WebDriver) -> None:
+    open_tab(app, "terminal")
+    set_layout(app, "grid2x2")
+    assert "pick an enrolled link" in app.find_element(
+        By.CSS_SELECTOR, '.pane[data-pane="C"] .pane-hint').text
+    connect_pane(app, "C", "vps-fra-01")
+    assert not hint_shown(app, "C")
+    assert "pick an enrolled link" not in terminal_text(app, "C")
+    assert hint_shown(app, "D")
+
+
+def ring(driver: WebDriver, pane: str) -> str:
+    return str(driver.execute_script(
+        "const s = getComputedStyle(document.querySelector(`.pane[data-pane='${arguments[0]}']`));"
+        "return s.boxShadow + ' | ' + s.borderColor;", pane))
+
+
+def test_the_pane_with_the_keyboard_is_marked(app: WebDriver) -> None:
+    open_tab(app, "terminal")
+    set_layout(app, "grid2x2")
+    connect_pane(app, "C", "vps-fra-01")
+    app.execute_script("document.activeElement.blur()")
+    rest = {p: ring(app, p) for p in "CD"}
+    type_into(app, "C", "")
+    wait_for("pane C marked", lambda: ring(app, "C") != rest["C"])
+    assert "0px 0px 0px 2px" in ring(app, "C")  # the focus ring
+    assert ring(app, "D") == rest["D"]
+    type_into(app, "D", "")
+    wait_for("the mark moves to D", lambda: ring(app, "D") != rest["D"])
+    assert ring(app, "C") == rest["C"]
+    screenshot(app, "terminal-focused-pane")
+
+
+def visible_panes(driver: WebDriver) -> list[str]:
+    return [str(p) for p in driver.execute_script(
+        "return [...document.querySelectorAll('#term-grid .pane')]"
+        ".filter(p => p.offsetWidth > 0).map(p => p.dataset.pane)")]
+
+
+def test_maximise_and_close_one_pane(app: WebDriver, demo_service: DemoService) -> None:
+    open_tab(app, "terminal")
+    set_layout(app, "grid2x2")
+    connect_pane(app, "C", "vps-fra-01")
+    connect_pane(app, "D", "vps-nyc-01")
+    small = int(app.execute_script("return window.__linkops.terminals.C.cols"))
+    maximise = '.pane[data-pane="C"] [data-pane-action="maximise"]'
+    app.find_element(By.CSS_SELECTOR, maximise).click()
+    wait_for("only pane C", lambda: visible_panes(app) == ["C"])
+    wait_for("pane C to grow", lambda: int(app.execute_script(
+        "return window.__linkops.terminals.C.cols")) > small * 1.6)
+    assert app.find_element(By.CSS_SELECTOR, maximise).get_attribute("aria-pressed") == "true"
+    assert pane_live(app, "D")  # hidden, not closed
+    screenshot(app, "terminal-maximised")
+    app.find_element(By.CSS_SELECTOR, maximise).click()
+    wait_for("all four panes again", lambda: visible_panes(app) == ["A", "B", "C", "D"])
+
+    app.find_element(By.CSS_SELECTOR, '.pane[data-pane="C"] [data-pane-action="close"]').click()
+    wait_for("pane C idle", lambda: pane_status(app, "C") == "idle")
+    assert pane_target(app, "C") == ""
+    assert status_text(app, "C") == "not connected"
+    assert hint_shown(app, "C")
+    assert terminal_text(app, "C").strip() == ""
+    assert pane_live(app, "D")
+    ws_id = app.execute_script("return sessionStorage.getItem('linkops.workspace')")
+    with demo_service.http() as http:
+        panes = {p["pane"]: p for p in
+                 http.get(f"/api/terminal/workspaces/{ws_id}").json()["panes"]}
+    assert panes["C"]["target"] in (None, "") and panes["C"]["status"] == "idle"
+
+
+def test_pane_targets_survive_logging_in_again(app: WebDriver, demo_service: DemoService) -> None:
+    open_tab(app, "terminal")
+    set_layout(app, "grid2x1")
+    connect_pane(app, "A", "vps-nyc-01")
+    connect_pane(app, "B", "vm-web-01")
+    app.find_element(By.ID, "user-button").click()
+    app.find_element(By.ID, "logout").click()
+    wait_for("the login page", lambda: app.current_url.endswith("/login.html"))
+    log_in(app, demo_service)
+    wait_for("the app after login", lambda: app_ready(app), timeout=30)
+    open_tab(app, "terminal")
+    # Logging out closed the workspace and its shells; the hosts are offered again.
+    wait_for("pane A's host", lambda: pane_target(app, "A") == "vps-nyc-01")
+    assert pane_target(app, "B") == "vm-web-01"
+    assert app.find_element(By.ID, "term-grid").get_attribute("data-layout") == "grid2x1"
+    assert pane_status(app, "A") == "idle" and pane_status(app, "B") == "idle"
+    app.find_element(By.ID, "term-connect-all").click()
+    for pane in "AB":
+        wait_for(f"pane {pane} connected", lambda p=pane: pane_live(app, p),  # type: ignore[misc]
+                 timeout=40)
+
+
+# ---- 5. keyboard only --------------------------------------------------------------------------
+
+def active_pane(driver: WebDriver) -> str | None:
+    found = driver.execute_script(
+        "const a = document.activeElement; const p = a && a.closest('.pane');"
+        "return p ? p.dataset.pane + ':' + (a.closest('.xterm') ? 'term' : a.tagName) : null")
+    return str(found) if found else None
+
+
+def press(driver: WebDriver, *keys: str) -> None:
+    ActionChains(driver).send_keys(*keys).perform()
+
+
+def chord(driver: WebDriver, key: str) -> None:
+    ActionChains(driver).key_down(Keys.CONTROL).key_down(Keys.SHIFT).send_keys(key) \
+        .key_up(Keys.SHIFT).key_up(Keys.CONTROL).perform()
+
+
+def test_terminal_from_the_keyboard_only(app: WebDriver) -> None:
+    open_tab(app, "terminal")
+    set_layout(app, "grid2x1")
+    # From the tab bar, Tab walks into pane A's header: its host menu.
+    app.find_element(By.ID, "tab-terminal").click()
+    for _ in range(20):
+        if active_pane(app) == "A:SELECT":
+            break
+        press(app, Keys.TAB)
+    assert active_pane(app) == "A:SELECT"
+    # Arrows step through the hosts without connecting; Enter connects.
+    press(app, Keys.HOME)
+    for _ in range(10):
+        if pane_target(app, "A") == "vm-db-01":
+            break
+        press(app, Keys.ARROW_DOWN)
+    assert pane_target(app, "A") == "vm-db-01"
+    time.sleep(0.5)
+    assert not pane_live(app, "A") and pane_status(app, "A") != "connecting"
+    press(app, Keys.ENTER)
+    wait_for("pane A connected", lambda: pane_live(app, "A"), timeout=40)
+    wait_for("a prompt", lambda: at_prompt(app, "A"))
+    # Tab on into the terminal (past the pane's buttons) and type.
+    for _ in range(10):
+        if active_pane(app) == "A:term":
+            break
+        press(app, Keys.TAB)
+    assert active_pane(app) == "A:term"
+    press(app, "echo kb-$((3*3))\n")
+    wait_for("pane A's output", lambda: "kb-9" in terminal_text(app, "A").replace("$((3*3))", ""))
+    # Inside a terminal Tab belongs to the shell (completion): Ctrl+Shift+arrows move on.
+    chord(app, Keys.ARROW_RIGHT)
+    wait_for("pane B focused", lambda: active_pane(app) == "B:term")
+    chord(app, Keys.ARROW_UP)
+    wait_for("pane B's menu", lambda: active_pane(app) == "B:SELECT")
+    for _ in range(10):
+        if pane_target(app, "B") == "vps-fra-01":
+            break
+        press(app, Keys.ARROW_DOWN)
+    press(app, Keys.ENTER)
+    wait_for("pane B connected", lambda: pane_live(app, "B"), timeout=40)
+    wait_for("a prompt in B", lambda: at_prompt(app, "B"))
+    chord(app, Keys.ARROW_LEFT)  # from the header too
+    wait_for("pane A focused", lambda: active_pane(app) == "A:term")
+    chord(app, Keys.ARROW_LEFT)  # wraps around
+    wait_for("pane B focused again", lambda: active_pane(app) == "B:term")
+    press(app, "echo kb-$((4*4))\n")
+    wait_for("pane B's output", lambda: "kb-16" in terminal_text(app, "B")
+             .replace("$((4*4))", ""))
+    assert "kb-16" not in terminal_text(app, "A")
+    screenshot(app, "terminal-keyboard")
+
+
+def test_no_console_errors(app: WebDriver) -> None:
+    # Expected: the confirmation declined above is no error; nothing else may be logged.
+    assert console_errors(app, lambda entry: False) == []

@@ -34,9 +34,10 @@ export function xtermTheme() {
 /**
  * A terminal opened in `container`; `onData(str)` gets keystrokes, `onResize(cols, rows)` the
  * new size after every fit; fitting waits while `canFit()` says no (a replay is being drawn
- * at its recorded size). Returns {term, fit(), dispose()}. Requires loadXterm() first.
+ * at its recorded size); `onShortcut(keyboardEvent)` returning true takes a key away from the
+ * terminal (the page's own shortcuts). Returns {term, fit(), dispose()}. Requires loadXterm().
  */
-export function createTerminal(container, { onData, onResize, canFit = () => true }) {
+export function createTerminal(container, { onData, onResize, canFit = () => true, onShortcut = () => false }) {
   const term = new lib.Terminal({
     cursorBlink: true,
     fontFamily: '"JetBrains Mono", "DejaVu Sans Mono", "Liberation Mono", monospace',
@@ -51,6 +52,10 @@ export function createTerminal(container, { onData, onResize, canFit = () => tru
   term.onResize(({ cols, rows }) => onResize(cols, rows));
   // Ctrl+Shift+C / Ctrl+Shift+V copy and paste like a desktop terminal (Ctrl+C stays SIGINT).
   term.attachCustomKeyEventHandler((ev) => {
+    if (onShortcut(ev)) {
+      ev.preventDefault();
+      return false;
+    }
     if (ev.type !== "keydown" || !ev.ctrlKey || !ev.shiftKey) return true;
     if (ev.code === "KeyC") {
       const sel = term.getSelection();
