@@ -6,6 +6,8 @@ to replayed frames) is in tests/test_browser_terminal_ui.py.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -103,3 +105,19 @@ def test_only_the_replay_is_filtered() -> None:
     box._push_output("live \x1b[c", replay=False)  # a live program asks: it gets its answer
     assert box.take() == [protocol.stdout("A", "old \x18 prompt$ ", replay=True),
                           protocol.stdout("A", "live \x1b[c")]
+
+
+@pytest.mark.parametrize("hostile", [
+    "\x1b[" + "1;" * 500_000,                 # a CSI that never ends
+    "\x1b]0;" * 250_000,                      # OSCs that never end
+    ("\x1b[" + "9" * 1000) * 1000,            # long parameter runs
+    "\x1b[c" * 300_000,                       # nothing but queries
+    ("\x1b]11;" + "a" * 100) * 10_000,        # unterminated colour strings
+])
+def test_a_hostile_scrollback_is_filtered_in_linear_time(hostile: str) -> None:
+    """A host controls its output: 1 MB built to make a regex backtrack is still filtered at
+    once (a generous bound that cannot flake: it takes well under a second)."""
+    started = time.monotonic()
+    out = strip_terminal_queries(hostile)
+    assert time.monotonic() - started < 10
+    assert not contains_terminal_query(out)
