@@ -601,6 +601,55 @@ def test_terminal_from_the_keyboard_only(app: WebDriver) -> None:
     screenshot(app, "terminal-keyboard")
 
 
+def test_all_four_panes_live_asks_before_replacing(app: WebDriver) -> None:
+    open_tab(app, "terminal")
+    set_layout(app, "grid2x2")
+    for pane, host in zip("ABCD", ("vps-fra-01", "vps-nyc-01", "vm-web-01", "vm-db-01"),
+                          strict=True):
+        connect_pane(app, pane, host)
+    type_into(app, "A", "echo still-$((5*5))\n")
+    wait_for("pane A's output", lambda: "still-25" in terminal_text(app, "A")
+             .replace("$((5*5))", ""))
+    open_tab(app, "links")
+    app.execute_script(  # from a timer: the confirmation would block a synchronous click
+        "const b = document.querySelector("
+        "'#links-table tr[data-link=\"vm-docker-01\"] [data-action=\"terminal\"]');"
+        "setTimeout(() => b.click(), 0);")
+    alert = confirmation(app)
+    assert "Pane A" in alert.text and "vps-fra-01" in alert.text
+    alert.dismiss()
+    time.sleep(1.0)
+    assert pane_target(app, "A") == "vps-fra-01" and pane_live(app, "A")
+    assert "still-25" in terminal_text(app, "A")
+
+
+# Terminal tab photographed in every theme at the two common laptop sizes (four live panes).
+@pytest.mark.parametrize("theme", ["gray-fabric", "blue-fabric", "charcoal-leather"])
+def test_terminal_screenshots_in_every_theme(app: WebDriver, theme: str) -> None:
+    open_tab(app, "terminal")
+    set_layout(app, "grid2x2")
+    for pane, host in zip("AB", ("vps-fra-01", "vps-nyc-01"), strict=True):
+        connect_pane(app, pane, host)
+    type_into(app, "A", "ls -la /etc | head -20\n")
+    Select(app.find_element(By.ID, "theme-select")).select_by_value(theme)
+    try:
+        for width, height in ((1280, 800), (1440, 900)):
+            app.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {"width": width, "height": height, "deviceScaleFactor": 1,
+                                 "mobile": False})
+            time.sleep(0.5)  # fit and redraw
+            overflow = app.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, (theme, width, overflow)
+            type_into(app, "B", "")
+            screenshot(app, f"terminal-{theme}-{width}x{height}")
+    finally:
+        app.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 1280, "height": 800, "deviceScaleFactor": 1,
+                             "mobile": False})
+        Select(app.find_element(By.ID, "theme-select")).select_by_value("gray-fabric")
+
+
 def test_no_console_errors(app: WebDriver) -> None:
     # Expected: the confirmation declined above is no error; nothing else may be logged.
     assert console_errors(app, lambda entry: False) == []

@@ -359,6 +359,7 @@ function ensureSocket() {
   // The server replays each pane's scrollback to a newly attached socket: start from a clean
   // screen so a reconnect does not show everything twice.
   for (const p of PANES) if (panes[p].term) panes[p].term.reset();
+  for (const p of PANES) panes[p].replacing = false; // the new socket tells the state anew
   const ws = new WebSocket(api.workspaceSocketUrl(workspaceId));
   socket = ws;
   socketReady = new Promise((resolve, reject) => {
@@ -396,7 +397,9 @@ function onMessage(raw, ws) {
   }
   if (!pane) return;
   if (pane.replacing) {
-    if (msg.type === "status" && msg.data === "connecting") pane.replacing = false;
+    // The old session never says these again: whatever does is the new one (or, after a
+    // socket reconnect, the state the server has now).
+    if (msg.type === "status" && ["connecting", "enrolled", "connected"].includes(msg.data)) pane.replacing = false;
     else if (msg.type === "stdout") return ack(String(msg.data || "").length, ws);
     else if (msg.type === "status" && ["closed", "error"].includes(msg.data)) return;
   }
