@@ -169,7 +169,9 @@ function visiblePanes() {
 function fillPickers() {
   for (const p of PANES) {
     const pane = panes[p];
-    const keep = pane.target || pane.select.value || pane.remembered;
+    // A host remembered from the last login is offered only while it is still enrolled.
+    const remembered = enrolledLinks.some((l) => l.id === pane.remembered) ? pane.remembered : "";
+    const keep = pane.target || pane.select.value || remembered;
     const wanted = enrolledLinks.map((l) => [l.id, `${l.name} (${l.type})`]);
     // A target the server still has on the pane stays listed even if the cache lags.
     if (keep && !enrolledLinks.some((l) => l.id === keep)) wanted.push([keep, keep]);
