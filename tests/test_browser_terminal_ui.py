@@ -115,6 +115,8 @@ def connect_pane(driver: WebDriver, pane: str, target: str) -> None:
     """Pick ``target`` in an idle pane's menu (which connects it) and wait for a prompt."""
     assert not pane_live(driver, pane), f"pane {pane} is live; close it first"
     menu = driver.find_element(By.CSS_SELECTOR, f'.pane-target[data-pane="{pane}"]')
+    wait_for(f"{target} in pane {pane}'s menu", lambda: driver.execute_script(
+        "return [...arguments[0].options].some(o => o.value === arguments[1])", menu, target))
     if menu.get_attribute("value") == target:  # picking it again changes nothing: Connect
         driver.find_element(By.CSS_SELECTOR,
                             f'.pane[data-pane="{pane}"] [data-pane-action="connect"]').click()
