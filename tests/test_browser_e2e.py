@@ -516,16 +516,19 @@ def test_terminal_follows_pane_size_and_runs_vim(app: WebDriver) -> None:
     app.find_element(By.CSS_SELECTOR, '#term-layouts [data-layout="grid2x1"]').click()
 
 
-def test_terminal_action_on_a_link_opens_pane_a(app: WebDriver) -> None:
+def test_terminal_action_on_a_link_uses_a_free_pane(app: WebDriver) -> None:
+    """Panes A and B are live: the Links action opens a third pane instead of replacing one
+    (issue 16; the details are in test_browser_terminal_ui.py)."""
     open_tab(app, "links")
     row = app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-docker-01"]')
     row.find_element(By.CSS_SELECTOR, '[data-action="terminal"]').click()
     wait_for("the terminal tab", lambda: app.find_element(By.ID, "panel-terminal").is_displayed())
-    wait_for("pane A on vm-docker-01", lambda: app.execute_script(
-        "return document.querySelector('.pane-target[data-pane=\"A\"]').value")
-        == "vm-docker-01" and pane_live(app, "A"), timeout=40)
-    type_into(app, "A", "echo docker-$((2+3))\n")
-    wait_for("output from the new session", lambda: "docker-5" in terminal_text(app, "A"))
+    wait_for("pane C on vm-docker-01", lambda: app.execute_script(
+        "return document.querySelector('.pane-target[data-pane=\"C\"]').value")
+        == "vm-docker-01" and pane_live(app, "C"), timeout=40)
+    assert pane_live(app, "A") and pane_live(app, "B")
+    type_into(app, "C", "echo docker-$((2+3))\n")
+    wait_for("output from the new session", lambda: "docker-5" in terminal_text(app, "C"))
 
 
 # ---- themes, console, logout ------------------------------------------------------------------

@@ -1,8 +1,17 @@
 // Terminal tab: one workspace (1–4 panes A–D), each pane an xterm.js terminal bound to one
 // enrolled link. All panes share ONE WebSocket carrying JSON {pane, type, data}:
 //   client → server: {pane, type:"stdin", data} and {pane, type:"resize", cols, rows}
-//   server → client: {pane, type:"stdout", data} and {pane, type:"status", data, message}
+//   server → client: {pane, type:"stdout", data, replay?} and {pane, type:"status", data,
+//                    message, target?, cols?, rows?}
 // The workspace id lives in sessionStorage so a page reload re-attaches to the same sessions.
+//
+// Replay never types (docs/decisions/terminal.md): output replayed from the scrollback is
+// written with xterm.js's write callback counting it in `pane.replaying`; while that is
+// non-zero, the terminal's own answers to queries found in the old output (device attributes,
+// mode and colour reports, all starting with ESC or a C1 control) are dropped instead of being
+// sent to the shell. The server also takes the queries out of what it replays. The replay is
+// drawn at the size it was recorded at (the status before it says cols × rows), then the pane
+// is fitted again, so xterm.js reflows the old lines instead of mis-wrapping them.
 //
 // xterm.js is imported lazily: if the vendored files are missing, only this tab reports it and
 // the rest of the app keeps working.
@@ -16,8 +25,12 @@ export const LAYOUTS = { single: 1, grid2x1: 2, grid1x3: 3, grid2x2: 4 };
 const PANES = ["A", "B", "C", "D"];
 const WS_KEY = "linkops.workspace";
 const LAYOUT_KEY = "linkops.layout";
+// Pane targets and layout outlive a logout (which closes the workspace and its shells), so
+// after logging in again the panes offer the same hosts: {user, layout, targets: {A: id}}.
+const REMEMBER_KEY = "linkops.terminal.remembered";
 
 let layout = sessionStorage.getItem(LAYOUT_KEY) || "single";
+let maximised = null; // the pane shown alone by its maximise button, or null
 let workspaceId = sessionStorage.getItem(WS_KEY);
 let socket = null;
 let socketReady = null; // Promise resolved when the socket is open
@@ -25,7 +38,12 @@ let closingOnPurpose = false;
 let retryDelay = 1000;
 let initialised = false;
 let enrolledLinks = [];
-const panes = {}; // A..D -> {el, body, select, statusEl, status, target, term, view}
+const panes = {}; // A..D -> {el, body, select, statusEl, status, target, term, view, replaying}
+
+// Answers xterm.js types by itself (DA, DSR/CPR, DECRQM, OSC colour reports, DCS reports)
+// begin with ESC or a C1 control. Typed text does not (an arrow key does, but dropping one
+// during the milliseconds a replay takes to parse is harmless).
+const TERMINAL_REPLY = /^[\x1b\x90\x9b\x9d]/;
 
 if (!LAYOUTS[layout]) layout = "single";
 
@@ -37,6 +55,14 @@ export function init() {
   $("#term-disconnect-all").addEventListener("click", disconnectAllPanes);
   for (const p of PANES) panes[p] = buildPane(p);
   $("#term-grid").append(...PANES.map((p) => panes[p].el));
+  // Moving between panes from the keyboard also works from a pane's header (the terminals
+  // catch the same keys themselves, since xterm.js stops their propagation).
+  $("#term-grid").addEventListener("keydown", (ev) => {
+    if (!ev.target.closest || ev.target.closest(".xterm")) return; // the terminal's own handler did it
+    const p = ev.target.closest(".pane")?.dataset.pane;
+    if (p && paneShortcut(p, ev)) ev.preventDefault();
+  });
+  if (!workspaceId) restoreRemembered();
   store.subscribe((list) => {
     enrolledLinks = list.filter((l) => l.enrolled);
     fillPickers();
@@ -71,23 +97,67 @@ export function hide() {
 // ---- panes --------------------------------------------------------------------------------
 
 function buildPane(p) {
-  const select = h("select", { class: "pane-target", "aria-label": `Target of pane ${p}`, dataset: { pane: p } });
-  select.addEventListener("change", () => assignAndConnect(p, select.value));
+  const select = h("select", {
+    class: "pane-target", "aria-label": `Target of pane ${p}`, dataset: { pane: p },
+    title: "Pick a host (from the keyboard: arrows, then Enter to connect)",
+  });
+  // Picking with the mouse connects at once. From the keyboard, Chromium fires "change" on
+  // every arrow key of a closed menu: stepping through the hosts must not open (and ask to
+  // replace) a session per step, so there Enter connects.
+  let steppedByKey = false;
+  select.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") {
+      ev.preventDefault();
+      panes[p].remembered = "";
+      assignAndConnect(p, select.value);
+    } else {
+      steppedByKey = !ev.altKey && (ev.key.startsWith("Arrow") || (ev.key.length === 1 && ev.key !== " ")
+        || ev.key === "Home" || ev.key === "End" || ev.key === "PageUp" || ev.key === "PageDown");
+    }
+  });
+  select.addEventListener("change", () => {
+    panes[p].remembered = "";
+    if (steppedByKey) {
+      steppedByKey = false;
+      return;
+    }
+    assignAndConnect(p, select.value);
+  });
+  select.addEventListener("blur", () => { steppedByKey = false; });
   const statusEl = h("span", { class: "pane-status" });
   const connectBtn = h("button", { class: "btn btn-small", type: "button", text: "Connect", dataset: { paneAction: "connect" } });
   connectBtn.addEventListener("click", () => assignAndConnect(p, select.value));
   const disconnectBtn = h("button", { class: "btn btn-small btn-ghost", type: "button", text: "Disconnect", dataset: { paneAction: "disconnect" } });
   disconnectBtn.addEventListener("click", () => disconnect(p));
+  const maxBtn = h("button", {
+    class: "btn btn-small btn-ghost pane-icon", type: "button", text: "⤢", title: `Maximise pane ${p}`,
+    "aria-label": `Maximise pane ${p}`, "aria-pressed": "false", dataset: { paneAction: "maximise" },
+  });
+  maxBtn.addEventListener("click", () => toggleMaximise(p));
+  const closeBtn = h("button", {
+    class: "btn btn-small btn-ghost pane-icon", type: "button", text: "✕",
+    title: `Close pane ${p}: end its session and clear it`, "aria-label": `Close pane ${p}`,
+    dataset: { paneAction: "close" },
+  });
+  closeBtn.addEventListener("click", () => closePane(p));
+  // The hint is page text over the terminal, not terminal output: it never ends up in the
+  // scrollback and goes away with the first session.
+  const hint = h("p", { class: "pane-hint", text: `Pane ${p}: pick an enrolled link above to connect.` });
   const body = h("div", { class: "pane-body" });
   const el = h(
     "section",
     { class: "pane", dataset: { pane: p }, "aria-label": `Terminal pane ${p}` },
     h("header", { class: "pane-head" },
       h("span", { class: "pane-letter", text: p }), select, statusEl,
-      h("span", { class: "spacer" }), connectBtn, disconnectBtn),
-    body,
+      h("span", { class: "spacer" }), connectBtn, disconnectBtn, maxBtn, closeBtn),
+    h("div", { class: "pane-main" }, body, hint),
   );
-  const pane = { el, body, select, statusEl, connectBtn, disconnectBtn, target: "", status: "idle", term: null, view: null };
+  const pane = {
+    el, body, select, statusEl, connectBtn, disconnectBtn, maxBtn, hint, target: "", status: "idle",
+    term: null, view: null, remembered: "",
+    replaying: 0, // replay chunks written but not yet parsed by xterm.js
+    recorded: null, // {cols, rows} the next replay was recorded at
+  };
   setPaneStatus(pane, "idle");
   return pane;
 }
@@ -99,7 +169,9 @@ function visiblePanes() {
 function fillPickers() {
   for (const p of PANES) {
     const pane = panes[p];
-    const keep = pane.target || pane.select.value;
+    // A host remembered from the last login is offered only while it is still enrolled.
+    const remembered = enrolledLinks.some((l) => l.id === pane.remembered) ? pane.remembered : "";
+    const keep = pane.target || pane.select.value || remembered;
     const wanted = enrolledLinks.map((l) => [l.id, `${l.name} (${l.type})`]);
     // A target the server still has on the pane stays listed even if the cache lags.
     if (keep && !enrolledLinks.some((l) => l.id === keep)) wanted.push([keep, keep]);
@@ -119,13 +191,20 @@ function ensureTerm(p) {
   const pane = panes[p];
   if (pane.term || !xtermLoaded()) return pane.term;
   const view = createTerminal(pane.body, {
-    onData: (data) => send({ pane: p, type: "stdin", data }),
-    onResize: (cols, rows) => send({ pane: p, type: "resize", cols, rows }),
+    onData: (data) => {
+      if (pane.replaying > 0 && TERMINAL_REPLY.test(data)) return; // answers to old output
+      send({ pane: p, type: "stdin", data });
+    },
+    // The replay is drawn at its recorded size; the PTY keeps the pane's real size meanwhile.
+    onResize: (cols, rows) => {
+      if (pane.replaying === 0) send({ pane: p, type: "resize", cols, rows });
+    },
+    canFit: () => pane.replaying === 0,
+    onShortcut: (ev) => paneShortcut(p, ev),
   });
   pane.term = view.term;
   pane.view = view;
   window.__linkops.terminals[p] = view.term;
-  view.term.write(`\x1b[90mPane ${p}: pick an enrolled link and connect.\x1b[0m\r\n`);
   return view.term;
 }
 
@@ -146,11 +225,12 @@ function setPaneStatus(pane, status, message = "") {
   else if (status !== "connected") pane.enrolled = false;
   const kind = { connected: "ok", enrolled: "ok", connecting: "warn", error: "bad", closed: "muted", idle: "muted" }[status] || "muted";
   const label = status === "enrolled" ? "enrolled ✓" : status === "idle" ? "not connected" : status;
-  pane.statusEl.replaceChildren(
-    badge(label, kind, message),
-    status === "connected" && (pane.enrolled || enrolledLinks.some((l) => l.id === pane.target))
-      ? badge("enrolled ✓", "ok", "client ID verified on connect") : null,
-  );
+  const badges = [badge(label, kind, message)];
+  if (status === "connected" && (pane.enrolled || enrolledLinks.some((l) => l.id === pane.target))) {
+    badges.push(badge("enrolled ✓", "ok", "client ID verified on connect"));
+  }
+  pane.statusEl.replaceChildren(...badges);
+  pane.hint.hidden = status !== "idle";
   pane.wasLive = wasLive;
   pane.el.dataset.status = status;
   const live = status === "connected" || status === "enrolled" || status === "connecting";
@@ -175,18 +255,63 @@ async function setLayout(next, { remote = true } = {}) {
     }
   }
   layout = next;
+  maximised = null;
   sessionStorage.setItem(LAYOUT_KEY, layout);
+  remember();
   applyLayout();
   if (xtermLoaded()) for (const p of visiblePanes()) ensureTerm(p);
   requestAnimationFrame(fitAll);
 }
 
 function applyLayout() {
-  $("#term-grid").dataset.layout = layout;
+  const grid = $("#term-grid");
+  grid.dataset.layout = layout;
   for (const btn of $$("#term-layouts .seg")) btn.setAttribute("aria-pressed", String(btn.dataset.layout === layout));
   const vis = new Set(visiblePanes());
-  for (const p of PANES) panes[p].el.hidden = !vis.has(p);
+  if (maximised && !vis.has(maximised)) maximised = null;
+  if (maximised) grid.dataset.maximised = maximised;
+  else delete grid.dataset.maximised;
+  for (const p of PANES) {
+    panes[p].el.hidden = !vis.has(p) || (maximised !== null && maximised !== p);
+    panes[p].maxBtn.setAttribute("aria-pressed", String(maximised === p));
+    panes[p].maxBtn.title = maximised === p ? `Restore the layout` : `Maximise pane ${p}`;
+    // One pane shown anyway: maximising would change nothing.
+    panes[p].maxBtn.disabled = vis.size === 1;
+  }
   updateSummary();
+}
+
+function toggleMaximise(p) {
+  maximised = maximised === p ? null : p;
+  applyLayout();
+  requestAnimationFrame(fitAll);
+  if (panes[p].term) panes[p].term.focus();
+  else panes[p].maxBtn.focus();
+}
+
+/** Keyboard between panes: Ctrl+Shift+←/→ previous / next shown pane, Ctrl+Shift+↑ the pane's
+ * target menu (the way out of a terminal, which keeps Tab for the shell). True if handled. */
+function paneShortcut(p, ev) {
+  if (ev.type !== "keydown" || !ev.ctrlKey || !ev.shiftKey || ev.altKey || ev.metaKey) return false;
+  const shown = visiblePanes().filter((q) => !panes[q].el.hidden);
+  const i = shown.indexOf(p);
+  if (ev.key === "ArrowRight" || ev.key === "ArrowLeft") {
+    if (i < 0 || shown.length < 2) return true;
+    const next = shown[(i + (ev.key === "ArrowRight" ? 1 : shown.length - 1)) % shown.length];
+    focusPane(next);
+    return true;
+  }
+  if (ev.key === "ArrowUp") {
+    panes[p].select.focus();
+    return true;
+  }
+  return false;
+}
+
+function focusPane(p) {
+  const pane = panes[p];
+  if (pane.term) pane.term.focus();
+  else pane.select.focus();
 }
 
 // ---- workspace and socket -----------------------------------------------------------------
@@ -236,6 +361,7 @@ function ensureSocket() {
   // The server replays each pane's scrollback to a newly attached socket: start from a clean
   // screen so a reconnect does not show everything twice.
   for (const p of PANES) if (panes[p].term) panes[p].term.reset();
+  for (const p of PANES) panes[p].replacing = false; // the new socket tells the state anew
   const ws = new WebSocket(api.workspaceSocketUrl(workspaceId));
   socket = ws;
   socketReady = new Promise((resolve, reject) => {
@@ -272,14 +398,30 @@ function onMessage(raw, ws) {
     return;
   }
   if (!pane) return;
+  if (pane.replacing) {
+    // The old session never says these again: whatever does is the new one (or, after a
+    // socket reconnect, the state the server has now).
+    if (msg.type === "status" && ["connecting", "enrolled", "connected"].includes(msg.data)) pane.replacing = false;
+    else if (msg.type === "stdout") return ack(String(msg.data || "").length, ws);
+    else if (msg.type === "status" && ["closed", "error"].includes(msg.data)) return;
+  }
   if (msg.type === "stdout") {
     const term = ensureTerm(msg.pane);
     const text = typeof msg.data === "string" ? msg.data : "";
-    if (term) term.write(text, () => ack(text.length, ws));
-    else ack(text.length, ws);
+    if (!term) ack(text.length, ws);
+    else if (msg.replay) writeReplay(msg.pane, text, ws);
+    else {
+      pane.recorded = null;
+      term.write(text, () => ack(text.length, ws));
+    }
   } else if (msg.type === "status") {
-    const st = String(msg.data || msg.status || "");
+    let st = String(msg.data || msg.status || "");
+    // The server reports a pane that never had a session as "closed"; it is simply unused.
+    if (st === "closed" && pane.status === "idle") st = "idle";
     setPaneStatus(pane, st, msg.message || "");
+    const cols = Number(msg.cols);
+    const rows = Number(msg.rows);
+    pane.recorded = cols > 0 && rows > 0 ? { cols, rows } : null;
     if (msg.target) {
       pane.target = msg.target;
       pane.select.value = msg.target;
@@ -296,6 +438,30 @@ function onMessage(raw, ws) {
       pane.term.write("\r\n\x1b[90m[session closed]\x1b[0m\r\n");
     }
   }
+}
+
+/** Scrollback for a (re-)attached socket: see "Replay never types" at the top. */
+function writeReplay(p, text, ws) {
+  const pane = panes[p];
+  const term = pane.term;
+  if (pane.replaying === 0 && pane.recorded) {
+    const { cols, rows } = pane.recorded;
+    pane.recorded = null;
+    pane.replaying += 1; // before resize(): onResize must not tell the PTY
+    if (term.cols !== cols || term.rows !== rows) term.resize(cols, rows);
+    pane.replaying -= 1;
+  }
+  pane.replaying += 1;
+  term.write(text, () => {
+    pane.replaying -= 1;
+    ack(text.length, ws);
+    if (pane.replaying === 0) {
+      // Back to the pane's own size (xterm.js reflows the replayed lines) and make sure the
+      // PTY has it too (the server ignores a repeated size).
+      fitPane(p);
+      send({ pane: p, type: "resize", cols: term.cols, rows: term.rows });
+    }
+  });
 }
 
 // Keeps the socket from being closed as idle ([terminal] websocket_timeout) while the user
@@ -395,26 +561,50 @@ async function reattach() {
 
 // ---- actions ------------------------------------------------------------------------------
 
-async function assignAndConnect(p, target) {
+const isLive = (pane) => ["connected", "enrolled", "connecting"].includes(pane.status);
+
+/** Ask before a live session is closed to make room for another host. */
+function mayReplace(p, target) {
+  const pane = panes[p];
+  if (!isLive(pane) || !pane.target || pane.target === target) return true;
+  return window.confirm(`Pane ${p} is connected to ${pane.target}.\n\n`
+    + `Close that session and connect pane ${p} to ${target}?`);
+}
+
+async function assignAndConnect(p, target, { confirmed = false } = {}) {
   const pane = panes[p];
   if (!target) {
     toast(`Pane ${p}: pick a target first`, "error");
     return;
   }
-  const live = ["connected", "enrolled", "connecting"].includes(pane.status);
+  const live = isLive(pane);
   if (live && pane.target === target) return; // already there
+  if (!confirmed && !mayReplace(p, target)) {
+    pane.select.value = pane.target; // the menu shows what the pane is really connected to
+    return;
+  }
   // Show the change at once: until the new session is up this pane is not usable.
   setPaneStatus(pane, "connecting");
   try {
     await ensureWorkspace();
     await ensureSocket();
-    if (live && pane.target) await api.disconnectPane(workspaceId, p);
+    if (live && pane.target) {
+      // The old session's last words ("closed", trailing output) must not land on the new
+      // screen: ignored until the server announces the new session ("connecting").
+      pane.replacing = true;
+      await api.disconnectPane(workspaceId, p);
+    }
     await api.assignPanes(workspaceId, [{ pane: p, target }]);
     pane.target = target;
+    remember();
+    // A new session starts on a clean screen: the new host's prompt never follows the old
+    // host's output (and the hint goes away).
     if (xtermLoaded()) ensureTerm(p);
+    if (pane.term) pane.term.reset();
     setPaneStatus(pane, "connecting");
     await api.connectPane(workspaceId, p);
   } catch (err) {
+    pane.replacing = false;
     setPaneStatus(pane, "error", err.message);
     showError(err, `Pane ${p}`);
   }
@@ -434,8 +624,12 @@ async function connectAllPanes() {
     await api.assignPanes(workspaceId, assignments);
     for (const a of assignments) {
       panes[a.pane].target = a.target;
+      remember();
       if (xtermLoaded()) ensureTerm(a.pane);
-      if (!["connected", "enrolled"].includes(panes[a.pane].status)) setPaneStatus(panes[a.pane], "connecting");
+      if (!isLive(panes[a.pane])) {
+        if (panes[a.pane].term) panes[a.pane].term.reset(); // a new session: a clean screen
+        setPaneStatus(panes[a.pane], "connecting");
+      }
     }
     await api.connectAll(workspaceId);
   } catch (err) {
@@ -459,15 +653,102 @@ async function disconnectAllPanes() {
   }
 }
 
-/** Open `linkId` in pane `p` (used by the Links tab's "Terminal" action). */
-export async function openInPane(p, linkId) {
+/** The pane's close button: end its session (if any), clear its screen and its target. */
+async function closePane(p) {
+  const pane = panes[p];
+  try {
+    if (workspaceId) {
+      if (isLive(pane)) {
+        pane.replacing = true; // its "closed" would only say what the user just did
+        await api.disconnectPane(workspaceId, p);
+      }
+      if (pane.target) await api.assignPanes(workspaceId, [{ pane: p, target: null }]);
+    }
+  } catch (err) {
+    pane.replacing = false;
+    showError(err, `Close pane ${p}`);
+    return;
+  }
+  pane.target = "";
+  pane.remembered = "";
+  pane.select.value = "";
+  if (pane.term) pane.term.reset();
+  setPaneStatus(pane, "idle");
+  remember();
+  if (maximised === p) toggleMaximise(p);
+  pane.select.focus();
+}
+
+const currentUser = () => (window.__linkops && window.__linkops.user && window.__linkops.user.username) || "";
+
+/** Keep the layout and pane targets for the next login of the same user (see REMEMBER_KEY). */
+function remember() {
+  const user = currentUser();
+  if (!user || !initialised) return;
+  const targets = {};
+  for (const p of PANES) if (panes[p].target || panes[p].remembered) targets[p] = panes[p].target || panes[p].remembered;
+  try {
+    localStorage.setItem(REMEMBER_KEY, JSON.stringify({ user, layout, targets }));
+  } catch {
+    // Storage full or disabled: the panes simply start empty next time.
+  }
+}
+
+function restoreRemembered() {
+  let saved;
+  try {
+    saved = JSON.parse(localStorage.getItem(REMEMBER_KEY) || "null");
+  } catch {
+    saved = null;
+  }
+  if (!saved || saved.user !== currentUser() || typeof saved.targets !== "object") return;
+  if (LAYOUTS[saved.layout]) layout = saved.layout;
+  for (const p of PANES) {
+    const t = saved.targets && saved.targets[p];
+    if (typeof t === "string") panes[p].remembered = t;
+  }
+}
+
+/** The pane a new session for `linkId` should use: `preferred` if it is free, else the first
+ * free shown pane, else a free hidden one (the layout grows to show it); null if all are live. */
+async function paneFor(preferred, linkId) {
+  const free = (p) => !isLive(panes[p]);
+  if (free(preferred) && visiblePanes().includes(preferred)) return preferred;
+  const shown = visiblePanes().find(free);
+  if (shown) return shown;
+  const hidden = PANES.find(free);
+  if (!hidden) return null;
+  const needed = PANES.indexOf(hidden) + 1;
+  const next = Object.keys(LAYOUTS).find((l) => LAYOUTS[l] >= needed);
+  await setLayout(next);
+  return visiblePanes().includes(hidden) ? hidden : null;
+}
+
+/**
+ * Open `linkId` in a terminal pane (the Links tab's "Terminal" action). A live session is
+ * never replaced silently: a pane already on that host is focused, otherwise `preferred` or
+ * another free pane is used, and only when all panes are live the user is asked whether
+ * `preferred`'s session may go.
+ */
+export async function openInPane(preferred, linkId) {
   await show();
+  const already = visiblePanes().find((p) => panes[p].target === linkId && isLive(panes[p]));
+  if (already) {
+    toast(`Pane ${already} is already connected to ${linkId}`, "ok");
+    if (panes[already].term) panes[already].term.focus();
+    return;
+  }
+  let p = await paneFor(preferred, linkId);
+  if (!p) {
+    if (!mayReplace(preferred, linkId)) return;
+    p = preferred;
+  }
   const pane = panes[p];
   if (![...pane.select.options].some((o) => o.value === linkId)) {
     pane.select.append(h("option", { value: linkId, text: linkId }));
   }
   pane.select.value = linkId;
-  await assignAndConnect(p, linkId);
+  await assignAndConnect(p, linkId, { confirmed: true });
   if (pane.term) pane.term.focus();
 }
 

@@ -33,9 +33,11 @@ export function xtermTheme() {
 
 /**
  * A terminal opened in `container`; `onData(str)` gets keystrokes, `onResize(cols, rows)` the
- * new size after every fit. Returns {term, fit(), dispose()}. Requires loadXterm() first.
+ * new size after every fit; fitting waits while `canFit()` says no (a replay is being drawn
+ * at its recorded size); `onShortcut(keyboardEvent)` returning true takes a key away from the
+ * terminal (the page's own shortcuts). Returns {term, fit(), dispose()}. Requires loadXterm().
  */
-export function createTerminal(container, { onData, onResize }) {
+export function createTerminal(container, { onData, onResize, canFit = () => true, onShortcut = () => false }) {
   const term = new lib.Terminal({
     cursorBlink: true,
     fontFamily: '"JetBrains Mono", "DejaVu Sans Mono", "Liberation Mono", monospace',
@@ -50,6 +52,10 @@ export function createTerminal(container, { onData, onResize }) {
   term.onResize(({ cols, rows }) => onResize(cols, rows));
   // Ctrl+Shift+C / Ctrl+Shift+V copy and paste like a desktop terminal (Ctrl+C stays SIGINT).
   term.attachCustomKeyEventHandler((ev) => {
+    if (onShortcut(ev)) {
+      ev.preventDefault();
+      return false;
+    }
     if (ev.type !== "keydown" || !ev.ctrlKey || !ev.shiftKey) return true;
     if (ev.code === "KeyC") {
       const sel = term.getSelection();
@@ -65,7 +71,7 @@ export function createTerminal(container, { onData, onResize }) {
 
   const fit = () => {
     // A hidden pane has no size; fitting it would shrink the PTY to nothing.
-    if (!container.offsetWidth || !container.offsetHeight) return;
+    if (!container.offsetWidth || !container.offsetHeight || !canFit()) return;
     try {
       fitAddon.fit();
     } catch {

@@ -2,6 +2,8 @@
 
 - :class:`Scrollback`: the last ``scrollback_bytes`` of a pane's output (a ring of text
   chunks), replayed when a socket (re-)attaches.
+- :func:`strip_terminal_queries`: what is replayed never asks the terminal anything (see
+  docs/decisions/terminal.md, "Replay never types").
 - :class:`Outbox`: one pane's queue towards one socket. :meth:`Outbox.put_output` *waits*
   while the queue holds :data:`OUTBOX_CAPACITY` characters or more: the pane's SSH reader
   stops reading, paramiko's window fills up and the remote program blocks. A slow browser
@@ -19,6 +21,7 @@ an attachment wakes every waiter; they return ``False`` instead of raising.
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final
@@ -38,6 +41,61 @@ FLOW_OVERDRAFT: Final = 64 * 1024
 # Workspace-level messages (pongs, protocol errors) a client may leave unread before we give
 # up on it: a client that floods us with bad frames but never reads is closed.
 CONTROL_CAPACITY: Final = 256
+
+
+# ---- replayed output must not produce input ------------------------------------------------
+#
+# A terminal answers some sequences by *typing* into its input: device attributes (DA), device
+# status / cursor position (DSR, CPR), mode requests (DECRQM), window reports (XTWINOPS),
+# XTVERSION, colour queries (OSC 4/10-19/52 with "?"), DECRQSS and XTGETTCAP. Live, the program
+# that asked reads the answer. Replayed from the scrollback after a reload, nobody asked: the
+# answer lands in the shell's prompt and runs on the next Enter. So replay takes them out (the
+# page also drops replies produced while it writes a replay: defence in depth). 7-bit and C1
+# forms. A query is replaced by CAN (U+0018), not by nothing: CAN aborts a sequence in progress
+# and shows nothing, so the text around a removed query cannot join into a new one
+# ("\x1b[" + "\x1b[c" + "c" stays harmless) and one pass is enough.
+_CSI = r"(?:\x1b\[|\x9b)"
+_OSC = r"(?:\x1b\]|\x9d)"
+_DCS = r"(?:\x1bP|\x90)"
+_ST = r"(?:\x1b\\|\x07|\x9c)"
+# Inside OSC/DCS: ends at BEL or ST; CAN, SUB, ESC and the C1 controls abort it.
+_STRING = r"[^\x07\x18\x1a\x1b\x80-\x9f]"
+_QUERY = re.compile(
+    _CSI + r"(?:"
+    r"[>=]?[0-9;]*c"                                 # DA1 / DA2 / DA3
+    r"|\??[0-9;]*n"                                  # DSR, CPR (6n), DECXCPR (?6n)
+    r"|\??[0-9;]*\$[pwu]"                            # DECRQM, DECRQPSR, DECRQTSR
+    r"|(?:11|13|14|15|16|18|19|20|21)(?:;[0-9]*)*t"  # XTWINOPS reports
+    r"|>[0-9]*q"                                     # XTVERSION
+    r"|\?[0-9;]*[mu]"                                # XTQMODKEYS, kitty keyboard query
+    r")"
+    r"|" + _DCS + r"[$+]q" + _STRING + r"*" + _ST     # DECRQSS, XTGETTCAP
+    + r"|" + _OSC + r"(?P<osc>[0-9]+(?:;" + _STRING + r"*)?)" + _ST)
+_CAN: Final = "\x18"
+
+
+def _asks(match: re.Match[str]) -> bool:
+    osc = match.group("osc")
+    # An OSC asks only with a "?" parameter; otherwise it is a title, a hyperlink, a colour set.
+    return osc is None or "?" in osc.split(";")[1:]
+
+
+def _neutralise(match: re.Match[str]) -> str:
+    return _CAN if _asks(match) else match.group(0)
+
+
+def contains_terminal_query(text: str) -> bool:
+    """True if ``text`` holds a sequence :func:`strip_terminal_queries` would take out."""
+    return any(_asks(m) for m in _QUERY.finditer(text))
+
+
+def strip_terminal_queries(text: str) -> str:
+    """``text`` with every sequence that makes a terminal answer replaced by CAN (see above).
+
+    Nothing else changes; the result contains no query (tested as a property)."""
+    if "\x1b" not in text and "\x9b" not in text and "\x9d" not in text and "\x90" not in text:
+        return text
+    return _QUERY.sub(_neutralise, text)
 
 
 class Scrollback:
@@ -143,7 +201,9 @@ class Outbox:
         return True
 
     def put_replay(self, text: str) -> None:
-        """Scrollback for a fresh socket: bounded by the scrollback size, never waits."""
+        """Scrollback for a fresh socket: bounded by the scrollback size, never waits. Queries
+        to the terminal are taken out (:func:`strip_terminal_queries`)."""
+        text = strip_terminal_queries(text)
         if text and not self.closed:
             self._push_output(text, replay=True)
 
