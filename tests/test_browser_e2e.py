@@ -524,12 +524,17 @@ def test_terminal_follows_pane_size_and_runs_vim(app: WebDriver) -> None:
 
 def test_terminal_action_on_a_link_opens_pane_a(app: WebDriver) -> None:
     open_tab(app, "links")
+    before = terminal_text(app, "A")
     row = app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-docker-01"]')
     row.find_element(By.CSS_SELECTOR, '[data-action="terminal"]').click()
     wait_for("the terminal tab", lambda: app.find_element(By.ID, "panel-terminal").is_displayed())
     wait_for("pane A on vm-docker-01", lambda: app.execute_script(
         "return document.querySelector('.pane-target[data-pane=\"A\"]').value")
         == "vm-docker-01" and pane_live(app, "A"), timeout=40)
+    # Type only once the new session's prompt is there (keys sent while pane A still shows
+    # the old session would go to the shell being closed).
+    wait_for("the new session's prompt", lambda: (
+        (text := terminal_text(app, "A")) != before and text.rstrip().endswith("#")), timeout=40)
     type_into(app, "A", "echo docker-$((2+3))\n")
     wait_for("output from the new session", lambda: "docker-5" in terminal_text(app, "A"))
 

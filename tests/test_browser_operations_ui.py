@@ -33,6 +33,13 @@ pytestmark = pytest.mark.browser
 THEMES = ("gray-fabric", "blue-fabric", "charcoal-leather")
 SIZES = ((1280, 800), (1440, 900))
 TABS = ("overview", "links", "operations", "terminal")
+# login.html?next=<given> → the hash the app lands on (URL-encoded; "" = the default page).
+NEXT_CASES = (
+    ("https%3A%2F%2Fevil.example%2F", ""),
+    ("%2F%2Fevil.example", ""),
+    ("%23links%2F..%2F..%2Fx%20y", ""),
+    ("%23links%2Fvm-db-01", "#links/vm-db-01"),
+)
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -56,6 +63,14 @@ def counts(driver: WebDriver) -> dict[str, int]:
         for (const e of document.querySelectorAll('#op-summary [data-count]'))
           out[e.dataset.count] = Number(e.querySelector('b').textContent);
         return out;""").items()}
+
+
+def click_fresh(driver: WebDriver, selector: str) -> None:
+    """Click `selector`, finding it again if a poll re-rendered it in between."""
+    def attempt() -> bool:
+        driver.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+    wait_for(f"a click on {selector}", attempt, timeout=10)
 
 
 def ticked(driver: WebDriver, box: str) -> list[str]:
@@ -184,7 +199,7 @@ def test_flags_are_shown_and_run_again_prefills(app: WebDriver, demo_service: De
     assert "Long Task (demo)" in row.find_element(By.CSS_SELECTOR, ".op-scripts").text
     # Open something else first, then the row.
     js(app, "document.getElementById('op-live-title').textContent = 'Output'")
-    row.find_elements(By.TAG_NAME, "td")[3].click()
+    click_fresh(app, f'#ops-table tr[data-op="{op_id}"] td:nth-child(4)')
     wait_for("the row to open its operation", lambda: op_id in live_title(app))
     wait_for("the stored header flags",
              lambda: "--duration=2" in app.find_element(By.ID, "op-meta").text)
@@ -262,9 +277,9 @@ def test_operation_and_link_urls_open_on_load_reload_and_back(app: WebDriver,
     wait_for("the same operation after reload", lambda: second in live_title(app))
     # Opening another one is a new history entry; Back returns to the first.
     app.find_element(By.ID, "ops-show-history").click()
-    view = wait_for("the View button", lambda: app.find_element(
+    wait_for("the View button", lambda: app.find_element(
         By.CSS_SELECTOR, f'#ops-table tr[data-op="{first}"] button'))
-    view.click()
+    click_fresh(app, f'#ops-table tr[data-op="{first}"] button')
     wait_for("the other operation", lambda: first in live_title(app))
     assert js(app, "return location.hash") == f"#operations/{first}"
     app.back()
@@ -281,6 +296,36 @@ def test_operation_and_link_urls_open_on_load_reload_and_back(app: WebDriver,
     wait_for("the URL without the link", lambda: js(app, "return location.hash") == "#links")
     app.find_element(By.ID, "tab-operations").click()
     wait_for("operations", lambda: app.find_element(By.ID, "panel-operations").is_displayed())
+
+
+def test_hostile_urls_are_text_and_go_nowhere(app: WebDriver, demo_service: DemoService) -> None:
+    """What a URL names is only ever looked up and shown as text; login's `next` stays home."""
+    payload = "<img src=x id=pwned onerror=alert(1)>"
+    app.get(f"{demo_service.url}/#links/{payload}")
+    wait_for("the app", lambda: app_ready(app), timeout=30)
+    wait_for("the unknown link explained", lambda: any(
+        payload in t for t in texts(app, "#toasts .toast-msg")))
+    assert app.find_elements(By.ID, "pwned") == []
+    assert not details_open(app)
+    app.get(f"{demo_service.url}/#operations/OP-99999")
+    wait_for("the unknown operation explained", lambda: any(
+        "OP-99999" in t for t in texts(app, "#toasts .toast-msg")))
+    assert app.find_element(By.ID, "panel-operations").is_displayed()
+    app.get(f"{demo_service.url}/#nonsense/%E0%A4%A")  # bad escape, unknown tab
+    wait_for("the app", lambda: app_ready(app), timeout=30)
+    assert app.find_element(By.ID, "panel-overview").is_displayed()
+    # login.html?next=… accepts "#tab" or "#tab/thing" only: never another origin or path.
+    for given, landed in NEXT_CASES:
+        app.get(f"{demo_service.url}/login.html?next={given}")
+        wait_for("the login form", lambda: app.find_element(By.ID, "username"))
+        app.find_element(By.ID, "username").send_keys(demo_service.username)
+        app.find_element(By.ID, "password").send_keys(demo_service.password)
+        app.find_element(By.ID, "login-submit").click()
+        wait_for("the app after login", lambda: app_ready(app), timeout=30)
+        assert js(app, "return location.origin + location.pathname") == f"{demo_service.url}/"
+        assert js(app, "return location.hash") == landed, given
+    app.get(f"{demo_service.url}/#operations")
+    wait_for("the app", lambda: app_ready(app), timeout=30)
 
 
 # ---- 4. the run form --------------------------------------------------------------------------
@@ -610,10 +655,12 @@ def test_keyboard_only_run_stop_history(app: WebDriver) -> None:
 
 
 def test_no_console_errors(app: WebDriver) -> None:
-    # Expected: the 403 of the run deliberately submitted with an unenrolled target (test 4).
-    # Anything else, a script error above all, fails.
+    # Expected: the 403 of the run deliberately submitted with an unenrolled target and the
+    # 404 of the made-up OP-99999. Anything else, a script error above all, fails.
     def expected(entry: dict[str, object]) -> bool:
+        msg = str(entry["message"])
         return entry.get("source") == "network" and bool(
-            re.search(r"/api/operations/run - .* status of 403", str(entry["message"])))
+            re.search(r"/api/operations/run - .* status of 403", msg)
+            or re.search(r"/api/operations/OP-99999 - .* status of 404", msg))
     errors = console_errors(app, expected)
     assert errors == [], errors

@@ -106,7 +106,10 @@ export function routeArg() {
   return detailsId;
 }
 
-export function hide() {}
+export function hide() {
+  // Another tab was chosen (or the URL names one): the details belong to this tab.
+  if ($("#details-dialog").open) $("#details-dialog").close();
+}
 
 async function load(fresh) {
   try {
