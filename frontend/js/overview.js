@@ -173,8 +173,9 @@ function renderHealth({ rows, meta }) {
   // Same order as the topology: VPS, Proxmox, VMs, then by name.
   rows = [...rows].sort((a, b) => (TYPE_ORDER[a.type] ?? 9) - (TYPE_ORDER[b.type] ?? 9) ||
     String(a.name || a.id).localeCompare(String(b.name || b.id)));
-  // Latency as a number coloured by threshold; the bar grows with latency (log scale up to
-  // 1 s), so a longer bar is a slower link. Offline links show a full red bar.
+  // Latency as a number coloured by threshold; the bar grows with latency (square-root scale,
+  // full at 1 s: 30 ms is a short bar, 300 ms half of it), so a longer bar is a slower link.
+  // Offline links show a full red bar.
   body.replaceChildren(
     h("div", { class: "health-row health-header", "aria-hidden": "true" },
       h("span"), h("span", { text: "Link" }), h("span", { text: "SSH latency" }), h("span", { text: "" }),
@@ -187,7 +188,7 @@ function renderHealth({ rows, meta }) {
         const latency = r.latency_ms === null || r.latency_ms === undefined ? null : Number(r.latency_ms);
         const kind = latencyKind(status, latency);
         const width = status === "online" && latency !== null
-          ? Math.min(100, Math.max(4, (Math.log10(Math.max(1, latency)) / 3) * 100))
+          ? Math.min(100, Math.max(3, Math.sqrt(latency / 1000) * 100))
           : status === "offline" ? 100 : 0;
         const label = status === "online"
           ? (latency !== null ? `${Math.round(latency)} ms` : "online")
