@@ -99,7 +99,8 @@ def details_open(driver: WebDriver) -> bool:
 
 
 def pick_script(driver: WebDriver, script: str) -> None:
-    box = driver.find_element(By.CSS_SELECTOR, f'#run-scripts input[data-script="{script}"]')
+    box = wait_for(f"{script} in the script list", lambda: driver.find_element(
+        By.CSS_SELECTOR, f'#run-scripts input[data-script="{script}"]'))
     if not box.is_selected():
         js(driver, "arguments[0].scrollIntoView({block: 'nearest'})", box)
         box.click()
@@ -128,7 +129,9 @@ def pick_targets(driver: WebDriver, targets: list[str]) -> None:
                "document.getElementById('run-target-search').dispatchEvent(new Event('input'))")
     driver.find_element(By.ID, "run-none").click()
     for target in targets:
-        box = driver.find_element(By.CSS_SELECTOR, f'#run-targets input[data-target="{target}"]')
+        selector = f'#run-targets input[data-target="{target}"]'
+        box = wait_for(f"{target} in the targets",
+                       lambda s=selector: driver.find_element(By.CSS_SELECTOR, s))  # type: ignore[misc]
         js(driver, "arguments[0].scrollIntoView({block: 'nearest'})", box)
         box.click()
 
@@ -193,10 +196,10 @@ def test_flags_are_shown_and_run_again_prefills(app: WebDriver, demo_service: De
             {"long_task": ["--duration=2", "--interval=1"]}
     # History: the flags under the script name; a click on the row (not a button) opens it.
     app.find_element(By.ID, "ops-show-history").click()
-    row = wait_for("the run in history", lambda: app.find_element(
-        By.CSS_SELECTOR, f'#ops-table tr[data-op="{op_id}"]'))
-    assert "--duration=2 --interval=1" in row.find_element(By.CSS_SELECTOR, ".op-flags").text
-    assert "Long Task (demo)" in row.find_element(By.CSS_SELECTOR, ".op-scripts").text
+    row = f'#ops-table tr[data-op="{op_id}"]'
+    wait_for("the run in history", lambda: texts(app, f"{row} .op-flags"))
+    assert "--duration=2 --interval=1" in texts(app, f"{row} .op-flags")[0]
+    assert "Long Task (demo)" in texts(app, f"{row} .op-scripts")[0]
     # Open something else first, then the row.
     js(app, "document.getElementById('op-live-title').textContent = 'Output'")
     click_fresh(app, f'#ops-table tr[data-op="{op_id}"] td:nth-child(4)')
