@@ -621,7 +621,7 @@ def tab_to(driver: WebDriver, predicate: str, limit: int = 250, back: bool = Fal
     raise AssertionError(f"Tab never reached {predicate}")
 
 
-def test_keyboard_only_run_stop_history(app: WebDriver) -> None:
+def test_keyboard_only_run_stop_history_terminal(app: WebDriver) -> None:
     open_tab(app, "operations")
     clear_scripts(app)
     pick_targets(app, [])
@@ -654,6 +654,12 @@ def test_keyboard_only_run_stop_history(app: WebDriver) -> None:
     wait_for("the stopped run from history", lambda: op_id in live_title(app)
              and op_status(app) == "stopped")
     screenshot(app, "ops-keyboard-history")
+    # …and on to the terminal: back to the tab list, → to Terminal.
+    tab_to(app, "el.id === 'tab-operations'", back=True).send_keys(Keys.ARROW_RIGHT)
+    wait_for("the terminal tab", lambda: app.find_element(By.ID, "panel-terminal").is_displayed())
+    assert app.switch_to.active_element.get_attribute("id") == "tab-terminal"
+    tab_to(app, "el.classList.contains('pane-target')")  # a pane's target picker, by Tab
+    open_tab(app, "operations")
     app.find_element(By.ID, "ops-show-active").click()
 
 

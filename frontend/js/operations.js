@@ -366,13 +366,21 @@ function estimateLeft(c) {
   return { seconds: Math.max(Math.max(...values), total / lanes) };
 }
 
+/** Progress bar pieces: ok green, failed red, stopped/skipped amber, running blue. */
+function segments(n) {
+  const part = (count, kind) => (count && n.total
+    ? h("span", { class: `progress-fill fill-${kind}`, style: { width: `${(count / n.total) * 100}%` } })
+    : null);
+  return [part(n.ok, "ok"), part(n.failed, "bad"), part(n.stopped + n.skipped, "warn"), part(n.running, "info")]
+    .filter(Boolean);
+}
+
 /** The strip under the header: counts per status, progress bar, ETA and duration. */
 function renderSummary() {
   const c = current;
   if (!c) return;
   const n = c.log.counts();
   const done = n.ok + n.failed + n.skipped + n.stopped;
-  const pct = n.total ? Math.round((done / n.total) * 100) : 0;
   const active = ACTIVE.has(String(c.status));
   const seconds = c.duration !== null && !active
     ? c.duration
@@ -398,7 +406,7 @@ function renderSummary() {
       class: "progress", role: "progressbar", "aria-label": "Tasks finished",
       "aria-valuemin": "0", "aria-valuemax": String(n.total), "aria-valuenow": String(done),
       title: `${done} of ${n.total} tasks finished`,
-    }, h("span", { class: `progress-fill fill-${n.failed ? "bad" : active ? "info" : "ok"}`, style: { width: `${pct}%` } })),
+    }, ...segments(n)),
     h("span", { class: "sum-pct muted small", text: `${done}/${n.total}` }),
     eta ? h("span", { class: "sum-eta small", id: "op-eta", text: eta, title: "From the scripts' estimatedDuration" }) : null,
     h("span", { class: "sum-duration mono small", id: "op-duration", text: fmtDuration(Math.max(0, seconds)), title: active ? "Running for" : "Took" }),
