@@ -248,7 +248,7 @@ def test_link_details_dialog(app: WebDriver) -> None:
     dialog = wait_for("the details dialog", lambda: app.find_element(By.ID, "details-dialog")
                       if app.find_element(By.ID, "details-dialog").is_displayed() else None)
     text = dialog.text
-    assert "vm-web-01" in text and "Proxy jump" in text and "pve-office-01" in text
+    assert "vm-web-01" in text and "Reached through" in text and "pve-office-01" in text
     screenshot(app, "links-details")
     ActionChains(app).send_keys(Keys.ESCAPE).perform()
     wait_for("the dialog to close",
@@ -317,6 +317,10 @@ def test_stop_a_long_operation(app: WebDriver, demo_service: DemoService) -> Non
     stop = app.find_element(By.ID, "op-stop")
     assert stop.is_enabled()
     stop.click()
+    # Stop asks first (it cannot be undone).
+    wait_for("the confirmation", lambda: app.execute_script(
+        "return document.getElementById('confirm-dialog').open"))
+    app.find_element(By.ID, "confirm-ok").click()
     wait_for("the task to show STOPPED", lambda: header_texts(app, "vm-web-01") ==
              ["[1] - [Long Task (demo)] - [long_task] - [STOPPED]"], timeout=40)
     wait_for("the operation to be stopped", lambda: op_status_badge(app) == "stopped")
@@ -364,19 +368,21 @@ def test_rejected_run_is_explained(app: WebDriver) -> None:
     pick_targets(app, ["vps-fra-01", "vm-staging-01"])
     before = live_title(app)
     app.find_element(By.ID, "run-submit").click()
-    message = wait_for("the error toast", lambda: next(
-        (t for t in toast_texts(app) if t.startswith("Run:")), None))
-    assert "ENROLLMENT_REQUIRED" in message
-    assert "vm-staging-01" in message and "vps-fra-01" not in message.split("ENROLLMENT")[1]
-    # Details in words ("vm-staging-01: client ID file … not found"), not raw JSON.
-    assert "vm-staging-01: client ID file" in message and "{" not in message
+    # Shown in the form's Run bar, in words (not "ENROLLMENT_REQUIRED — offenders: …").
+    message = wait_for("the refusal in the form", lambda: (
+        e.text if (e := app.find_element(By.ID, "run-error")).is_displayed() else None))
+    assert message.startswith("Not run:") and "not enrolled" in message
+    assert "ENROLLMENT_REQUIRED" not in message
+    assert "vm-staging-01" in message and "vps-fra-01" not in message
+    # The reason from the last verification ("client ID file … not found"), not raw JSON.
+    assert "vm-staging-01 (client ID file" in message and "{" not in message
     assert live_title(app) == before  # nothing started
 
     # And the form's own checks: no script picked.
     clear_scripts(app)
     app.find_element(By.ID, "run-submit").click()
-    wait_for("the form check", lambda: any("Pick at least one script" in t
-                                           for t in toast_texts(app)))
+    wait_for("the form check", lambda: "Pick at least one script" in
+             app.find_element(By.ID, "run-error").text)
 
 
 # ---- terminal ---------------------------------------------------------------------------------

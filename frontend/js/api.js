@@ -107,6 +107,9 @@ export function normaliseLink(raw) {
     enrolled: Boolean(l.enrolled),
     enrollmentId: l.enrollmentId || l.enrollment_id || "",
     enrollmentVerifiedAt: l.enrollmentVerifiedAt || l.enrollment_verified_at || null,
+    enrollmentError: l.enrollmentError || l.enrollment_error || "",
+    enrollmentRequired: l.enrollmentRequired !== false,
+    clientIdPath: l.clientIdPath || "/etc/linkops/client_id",
     ssh: {
       host: ssh.host || "",
       port: ssh.port ?? "",
@@ -118,6 +121,7 @@ export function normaliseLink(raw) {
       reachable: Boolean(health.reachable),
       latency: health.latency ?? null,
       lastSeen: health.lastSeen || health.last_seen || null,
+      error: health.error || "",
     },
     status: l.status || "unknown",
     metadata: l.metadata && typeof l.metadata === "object" ? l.metadata : {},

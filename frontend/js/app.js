@@ -1,6 +1,10 @@
 // The application shell: who is logged in, the top bar (Git status, theme, user menu) and the
 // four tabs. Each tab lives in its own module exposing init(ctx), show() and hide(); the shell
 // calls show/hide so a hidden tab stops polling and streaming work it does not need.
+//
+// Routing: the URL hash is "#<tab>" or "#<tab>/<thing>" (#operations/OP-10001, #links/vm-web-01).
+// A tab module may export route(thing) — called on load, reload and back/forward — and
+// routeArg(), what it shows now (so switching tabs keeps the thing in the URL).
 
 import * as api from "./api.js";
 import { $, $$, relTime, showError, toast } from "./dom.js";
@@ -45,7 +49,51 @@ function selectTab(name, { focus = false, updateHash = true } = {}) {
   }
   if (previous) TABS[previous].hide();
   TABS[name].show();
-  if (updateHash && location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+  if (updateHash) {
+    const arg = TABS[name].routeArg ? TABS[name].routeArg() : null;
+    const want = hashFor(name, arg);
+    if (location.hash !== want) history.replaceState(null, "", want);
+  }
+}
+
+// ---- routing --------------------------------------------------------------------------------
+
+function hashFor(tab, arg) {
+  return arg ? `#${tab}/${encodeURIComponent(arg)}` : `#${tab}`;
+}
+
+/** "#operations/OP-10001" → {tab: "operations", arg: "OP-10001"}. */
+export function parseHash(hash) {
+  const raw = String(hash || "").replace(/^#/, "");
+  const slash = raw.indexOf("/");
+  const tab = slash < 0 ? raw : raw.slice(0, slash);
+  let arg = null;
+  if (slash >= 0) {
+    try {
+      arg = decodeURIComponent(raw.slice(slash + 1)) || null;
+    } catch {
+      arg = null;
+    }
+  }
+  return { tab: TABS[tab] ? tab : "overview", arg };
+}
+
+/** Show what the URL names (on load and on every back/forward). */
+function applyRoute() {
+  const { tab, arg } = parseHash(location.hash);
+  selectTab(tab, { updateHash: false });
+  if (TABS[tab].route) TABS[tab].route(arg);
+}
+
+/**
+ * A tab opened something: put it in the URL. A new history entry (so Back returns to what
+ * was shown before) unless `replace`; no hashchange is fired, the tab already shows it.
+ */
+function setRoute(tab, arg, { replace = false } = {}) {
+  const want = hashFor(tab, arg);
+  if (location.hash === want) return;
+  if (replace) history.replaceState(null, "", want);
+  else history.pushState(null, "", want);
 }
 
 function bindTabs() {
@@ -65,7 +113,7 @@ function bindTabs() {
       }
     });
   });
-  window.addEventListener("hashchange", () => selectTab(location.hash.slice(1), { updateHash: false }));
+  window.addEventListener("hashchange", applyRoute);
 }
 
 // Polling tabs stop while the browser tab is hidden and resume when it is visible again.
@@ -212,6 +260,13 @@ async function boot() {
   bindGit();
   const ctx = {
     selectTab,
+    setRoute,
+    /** Go to a tab and the thing in it, as a link would (a new history entry). */
+    navigate: (tab, arg = null) => {
+      const want = hashFor(tab, arg);
+      if (location.hash === want) applyRoute();
+      else location.hash = want; // → hashchange → applyRoute
+    },
     openTerminal: (linkId) => {
       selectTab("terminal");
       terminal.openInPane("A", linkId);
@@ -220,10 +275,21 @@ async function boot() {
       selectTab("operations");
       operations.openOperation(id);
     },
+    /** The Links table filtered to one type (Overview → Infrastructure). */
+    showLinksOfType: (type) => {
+      linksView.filterByType(type);
+      if (location.hash !== "#links") history.pushState(null, "", "#links");
+      selectTab("links", { updateHash: false });
+    },
+    /** The run form with these targets ticked (Links → Run). */
+    runOn: (targets) => {
+      selectTab("operations");
+      operations.runOn(targets);
+    },
   };
   for (const mod of Object.values(TABS)) mod.init(ctx);
   bindTabs();
-  selectTab(location.hash.slice(1) || "overview", { updateHash: false });
+  applyRoute();
   document.body.dataset.ready = "true";
 }
 

@@ -232,3 +232,68 @@ export function typeIcon(type) {
   }
   return svgEl;
 }
+
+/**
+ * Ask before doing something that cannot be undone. Resolves true only when the operator
+ * pressed the confirm button (Escape and Cancel resolve false). Focus starts on Cancel.
+ */
+export function confirmAction({ title, message, confirm = "OK" }) {
+  const dialog = document.getElementById("confirm-dialog");
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-message").textContent = message;
+  document.getElementById("confirm-ok").textContent = confirm;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.showModal();
+    document.getElementById("confirm-cancel").focus();
+  });
+}
+
+/**
+ * `text` as nodes with every case-insensitive occurrence of `query` wrapped in <mark> (still
+ * text only: the pieces are text nodes).
+ */
+export function highlight(text, query) {
+  const value = String(text ?? "");
+  const q = String(query || "").toLowerCase();
+  if (!q) return [value];
+  const lower = value.toLowerCase();
+  const out = [];
+  let at = 0;
+  for (let i = lower.indexOf(q); i !== -1; i = lower.indexOf(q, at)) {
+    if (i > at) out.push(value.slice(at, i));
+    out.push(h("mark", { text: value.slice(i, i + q.length) }));
+    at = i + q.length;
+  }
+  if (at < value.length) out.push(value.slice(at));
+  return out;
+}
+
+/** {script: ["--a", "--b=v"]} → [["script", "--a --b=v"], …] (only scripts that have flags). */
+export function flagEntries(flags) {
+  if (!flags || typeof flags !== "object") return [];
+  return Object.entries(flags)
+    .filter(([, list]) => Array.isArray(list) && list.length)
+    .map(([script, list]) => [script, list.join(" ")]);
+}
+
+// Script icons: our own line drawings picked by the script's tags, because the catalogue's
+// emoji render as empty boxes where no emoji font is installed (servers, minimal desktops).
+const SCRIPT_ICONS = [
+  ["backup", ["M5 4h11l3 3v13H5z", "M8 4v5h7V4", "M8 14h8v6H8z"]],
+  ["updates", ["M20 12a8 8 0 1 1-2.3-5.7", "M20 4v5h-5"]],
+  ["cleanup", ["M4 20h16", "M7 20l1-9h8l1 9", "M10 11V4h4v7"]],
+  ["monitoring", ["M3 12h4l2-6 4 12 2-6h6"]],
+  ["inventory", ["M4 5h16v10H4z", "M9 19h6", "M12 15v4"]],
+  ["demo", ["M7 3h10", "M7 21h10", "M8 3c0 5 8 5 8 9s-8 4-8 9", "M16 3c0 5-8 5-8 9s8 4 8 9"]],
+];
+
+export function scriptIcon(script) {
+  const tags = new Set((script && script.tags) || []);
+  const found = SCRIPT_ICONS.find(([tag]) => tags.has(tag));
+  const paths = found ? found[1] : ["M5 5h14v14H5z", "M8 10l3 2-3 2", "M12 15h4"];
+  const svgEl = s("svg", { class: "type-icon script-icon", viewBox: "0 0 24 24", "aria-hidden": "true" });
+  for (const d of paths) svgEl.append(s("path", { d }));
+  return svgEl;
+}

@@ -1,10 +1,16 @@
 // Links tab: the inventory as a searchable, filterable, sortable table with per-link actions
-// (verify enrollment, open a terminal, details) and a topology view (topology.js).
+// (verify enrollment, open a terminal, details), the topology diagram beside it (topology.js)
+// and a details panel per link (#links/<id>): connection, health, enrollment — and when the
+// host is not enrolled, why and the steps to enroll it.
+//
+// Search: name, id, type, provider, host, user, location and tags; enrollment IDs only when
+// the query starts with "LINKOPS-" (a short query such as "db" would otherwise match hosts
+// through the hex of their IDs). What matched is highlighted.
 
 import * as api from "./api.js";
 import {
-  $, badge, copyText, fmtTime, h, relTime, replaceKeepingFocus, s as svg, showError, statusKind, toast,
-  typeIcon,
+  $, badge, copyText, fmtTime, h, highlight, relTime, replaceKeepingFocus, s as svg, showError,
+  statusKind, toast, typeIcon,
 } from "./dom.js";
 import { store } from "./store.js";
 import { renderTopology } from "./topology.js";
@@ -14,6 +20,9 @@ let links = [];
 let sort = { col: "name", dir: "asc" };
 let view = "table";
 let loaded = false;
+let detailsId = null; // the link shown in the details panel
+let wantedDetails = null; // from the URL, before the list is loaded
+let pendingType = null; // a type filter asked for before the type list exists
 
 const location_ = (l) => l.metadata.location || l.metadata.datacenter || "";
 
@@ -54,6 +63,15 @@ export function init(context) {
   store.subscribe((list) => {
     links = list;
     if (loaded) render();
+    if (detailsId && $("#details-dialog").open) {
+      const l = links.find((x) => x.id === detailsId);
+      if (l) renderDetails(l);
+    }
+  });
+  $("#details-dialog").addEventListener("close", () => {
+    if (!detailsId) return;
+    detailsId = null;
+    if (location.hash.startsWith("#links/")) ctx.setRoute("links", null, { replace: true });
   });
 }
 
@@ -61,7 +79,37 @@ export function show() {
   load(!loaded);
 }
 
-export function hide() {}
+/** Routing: #links/<id> opens that link's details; #links closes them. */
+export function route(arg) {
+  if (!arg) {
+    if ($("#details-dialog").open && detailsId) $("#details-dialog").close();
+    return;
+  }
+  if (detailsId === arg && $("#details-dialog").open) return;
+  const l = links.find((x) => x.id === arg);
+  if (l) showDetails(l, { fromRoute: true });
+  else wantedDetails = arg; // opened once the list is loaded
+}
+
+/** Show only links of `type` (the Overview's infrastructure rows link here). */
+export function filterByType(type) {
+  pendingType = type;
+  const select = $("#links-type");
+  if ([...select.options].some((o) => o.value === type)) {
+    select.value = type;
+    pendingType = null;
+    if (loaded) render();
+  }
+}
+
+export function routeArg() {
+  return detailsId;
+}
+
+export function hide() {
+  // Another tab was chosen (or the URL names one): the details belong to this tab.
+  if ($("#details-dialog").open) $("#details-dialog").close();
+}
 
 async function load(fresh) {
   try {
@@ -69,6 +117,13 @@ async function load(fresh) {
     loaded = true;
     fillTypeFilter();
     render();
+    if (wantedDetails) {
+      const id = wantedDetails;
+      wantedDetails = null;
+      const l = links.find((x) => x.id === id);
+      if (l) showDetails(l, { fromRoute: true });
+      else toast(`No link ${id} in the inventory`, "error");
+    }
   } catch (err) {
     showError(err, "Loading links");
   }
@@ -78,7 +133,8 @@ function setView(v) {
   view = v;
   $("#links-view-table").setAttribute("aria-pressed", String(v === "table"));
   $("#links-view-topology").setAttribute("aria-pressed", String(v === "topology"));
-  $("#links-table-wrap").hidden = v !== "table";
+  // The diagram is shown beside the table, never instead of it.
+  $("#links-layout").classList.toggle("with-topology", v === "topology");
   $("#links-topology").hidden = v !== "topology";
   render();
 }
@@ -88,22 +144,31 @@ function fillTypeFilter() {
   const current = select.value;
   const types = [...new Set(["VPS", "Proxmox", "VM", ...links.map((l) => l.type)])].filter(Boolean);
   select.replaceChildren(h("option", { value: "", text: "All" }), ...types.map((t) => h("option", { value: t, text: t })));
-  select.value = types.includes(current) ? current : "";
+  const want = pendingType || current;
+  pendingType = null;
+  select.value = types.includes(want) ? want : "";
+}
+
+const query = () => $("#links-search").value.trim().toLowerCase();
+
+/** Does link `l` match search `q` (lower case)? Enrollment IDs only on a "linkops-" prefix. */
+export function matchesQuery(l, q) {
+  if (!q) return true;
+  if (q.startsWith("linkops-")) return l.enrollmentId.toLowerCase().startsWith(q);
+  return [l.id, l.name, l.type, l.provider, l.ssh.host, l.ssh.user, location_(l), ...l.tags]
+    .some((v) => String(v || "").toLowerCase().includes(q));
 }
 
 function filtered() {
   const type = $("#links-type").value;
   const status = $("#links-status").value;
   const enrolled = $("#links-enrolled").value;
-  const q = $("#links-search").value.trim().toLowerCase();
+  const q = query();
   return links.filter((l) => {
     if (type && l.type !== type) return false;
     if (status && l.status !== status) return false;
     if (enrolled && String(l.enrolled) !== enrolled) return false;
-    if (!q) return true;
-    const hay = [l.id, l.name, l.type, l.provider, l.ssh.host, l.ssh.user, l.enrollmentId,
-      location_(l), ...l.tags].join(" ").toLowerCase();
-    return hay.includes(q);
+    return matchesQuery(l, q);
   });
 }
 
@@ -127,10 +192,7 @@ function render() {
     const on = th.dataset.col === sort.col;
     th.setAttribute("aria-sort", on ? (sort.dir === "asc" ? "ascending" : "descending") : "none");
   }
-  if (view === "topology") {
-    renderTopology($("#links-topology"), list, { onSelect: showDetails });
-    return;
-  }
+  if (view === "topology") renderTopology($("#links-topology"), list, { onSelect: (l) => showDetails(l) });
   $("#links-empty").hidden = list.length > 0;
   replaceKeepingFocus($("#links-table tbody"), ...list.map(row));
 }
@@ -153,6 +215,8 @@ function row(l) {
   });
   const verifyBtn = h("button", { class: "btn btn-small", type: "button", text: "Verify", dataset: { action: "verify", focus: `verify:${l.id}` } });
   verifyBtn.addEventListener("click", () => verify(l, verifyBtn));
+  const runBtn = h("button", { class: "btn btn-small", type: "button", text: "Run", title: "Run scripts on this link", dataset: { action: "run", focus: `run:${l.id}` } });
+  runBtn.addEventListener("click", () => ctx.runOn([l.id]));
   const termBtn = h("button", {
     class: "btn btn-small",
     type: "button",
@@ -164,23 +228,28 @@ function row(l) {
   termBtn.addEventListener("click", () => ctx.openTerminal(l.id));
   const detailsBtn = h("button", { class: "btn btn-small btn-ghost", type: "button", text: "Details", dataset: { action: "details", focus: `details:${l.id}` } });
   detailsBtn.addEventListener("click", () => showDetails(l));
+  const q = query();
+  const idQuery = q.startsWith("linkops-");
+  const mark = (text) => (idQuery ? [String(text ?? "")] : highlight(text, q));
+  const tagHits = q && !idQuery ? l.tags.filter((t) => t.toLowerCase().includes(q)) : [];
   return h(
     "tr",
     { dataset: { link: l.id } },
     h("td", {}, h("span", { class: `dot dot-${kind}`, title: l.status }), h("span", { class: "sr-only", text: l.status })),
     h("td", {}, h("div", { class: "cell-name" }, typeIcon(l.type),
-      h("div", { class: "name-stack" }, h("span", { class: "link-name", text: l.name }),
-        l.name !== l.id ? h("span", { class: "muted small mono", text: l.id }) : null))),
-    h("td", { text: l.type }),
-    h("td", { text: location_(l) || "—" }),
+      h("div", { class: "name-stack" }, h("span", { class: "link-name" }, mark(l.name)),
+        l.name !== l.id ? h("span", { class: "muted small mono" }, mark(l.id)) : null,
+        tagHits.length ? h("span", { class: "muted small tag-hits" }, "tag ", ...tagHits.flatMap((t) => ["#", ...mark(t), " "])) : null))),
+    h("td", {}, mark(l.type)),
+    h("td", {}, location_(l) ? mark(location_(l)) : "—"),
     h("td", { class: "mono small cell-ssh", title: l.ssh.proxyJump ? `via ${l.ssh.proxyJump}` : "" },
-      h("span", { text: `${l.ssh.user}@${l.ssh.host}:${l.ssh.port}` }),
-      l.ssh.proxyJump ? h("span", { class: "muted", text: " ⤷" }) : null),
+      h("span", {}, mark(`${l.ssh.user}@${l.ssh.host}:${l.ssh.port}`)),
+      l.ssh.proxyJump ? h("span", { class: "muted", text: " ↪" }) : null),
     h("td", {}, h("div", { class: "cell-id" }, enrolledCell,
-      h("code", { class: "mono small", text: l.enrollmentId || "—", title: l.enrollmentId }), l.enrollmentId ? copyBtn : null)),
+      h("code", { class: "mono small", title: l.enrollmentId }, idQuery ? highlight(l.enrollmentId || "—", q) : l.enrollmentId || "—"), l.enrollmentId ? copyBtn : null)),
     h("td", { class: "num", text: l.health.latency !== null ? `${Math.round(l.health.latency)} ms` : "—" }),
     h("td", { text: relTime(l.health.lastSeen), title: l.health.lastSeen || "" }),
-    h("td", { class: "cell-actions" }, verifyBtn, termBtn, detailsBtn),
+    h("td", { class: "cell-actions" }, verifyBtn, termBtn, runBtn, detailsBtn),
   );
 }
 
@@ -210,31 +279,113 @@ function copyIcon() {
     svg("path", { d: "M16 8V5a1 1 0 0 0-1-1H5a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h3" }));
 }
 
-/** The details dialog: every field as plain text. */
-export function showDetails(l) {
+const META_LABELS = { location: "Location", datacenter: "Datacenter", os: "Operating system", parent: "Parent", role: "Role", owner: "Owner" };
+const dirname = (path) => path.slice(0, Math.max(1, path.lastIndexOf("/"))) || "/";
+
+/** A command with a Copy button (the command is text, selectable as well). */
+function commandBlock(text, label) {
+  const btn = h("button", { class: "btn btn-small", type: "button", text: "Copy", "aria-label": `Copy: ${label}` });
+  btn.addEventListener("click", async () => {
+    const ok = await copyText(text);
+    toast(ok ? "Copied" : "Copy failed: select the text and copy it by hand", ok ? "ok" : "error");
+  });
+  return h("div", { class: "cmd" }, h("pre", { class: "cmd-text", text }), btn);
+}
+
+function section(title, ...rows) {
   const dl = h("dl", { class: "details" });
-  const add = (k, v) => {
-    if (v === undefined || v === null || v === "") return;
-    dl.append(h("dt", { text: k }), h("dd", { text: typeof v === "object" ? JSON.stringify(v, null, 2) : String(v) }));
-  };
-  add("ID", l.id);
-  add("Name", l.name);
-  add("Type", l.type);
-  add("Provider", l.provider);
-  add("Tags", l.tags.join(", "));
-  add("Status", l.status);
-  add("Enrolled", l.enrolled ? "yes" : "no");
-  add("Enrollment ID", l.enrollmentId);
-  add("Verified", l.enrollmentVerifiedAt ? fmtTime(l.enrollmentVerifiedAt) : "never");
-  add("SSH", `${l.ssh.user}@${l.ssh.host}:${l.ssh.port}`);
-  add("Proxy jump", l.ssh.proxyJump);
-  add("Key", l.ssh.keyRef);
-  add("Reachable", l.health.reachable ? "yes" : "no");
-  add("Latency", l.health.latency !== null ? `${Math.round(l.health.latency)} ms` : null);
-  add("Last seen", l.health.lastSeen ? fmtTime(l.health.lastSeen) : "never");
-  for (const [k, v] of Object.entries(l.metadata)) add(`metadata.${k}`, v);
-  $("#details-title").textContent = `${l.name} (${l.type})`;
-  $("#details-body").replaceChildren(dl);
+  for (const [k, v] of rows) {
+    if (v === undefined || v === null || v === "") continue;
+    dl.append(h("dt", { text: k }), h("dd", {}, v));
+  }
+  return h("section", { class: "details-section" }, h("h3", { text: title }), dl);
+}
+
+/** Why the host is not enrolled, in words, from the last verification. */
+function notEnrolledReason(l) {
+  if (l.enrollmentError) return l.enrollmentError;
+  if (!l.enrollmentVerifiedAt) return "It has not been verified yet.";
+  return "The client ID on the host does not match the one in links.yaml.";
+}
+
+function enrollmentSection(l) {
+  if (l.enrolled) {
+    return section("Enrollment",
+      ["Status", badge("enrolled ✓", "ok")],
+      ["Verified", fmtTime(l.enrollmentVerifiedAt)],
+      ["Enrollment ID", h("code", { class: "mono", text: l.enrollmentId })],
+      ["ID file on the host", h("code", { class: "mono", text: l.clientIdPath })]);
+  }
+  const path = l.clientIdPath;
+  const id = l.enrollmentId;
+  const steps = h("ol", { class: "enroll-steps" },
+    id
+      ? h("li", {}, h("span", { text: `links.yaml declares the enrollment ID ${id} for ${l.id}.` }))
+      : h("li", {}, h("span", { text: "Make an enrollment ID on the LinkOps server and put it in links.yaml as enrollment.clientId of this link (then commit, push, Sync):" }),
+        commandBlock("linkops enroll-id", "make an enrollment ID")),
+    h("li", {}, h("span", { text: `As root on ${l.name} (${l.ssh.host}), write it to ${path}, readable by ${l.ssh.user || "the SSH user"}:` }),
+      commandBlock(`install -d -m 755 ${dirname(path)}\necho '${id || "LINKOPS-…"}' > ${path}\nchmod 644 ${path}`, `write the ID to ${path}`)),
+    h("li", {}, h("span", { text: "Press Verify: LinkOps reads the file over SSH and compares it." })));
+  return h("section", { class: "details-section details-enroll" },
+    h("h3", { text: "Enrollment" }),
+    h("p", { class: "enroll-why" }, badge("not enrolled", "warn"), " ", h("span", { class: "why-text", text: notEnrolledReason(l) })),
+    l.enrollmentVerifiedAt ? h("p", { class: "muted small", text: `Last checked ${fmtTime(l.enrollmentVerifiedAt)}` }) : null,
+    h("p", { class: "small", text: "Until it is enrolled, LinkOps runs no scripts and opens no terminal on this host. To enroll it:" }),
+    steps);
+}
+
+function renderDetails(l) {
+  const kind = statusKind(l.status);
+  const latency = l.health.latency !== null ? `${Math.round(l.health.latency)} ms` : null;
+  const verifyBtn = h("button", { class: "btn", type: "button", text: "Verify", id: "details-verify" });
+  verifyBtn.addEventListener("click", () => verify(l, verifyBtn));
+  const termBtn = h("button", {
+    class: "btn", type: "button", text: "Terminal", id: "details-terminal", disabled: !l.enrolled,
+    title: l.enrolled ? "Open a terminal in pane A" : "Only enrolled links can open a terminal",
+  });
+  termBtn.addEventListener("click", () => {
+    $("#details-dialog").close();
+    ctx.openTerminal(l.id);
+  });
+  const runBtn = h("button", { class: "btn btn-primary", type: "button", text: "Run scripts…", id: "details-run" });
+  runBtn.addEventListener("click", () => {
+    $("#details-dialog").close();
+    ctx.runOn([l.id]);
+  });
+  const otherMeta = Object.entries(l.metadata)
+    .filter(([k]) => k !== "icon")
+    .map(([k, v]) => [META_LABELS[k] || k.replace(/[_-]/g, " ").replace(/^./, (c) => c.toUpperCase()),
+      typeof v === "object" ? JSON.stringify(v) : String(v)]);
+  $("#details-title").replaceChildren(typeIcon(l.type), " ", l.name);
+  $("#details-body").replaceChildren(...[
+    h("div", { class: "details-head" },
+      h("span", { class: `dot dot-${kind}` }),
+      h("span", { text: `${l.type}${l.provider ? ` · ${l.provider}` : ""} · ${l.status}` }),
+      h("code", { class: "mono muted small", text: l.id }),
+      h("span", { class: "spacer" }),
+      verifyBtn, termBtn, runBtn),
+    // Not enrolled: that is what needs doing, so it comes first.
+    l.enrolled ? null : enrollmentSection(l),
+    section("Connection",
+      ["SSH", h("code", { class: "mono", text: `${l.ssh.user}@${l.ssh.host}:${l.ssh.port}` })],
+      ["Reached through", l.ssh.proxyJump ? `${l.ssh.proxyJump} (SSH jump host)` : "directly"],
+      ["SSH key", l.ssh.keyRef],
+      ["Tags", l.tags.length ? l.tags.map((t) => `#${t}`).join(" ") : null],
+      ...otherMeta),
+    section("Health",
+      ["Reachable", l.health.reachable ? "yes" : "no"],
+      ["Latency", latency],
+      ["Last seen", l.health.lastSeen ? `${relTime(l.health.lastSeen)} (${fmtTime(l.health.lastSeen)})` : "never"],
+      ["Last error", l.health.error || null]),
+    l.enrolled ? enrollmentSection(l) : null,
+  ].filter(Boolean));
+}
+
+/** The details panel of one link; its URL is #links/<id>. */
+export function showDetails(l, { fromRoute = false } = {}) {
+  detailsId = l.id;
+  renderDetails(l);
+  if (!fromRoute && ctx) ctx.setRoute("links", l.id);
   const dialog = $("#details-dialog");
   if (!dialog.open) dialog.showModal();
 }

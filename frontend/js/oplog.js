@@ -10,6 +10,7 @@
 import { h } from "./dom.js";
 
 export const MAX_DOM_LINES = 2000;
+const MAX_HIGHLIGHTS = 2000;
 const FINAL = new Set(["SUCCESS", "FAILED", "STOPPED", "TIMEOUT", "SKIPPED"]);
 
 const countLines = (text) => {
@@ -27,6 +28,29 @@ function tailLines(text, n) {
     if (pos < 0) return { text, cut: 0 };
   }
   return { text: text.slice(pos + 1), cut: countLines(text.slice(0, pos + 1)) };
+}
+
+/** Statuses that count as failed in the summary and the "failed only" filter. */
+export const FAILED_STATUSES = new Set(["FAILED", "TIMEOUT"]);
+
+function countMatches(text, q) {
+  let n = 0;
+  for (let i = text.indexOf(q); i !== -1; i = text.indexOf(q, i + q.length)) n += 1;
+  return n;
+}
+
+/** Ranges over the text nodes of `pre` where `q` occurs (within one node), for highlighting. */
+function collectRanges(pre, q, out) {
+  const walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node && out.length < MAX_HIGHLIGHTS; node = walker.nextNode()) {
+    const text = node.data.toLowerCase();
+    for (let i = text.indexOf(q); i !== -1 && out.length < MAX_HIGHLIGHTS; i = text.indexOf(q, i + q.length)) {
+      const r = new Range();
+      r.setStart(node, i);
+      r.setEnd(node, i + q.length);
+      out.push(r);
+    }
+  }
 }
 
 /** Map server task statuses to the header vocabulary. */
@@ -53,6 +77,9 @@ export class OpLog {
     this.dirty = new Set();
     this.frame = 0;
     this.destroyed = false;
+    this.view = { query: "", failedOnly: false };
+    this.onChange = op.onChange || (() => {});
+    this.viewTimer = 0;
     container.replaceChildren();
     for (const target of op.targets) {
       for (const script of op.scripts) this.task(target, script.id);
@@ -115,6 +142,64 @@ export class OpLog {
     t.header.dataset.status = t.status;
     t.exit.textContent = t.exitCode === null || t.exitCode === undefined ? "" : `exit ${t.exitCode}`;
     this.renderSummary(t.target);
+    if (this.view.failedOnly) this.applyVisibility();
+    this.onChange();
+  }
+
+  /** Tasks per summary bucket: ok, failed, running, queued, skipped, stopped, total. */
+  counts() {
+    const c = { ok: 0, failed: 0, running: 0, queued: 0, skipped: 0, stopped: 0, total: 0 };
+    for (const t of this.tasks.values()) {
+      c.total += 1;
+      if (t.status === "SUCCESS") c.ok += 1;
+      else if (FAILED_STATUSES.has(t.status)) c.failed += 1;
+      else if (t.status === "RUNNING") c.running += 1;
+      else if (t.status === "SKIPPED") c.skipped += 1;
+      else if (t.status === "STOPPED") c.stopped += 1;
+      else c.queued += 1;
+    }
+    return c;
+  }
+
+  /** The tasks themselves (read-only use: ETA, counts). */
+  taskList() {
+    return [...this.tasks.values()];
+  }
+
+  /**
+   * Show only what the operator asked for: tasks whose header or output contains `query`
+   * (matches highlighted with the CSS Custom Highlight API, so the output DOM is not touched)
+   * and/or only failed tasks. Returns the number of matches.
+   */
+  setView(view) {
+    this.view = { ...this.view, ...view };
+    return this.applyVisibility();
+  }
+
+  applyVisibility() {
+    const q = this.view.query.toLowerCase();
+    const ranges = [];
+    let matches = 0;
+    const shownPerTarget = new Map();
+    for (const t of this.tasks.values()) {
+      let show = !this.view.failedOnly || FAILED_STATUSES.has(t.status);
+      if (show && q) {
+        const text = t.full.map((c) => (typeof c === "string" ? c : c.data)).join("").toLowerCase();
+        const inHeader = t.header.textContent.toLowerCase().includes(q) || t.target.toLowerCase().includes(q);
+        const n = countMatches(text, q);
+        matches += n;
+        show = n > 0 || inHeader;
+        if (n && ranges.length < MAX_HIGHLIGHTS) collectRanges(t.pre, q, ranges);
+      }
+      t.el.hidden = !show;
+      shownPerTarget.set(t.target, (shownPerTarget.get(t.target) || 0) + (show ? 1 : 0));
+    }
+    for (const [target, g] of this.groups) g.el.hidden = !shownPerTarget.get(target);
+    if (typeof CSS !== "undefined" && CSS.highlights && typeof Highlight === "function") {
+      if (ranges.length) CSS.highlights.set("oplog-match", new Highlight(...ranges));
+      else CSS.highlights.delete("oplog-match");
+    }
+    return matches;
   }
 
   renderSummary(target) {
@@ -131,6 +216,7 @@ export class OpLog {
     const t = this.task(target, scriptId);
     if (name) t.name = name;
     t.status = taskStatus(status);
+    if (t.status === "RUNNING" && !t.startedAt) t.startedAt = Date.now();
     if (exitCode !== undefined && exitCode !== null) t.exitCode = exitCode;
     this.renderHeader(t);
   }
@@ -175,16 +261,28 @@ export class OpLog {
       if (stick) t.pre.scrollTop = t.pre.scrollHeight;
     }
     this.dirty.clear();
+    // New output may match (or no longer hide) under an active search: re-apply, at most
+    // every 300 ms so a flood of output does not re-scan everything each frame.
+    if (this.view.query && !this.viewTimer) {
+      this.viewTimer = setTimeout(() => {
+        this.viewTimer = 0;
+        if (!this.destroyed) this.applyVisibility();
+      }, 300);
+    }
   }
 
-  /** The operation ended: tasks that never started become SKIPPED (or STOPPED). */
+  /**
+   * The operation ended: tasks that never started are SKIPPED — also after a stop, exactly as
+   * the server records and counts them (result.tasks_skipped); only a task that was running
+   * when the operation was stopped is STOPPED.
+   */
   finish(opStatus) {
     const s = String(opStatus || "").toLowerCase();
-    const leftover = s === "stopped" || s === "interrupted" ? "STOPPED" : "SKIPPED";
+    const stopped = s === "stopped" || s === "interrupted";
     for (const t of this.tasks.values()) {
       if (!FINAL.has(t.status)) {
         // A task still running when the operation ended lost its end event: say so plainly.
-        t.status = t.status === "RUNNING" ? (leftover === "STOPPED" ? "STOPPED" : "FAILED") : leftover;
+        t.status = t.status === "RUNNING" ? (stopped ? "STOPPED" : "FAILED") : "SKIPPED";
         this.renderHeader(t);
       }
     }
@@ -207,5 +305,7 @@ export class OpLog {
     this.destroyed = true;
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
+    clearTimeout(this.viewTimer);
+    if (typeof CSS !== "undefined" && CSS.highlights) CSS.highlights.delete("oplog-match");
   }
 }

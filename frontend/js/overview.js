@@ -1,18 +1,22 @@
 // Overview tab: tbl_infrastructure, tbl_recent_activity and tbl_link_health through the table
 // query endpoint, refreshed every few seconds while the tab (and the browser tab) is visible.
+// Every row is a link to what it describes: an infrastructure row to the Links table of that
+// type, an operation to #operations/<id>, an SSH session or a health row to #links/<id>.
 
 import * as api from "./api.js";
 import { $, badge, h, relTime, replaceKeepingFocus, showError, statusKind, typeIcon } from "./dom.js";
+import { store } from "./store.js";
 
 const POLL_MS = 5000;
 let timer = null;
 let ctx = null;
 let inFlight = false;
 let lastErrorShown = 0;
+let scriptNames = new Map(); // id -> name, for the activity list
 
 export function init(context) {
   ctx = context;
-  $("#activity-all").addEventListener("click", () => ctx.selectTab("operations"));
+  $("#activity-all").addEventListener("click", () => ctx.navigate("operations"));
 }
 
 export function show() {
@@ -38,6 +42,9 @@ async function refresh() {
       }),
       api.tableQuery("tbl_link_health", { page: { size: 200 } }),
     ]);
+    if (!scriptNames.size) {
+      scriptNames = new Map((await store.scripts().catch(() => [])).map((x) => [x.id, x.name]));
+    }
     renderInfra(infra);
     renderActivity(activity);
     renderHealth(health);
@@ -73,7 +80,15 @@ function renderInfra({ rows, meta }) {
       rows.map((r) =>
         h(
           "li",
-          { class: "infra-row" },
+          { class: "infra-item" },
+          h("a", {
+            class: "infra-row", href: "#links", dataset: { focus: `infra:${r.type}`, type: r.type },
+            title: `Show the ${TYPE_LABEL[r.type] || r.type} in Links`,
+            onclick: (ev) => {
+              ev.preventDefault();
+              ctx.showLinksOfType(r.type);
+            },
+          },
           typeIcon(r.type),
           h("span", { class: "infra-count", text: r.total ?? 0 }),
           h("span", { class: "infra-text" },
@@ -85,7 +100,7 @@ function renderInfra({ rows, meta }) {
             Number(r.offline) ? badge(`${r.offline} offline`, "bad") : null,
             badge(`${r.enrolled ?? 0}/${r.total ?? 0} enrolled`,
               Number(r.enrolled) === Number(r.total) ? "ok" : "warn"),
-          )),
+          ))),
         ),
       ),
     ),
@@ -106,7 +121,7 @@ function parseList(value) {
 
 function activityText(r) {
   if (r.kind === "operation") {
-    const scripts = parseList(r.detail).join(", ") || "scripts";
+    const scripts = parseList(r.detail).map((id) => scriptNames.get(id) || id).join(", ") || "scripts";
     const targets = parseList(r.target);
     const on = targets.length > 2 ? `${targets.slice(0, 2).join(", ")} +${targets.length - 2}` : targets.join(", ");
     return `${r.ref}: ${scripts} on ${on || "no targets"}`;
@@ -127,25 +142,19 @@ function renderActivity({ rows }) {
       rows.map((r) => {
         const kind = statusKind(r.status);
         const mark = kind === "ok" ? "✓" : kind === "bad" ? "✕" : kind === "info" ? "◌" : "•";
-        const item = h(
-          "li",
-          { class: `activity-row activity-${kind}` },
+        const href = r.kind === "operation" ? `#operations/${encodeURIComponent(r.ref)}`
+          : r.target ? `#links/${encodeURIComponent(r.target)}` : "#operations";
+        const item = h("li", { class: "activity-item" }, h(
+          "a",
+          {
+            class: `activity-row activity-${kind}`, href, dataset: { focus: `activity:${r.kind}:${r.ref}` },
+            title: r.kind === "operation" ? `Open operation ${r.ref}` : `Open ${r.target}`,
+          },
           h("span", { class: `activity-mark mark-${kind}`, "aria-hidden": "true", text: mark }),
           h("span", { class: "activity-text", text: activityText(r) }),
           badge(String(r.status || ""), kind),
           h("span", { class: "muted activity-when", text: relTime(r.at), title: r.at || "" }),
-        );
-        if (r.kind === "operation") {
-          const open = h("button", {
-            class: "btn btn-link btn-small",
-            type: "button",
-            text: "Open",
-            "aria-label": `Open operation ${r.ref}`,
-            dataset: { focus: `open:${r.ref}` },
-            onclick: () => ctx.viewOperation(r.ref),
-          });
-          item.append(open);
-        }
+        ));
         return item;
       }),
     ),
@@ -164,33 +173,50 @@ function renderHealth({ rows, meta }) {
   // Same order as the topology: VPS, Proxmox, VMs, then by name.
   rows = [...rows].sort((a, b) => (TYPE_ORDER[a.type] ?? 9) - (TYPE_ORDER[b.type] ?? 9) ||
     String(a.name || a.id).localeCompare(String(b.name || b.id)));
-  // The bar shows latency on a log scale up to 1 s, so 5 ms and 200 ms look different.
+  // Latency as a number coloured by threshold; the bar grows with latency (square-root scale,
+  // full at 1 s: 30 ms is a short bar, 300 ms half of it), so a longer bar is a slower link.
+  // Offline links show a full red bar.
   body.replaceChildren(
+    h("div", { class: "health-row health-header", "aria-hidden": "true" },
+      h("span"), h("span", { text: "Link" }), h("span", { text: "SSH latency" }), h("span", { text: "" }),
+      h("span", { text: "Last seen" }), h("span", { text: "Enrollment" })),
     h(
       "ul",
       { class: "health-list" },
       rows.map((r) => {
         const status = String(r.status || "unknown");
-        const kind = statusKind(status);
         const latency = r.latency_ms === null || r.latency_ms === undefined ? null : Number(r.latency_ms);
+        const kind = latencyKind(status, latency);
         const width = status === "online" && latency !== null
-          ? Math.max(8, 100 - (Math.log10(Math.max(1, latency)) / 3) * 70)
-          : status === "offline" ? 100 : 30;
+          ? Math.min(100, Math.max(3, Math.sqrt(latency / 1000) * 100))
+          : status === "offline" ? 100 : 0;
         const label = status === "online"
-          ? `OK${latency !== null ? ` · ${Math.round(latency)} ms` : ""}`
-          : status === "offline" ? "Offline" : "Unknown";
-        return h(
-          "li",
-          { class: "health-row", title: r.health_error || "" },
+          ? (latency !== null ? `${Math.round(latency)} ms` : "online")
+          : status === "offline" ? "offline" : "unknown";
+        return h("li", { class: "health-item" }, h(
+          "a",
+          {
+            class: "health-row", href: `#links/${encodeURIComponent(r.id)}`, title: r.health_error || `Details of ${r.name || r.id}`,
+            dataset: { focus: `health:${r.id}`, link: r.id, latency: kind },
+          },
           typeIcon(r.type),
           h("span", { class: "health-name", text: r.name || r.id }),
-          h("span", { class: "health-bar" },
+          h("span", { class: "health-bar", title: "SSH latency (longer is slower)" },
             h("span", { class: `health-fill fill-${kind}`, style: { width: `${width}%` } })),
           h("span", { class: `health-label text-${kind}`, text: label }),
           h("span", { class: "muted health-seen", text: r.last_seen ? `seen ${relTime(r.last_seen)}` : "never seen" }),
           r.enrolled ? badge("enrolled ✓", "ok") : badge("not enrolled", "warn"),
-        );
+        ));
       }),
     ),
   );
+}
+
+/** Threshold colour of a latency: ok < 100 ms ≤ warn < 300 ms ≤ bad; offline is bad. */
+export function latencyKind(status, latency) {
+  if (status === "offline") return "bad";
+  if (status !== "online" || latency === null) return "muted";
+  if (latency < 100) return "ok";
+  if (latency < 300) return "warn";
+  return "bad";
 }

@@ -1,8 +1,8 @@
-// Topology view of the inventory as nested HTML: each link sits under its parent, taken from
+// Topology diagram of the inventory as nested HTML: each link sits under its parent, taken from
 // metadata.parent, else ssh.proxyJump (VPS → Proxmox → VMs). Links whose parent is unknown or
 // filtered out become roots, so nothing disappears; a cycle cannot hang the walk.
 
-import { badge, h, statusKind, typeIcon } from "./dom.js";
+import { h, statusKind, typeIcon } from "./dom.js";
 
 const TYPE_ORDER = { VPS: 0, Proxmox: 1, VM: 2 };
 
@@ -31,6 +31,11 @@ export function buildTree(links) {
   return { roots, children };
 }
 
+/**
+ * The diagram, top-down as in the mock-up: LinkOps at the top, the hosts it reaches directly
+ * (VPS, Proxmox) below it, and under each host the links reached through it (the VMs behind
+ * the Proxmox host). Drawn as nested lists; the connector lines are CSS borders.
+ */
 export function renderTopology(container, links, { onSelect }) {
   const { roots, children } = buildTree(links);
   const seen = new Set();
@@ -43,14 +48,14 @@ export function renderTopology(container, links, { onSelect }) {
       {
         class: `topo-node topo-${kind}`,
         type: "button",
-        title: `${l.ssh.user}@${l.ssh.host}:${l.ssh.port}`,
+        title: `${l.name} (${l.id}) · ${l.type} · ${l.status} · ${l.enrolled ? "enrolled" : "not enrolled"} · ${l.ssh.user}@${l.ssh.host}:${l.ssh.port}`,
+        "aria-label": `${l.name}, ${l.type}, ${l.status}, ${l.enrolled ? "enrolled" : "not enrolled"}: details`,
         dataset: { link: l.id },
       },
       h("span", { class: "topo-icon" }, typeIcon(l.type),
         h("span", { class: `topo-mark mark-${l.enrolled ? "ok" : "bad"}`, "aria-hidden": "true", text: l.enrolled ? "✓" : "✕" })),
       h("span", { class: "topo-name", text: l.name }),
-      h("span", { class: "topo-meta" }, h("span", { class: `dot dot-${kind}` }), h("span", { text: `${l.type} · ${l.status}` })),
-      l.enrolled ? badge("enrolled ✓", "ok") : badge("not enrolled", "warn"),
+      h("span", { class: "topo-meta" }, h("span", { class: `dot dot-${kind}` }), h("span", { text: l.type })),
     );
     card.addEventListener("click", () => onSelect(l));
     // Cycle guard: a link already drawn on this path is not expanded again.
@@ -64,7 +69,11 @@ export function renderTopology(container, links, { onSelect }) {
   }
   container.replaceChildren(
     h("div", { class: "topo-legend muted" },
-      "Drawn from metadata.parent, else ssh.proxyJump. Click a node for details."),
-    h("ul", { class: "topo-tree" }, roots.map(node)),
+      "SSH paths: LinkOps → hosts → what is reached through them (metadata.parent, else ssh.proxyJump). ✓ enrolled, ✕ not enrolled. Click a node for details."),
+    h("div", { class: "topo-chart" },
+      h("ul", { class: "topo-tree" },
+        h("li", { class: "topo-top" },
+          h("div", { class: "topo-origin" }, h("span", { class: "topo-origin-name", text: "LinkOps" })),
+          h("ul", {}, roots.map(node))))),
   );
 }

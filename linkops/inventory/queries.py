@@ -123,6 +123,7 @@ def link_to_api(row: sqlite3.Row) -> dict[str, Any]:
         "enrollmentVerifiedAt": row["enrollment_verified_at"],
         "enrollmentRequired": bool(row["enrollment_required"]),
         "enrollmentError": row["enrollment_error"],
+        "clientIdPath": row["client_id_path"],
         "ssh": {
             "host": row["host"],
             "port": row["port"],
