@@ -258,7 +258,7 @@ class ServerProcess:
         settings = config_module.load(config)
         db = Database(settings.database.path)
         try:
-            db.write_sync(lambda c: auth.add_user(c, ADMIN, ADMIN_PASSWORD))
+            db.write_sync(lambda c: auth.add_user(c, ADMIN, ADMIN_PASSWORD, role="admin"))
         finally:
             db.close()
         env = dict(os.environ, PYTHONPATH=str(REPO))

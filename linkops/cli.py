@@ -42,13 +42,21 @@ def _parser() -> argparse.ArgumentParser:
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     add = with_config(user_sub.add_parser("add", help="create a user"))
     add.add_argument("name")
-    add.add_argument("--role", default="admin", choices=("admin", "operator", "viewer"))
+    # Least privilege: an admin is always asked for explicitly (SPEC §10.2).
+    add.add_argument("--role", default="operator", choices=("admin", "operator", "viewer"))
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     passwd = with_config(user_sub.add_parser("passwd", help="change a user's password"))
     passwd.add_argument("name")
     passwd.add_argument("--password-stdin", action="store_true")
+    unlock = with_config(user_sub.add_parser(
+        "unlock", help="clear a user's failed logins (ends a lockout from every client)"))
+    unlock.add_argument("name")
+    role = with_config(user_sub.add_parser(
+        "role", help="change a user's role (their live sessions end at the next recheck)"))
+    role.add_argument("name")
+    role.add_argument("role", choices=("admin", "operator", "viewer"))
 
     demo = sub.add_parser("demo", help="sandbox fleet + config repo + demo admin + the service")
     demo.add_argument("--port", type=int, default=8000)
@@ -101,6 +109,22 @@ def _open_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_user(args: argparse.Namespace) -> int:
     from linkops import auth
 
+    if args.user_command == "unlock":
+        db = _open_db(args)
+        try:
+            removed = db.write_sync(lambda c: auth.unlock_user(c, args.name))
+        finally:
+            db.close()
+        print(f"unlocked {auth.normalize_username(args.name)} ({removed} failed logins cleared)")
+        return EXIT_OK
+    if args.user_command == "role":
+        db = _open_db(args)
+        try:
+            user = db.write_sync(lambda c: auth.set_role(c, args.name, args.role))
+        finally:
+            db.close()
+        print(f"{user.username} is now {user.role}")
+        return EXIT_OK
     password = _read_password(args.password_stdin)
     db = _open_db(args)
     try:

@@ -6,14 +6,18 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
+from linkops.errors import LinkOpsError
 from linkops.timeutil import to_iso
 from linkops.web.common import (
+    SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
     authenticated,
+    client_ip,
     current_session,
     current_user,
     json_body,
     services,
+    session_cookie_name,
 )
 
 blueprint = Blueprint("auth", __name__)
@@ -21,11 +25,17 @@ blueprint = Blueprint("auth", __name__)
 
 @blueprint.post("/api/auth/login")
 async def login() -> Response:
+    # Only JSON: a cross-site form can post text/plain, never application/json (login CSRF).
+    if request.mimetype != "application/json":
+        raise LinkOpsError(
+            "login takes an application/json body", code="UNSUPPORTED_MEDIA_TYPE", status=415,
+            details={"content_type": request.mimetype or None},
+        )
     body = await json_body()
     result = await services().auth.login(
         body.get("username"),  # type: ignore[arg-type]  # checked by login()
         body.get("password"),  # type: ignore[arg-type]
-        remote_addr=request.remote_addr,
+        remote_addr=client_ip(),
     )
     payload: dict[str, Any] = {
         "success": True,
@@ -34,14 +44,15 @@ async def login() -> Response:
         "expires_at": to_iso(result.expires_at),
     }
     response = jsonify(payload)
+    name = session_cookie_name()
     response.set_cookie(
-        SESSION_COOKIE,
+        name,
         result.token,
         max_age=int(services().settings.api.jwt_expiration_hours * 3600),
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=services().settings.api.cookie_secure,
+        secure=name == SECURE_SESSION_COOKIE,
     )
     return response
 
@@ -51,7 +62,11 @@ async def login() -> Response:
 async def logout() -> Response:
     await services().auth.revoke(current_session())
     response = jsonify({"success": True})
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    name = session_cookie_name()
+    response.delete_cookie(name, path="/", secure=name == SECURE_SESSION_COOKIE, httponly=True,
+                           samesite="Strict")
+    if name != SESSION_COOKIE:
+        response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 
