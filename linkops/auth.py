@@ -313,20 +313,29 @@ class AuthService:
 
     def _login_state(self, conn: sqlite3.Connection, norm: str, client: str,
                      now: datetime) -> tuple[datetime | None, sqlite3.Row | None]:
-        """(unlock time or None, the user's row or None): one indexed read, no writer."""
-        last_ok = conn.execute(
-            "SELECT MAX(attempted_at) FROM auth_attempts WHERE username_norm = ? AND success = ?",
-            (norm, ATTEMPT_OK),
-        ).fetchone()[0]
-        since = max(to_iso(self.policy.lookback(now)), last_ok or "")
+        """(unlock time or None, the user's row or None): one indexed read, no writer.
+
+        A success ends the count of failures before it: for its own client, and for the
+        ceiling (a success from anywhere proves the owner); not for other clients' own locks.
+        """
         # Bounded: once a name is locked, refusals are counted in auth_refusals, not stored here.
         rows = conn.execute(
-            "SELECT attempted_at, remote_addr FROM auth_attempts WHERE username_norm = ?"
-            " AND success = ? AND attempted_at > ? ORDER BY attempted_at",
-            (norm, ATTEMPT_FAILED, since),
+            "SELECT attempted_at, remote_addr, success FROM auth_attempts WHERE username_norm = ?"
+            " AND success IN (?, ?) AND attempted_at > ? ORDER BY attempted_at",
+            (norm, ATTEMPT_FAILED, ATTEMPT_OK, to_iso(self.policy.lookback(now))),
         ).fetchall()
-        every = [parse_iso(r[0]) for r in rows]
-        own = [t for t, r in zip(every, rows, strict=True) if (r[1] or "") == client]
+        every: list[datetime] = []
+        own: list[datetime] = []
+        for at_text, addr, success in rows:
+            at, mine = parse_iso(at_text), (addr or "") == client
+            if success == ATTEMPT_OK:
+                every.clear()
+                if mine:
+                    own.clear()
+                continue
+            every.append(at)
+            if mine:
+                own.append(at)
         unlock_at = self.policy.state(own, every, now)
         user: sqlite3.Row | None = None
         if unlock_at is None:
