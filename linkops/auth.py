@@ -38,6 +38,7 @@ import attrs
 import jwt
 import trio
 
+from linkops import live_sessions
 from linkops.config import ApiSettings, SecuritySettings
 from linkops.db import Database
 from linkops.errors import (
@@ -48,6 +49,7 @@ from linkops.errors import (
     RateLimitError,
     ValidationError,
 )
+from linkops.live_sessions import LiveSessions
 from linkops.lockout import LockoutPolicy
 from linkops.ratelimit import LoginRateLimiter
 from linkops.timeutil import now_iso, parse_iso, to_iso, utcnow
@@ -131,6 +133,8 @@ class Session:
     user: User
     jti: str
     expires_at: datetime
+    # Set when the bearer is an API token (``lkp_…``) rather than a login JWT.
+    token_id: str | None = None
 
 
 @attrs.frozen
@@ -226,6 +230,47 @@ class AuthService:
         )
         self._hash_slots = trio.CapacityLimiter(HASH_PARALLELISM)
         self._pruned_at = -math.inf
+        self.live = LiveSessions(self, api.session_recheck_seconds)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Background: re-validate live streams' sessions (:mod:`linkops.live_sessions`)."""
+        await self.live.run(task_status=task_status)
+
+    async def why_ended(self, sessions: list[Session]) -> list[str | None]:
+        """For each session: None while still valid, else why it is not (one read)."""
+        now = utcnow()
+
+        def read(conn: sqlite3.Connection) -> list[str | None]:
+            out: list[str | None] = []
+            for s in sessions:
+                out.append(self._why_ended(conn, s, now))
+            return out
+
+        return await self.db.read(read)
+
+    @staticmethod
+    def _why_ended(conn: sqlite3.Connection, s: Session, now: datetime) -> str | None:
+        if s.expires_at <= now:
+            return live_sessions.REASON_EXPIRED
+        if s.token_id is not None:
+            token = conn.execute(
+                "SELECT revoked_at, expires_at, role FROM api_tokens WHERE id = ?", (s.token_id,)
+            ).fetchone()
+            if token is None or token["revoked_at"] is not None:
+                return live_sessions.REASON_REVOKED
+        elif conn.execute("SELECT 1 FROM revoked_tokens WHERE jti = ?", (s.jti,)).fetchone():
+            return live_sessions.REASON_LOGOUT
+        row = conn.execute(
+            "SELECT role, password_version FROM users WHERE username_norm = ?",
+            (s.user.username,),
+        ).fetchone()
+        if row is None:
+            return live_sessions.REASON_USER_GONE
+        if s.token_id is None and row["password_version"] != s.user.password_version:
+            return live_sessions.REASON_PASSWORD
+        if s.token_id is None and row["role"] != s.user.role:
+            return live_sessions.REASON_ROLE
+        return None
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -308,6 +353,7 @@ class AuthService:
             conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (now_iso(),))
 
         await self.db.write(write)
+        self.live.end_jti(session.jti)
 
     # -- login -----------------------------------------------------------------------------
 

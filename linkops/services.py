@@ -6,6 +6,8 @@ Built once by :func:`build_services`; routes reach it through
 
 from __future__ import annotations
 
+from functools import partial
+
 import attrs
 import trio
 
@@ -18,6 +20,7 @@ from linkops.ssh.bridge import SshManager
 from linkops.ssh.enrollment import EnrollmentService
 from linkops.ssh.health import HealthMonitor
 from linkops.tables.service import TableService
+from linkops.terminal.revocation import close_user_shells
 from linkops.terminal.service import TerminalService
 
 
@@ -40,7 +43,7 @@ class Services:
 
 def build_services(settings: Settings, db: Database) -> Services:
     ssh = SshManager(settings.ssh)
-    return Services(
+    built = Services(
         settings=settings,
         db=db,
         auth=AuthService(db, settings.api, settings.security),
@@ -52,3 +55,7 @@ def build_services(settings: Settings, db: Database) -> Services:
         terminal=TerminalService(db, settings, ssh),
         tables=TableService(db, settings.api.jwt_secret.encode()),
     )
+    # A password change closes that user's shells, not only their sockets (SPEC §10.2).
+    terminal = built.terminal
+    built.auth.live.on_password_changed = partial(close_user_shells, terminal)
+    return built

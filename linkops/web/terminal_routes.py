@@ -136,5 +136,7 @@ async def workspace_socket(workspace_id: str) -> Response | None:
     except BaseException:
         terminal.detach(attachment)
         raise
-    await serve_socket(websocket, terminal, attachment, closing=services().closing)
+    with services().auth.live.track(session) as live:
+        await serve_socket(websocket, terminal, attachment, closing=services().closing,
+                           live=live)
     return None
