@@ -38,7 +38,7 @@ import attrs
 import jwt
 import trio
 
-from linkops import live_sessions
+from linkops import auth_tokens, live_sessions
 from linkops.config import ApiSettings, SecuritySettings
 from linkops.db import Database
 from linkops.errors import (
@@ -231,6 +231,8 @@ class AuthService:
         self._hash_slots = trio.CapacityLimiter(HASH_PARALLELISM)
         self._pruned_at = -math.inf
         self.live = LiveSessions(self, api.session_recheck_seconds)
+        # API token id → when its last_used_at was last written (trio clock).
+        self._token_used: dict[str, float] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background: re-validate live streams' sessions (:mod:`linkops.live_sessions`)."""
@@ -254,10 +256,14 @@ class AuthService:
             return live_sessions.REASON_EXPIRED
         if s.token_id is not None:
             token = conn.execute(
-                "SELECT revoked_at, expires_at, role FROM api_tokens WHERE id = ?", (s.token_id,)
+                "SELECT t.revoked_at, t.role, u.role AS user_role FROM api_tokens AS t"
+                " JOIN users AS u ON u.username_norm = t.username_norm WHERE t.id = ?",
+                (s.token_id,),
             ).fetchone()
             if token is None or token["revoked_at"] is not None:
                 return live_sessions.REASON_REVOKED
+            if auth_tokens.effective_role(token["role"], token["user_role"]) != s.user.role:
+                return live_sessions.REASON_ROLE
         elif conn.execute("SELECT 1 FROM revoked_tokens WHERE jti = ?", (s.jti,)).fetchone():
             return live_sessions.REASON_LOGOUT
         row = conn.execute(
@@ -316,6 +322,8 @@ class AuthService:
         return claims
 
     async def authenticate(self, token: str) -> Session:
+        if auth_tokens.looks_like_api_token(token):
+            return await self._authenticate_api_token(token)
         claims = self.decode_token(token)
 
         def check(conn: sqlite3.Connection) -> sqlite3.Row | None:
@@ -343,7 +351,58 @@ class AuthService:
             expires_at=datetime.fromtimestamp(claims["exp"], tz=utcnow().tzinfo),
         )
 
+    async def _authenticate_api_token(self, secret: str) -> Session:
+        if len(secret) > MAX_TOKEN_BYTES:
+            raise AuthError("invalid token", code="TOKEN_INVALID")
+        row = await self.db.read(lambda c: auth_tokens.lookup(c, secret))
+        if row is None or row["revoked_at"] is not None:
+            raise AuthError("token revoked or unknown", code="TOKEN_INVALID")
+        expires = parse_iso(row["expires_at"])
+        now = utcnow()
+        if expires <= now:
+            raise AuthError("token expired", code="TOKEN_EXPIRED")
+        token_id = str(row["id"])
+        mono = trio.current_time()
+        last = self._token_used.get(token_id)
+        if last is None or mono - last >= auth_tokens.LAST_USED_EVERY_SECONDS:
+            self._token_used[token_id] = mono
+            await self.db.write(lambda c: c.execute(
+                "UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (to_iso(now), token_id)))
+        user = User(username=row["username_norm"],
+                    role=auth_tokens.effective_role(row["role"], row["user_role"]),
+                    password_version=row["password_version"])
+        return Session(user=user, jti=token_id, expires_at=expires, token_id=token_id)
+
+    # -- API tokens (linkops.auth_tokens) --------------------------------------------------
+
+    async def create_api_token(self, creator: Session, body: auth_tokens.CreateTokenBody
+                               ) -> tuple[auth_tokens.ApiToken, str]:
+        if creator.token_id is not None:
+            raise ForbiddenError("an API token cannot create API tokens; log in",
+                                 code="FORBIDDEN")
+        user = creator.user
+        return await self.db.write(lambda c: auth_tokens.create_token(
+            c, username=user.username, creator_role=user.role, name=body.name,
+            role=body.role, days=body.expires_in_days, created_by=user.username))
+
+    async def list_api_tokens(self, session: Session) -> list[auth_tokens.ApiToken]:
+        who = None if session.user.role == "admin" else session.user.username
+        return await self.db.read(lambda c: auth_tokens.list_tokens(c, who))
+
+    async def revoke_api_token(self, session: Session, token_id: str) -> auth_tokens.ApiToken:
+        who = None if session.user.role == "admin" else session.user.username
+        token = await self.db.write(lambda c: auth_tokens.revoke_token(c, token_id, who))
+        self.live.end_token(token_id)
+        return token
+
     async def revoke(self, session: Session) -> None:
+        """Logout: the login token's jti is refused from now on (an API token is revoked)."""
+        if session.token_id is not None:
+            await self.db.write(lambda c: auth_tokens.revoke_token(c, session.token_id or "",
+                                                                   None))
+            self.live.end_token(session.token_id)
+            return
+
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)",

@@ -58,6 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     role.add_argument("name")
     role.add_argument("role", choices=("admin", "operator", "viewer"))
 
+    token = sub.add_parser("token", help="API tokens for scripts and CI")
+    token_sub = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = with_config(token_sub.add_parser("create", help="create a token (shown once)"))
+    create.add_argument("name")
+    create.add_argument("--user", required=True, help="the user the token acts as")
+    create.add_argument("--role", choices=("admin", "operator", "viewer"),
+                        help="at most the user's role (default: the user's role)")
+    create.add_argument("--days", type=int, default=30, help="lifetime in days (1-366)")
+    with_config(token_sub.add_parser("list", help="list tokens (never their secrets)"))
+    revoke = with_config(token_sub.add_parser("revoke", help="revoke a token by its id"))
+    revoke.add_argument("id")
+
     demo = sub.add_parser("demo", help="sandbox fleet + config repo + demo admin + the service")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--workdir", help="keep the demo's files here (default: a temp dir)")
@@ -139,6 +151,35 @@ def cmd_user(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    from linkops import auth, auth_tokens
+
+    db = _open_db(args)
+    try:
+        if args.action == "create":
+            norm = auth.normalize_username(args.user)
+            row = db.read_sync(lambda c: c.execute(
+                "SELECT role FROM users WHERE username_norm = ?", (norm,)).fetchone())
+            if row is None:
+                raise CliError(f"no user {args.user!r}")
+            token, secret = db.write_sync(lambda c: auth_tokens.create_token(
+                c, username=norm, creator_role=str(row["role"]), name=args.name,
+                role=args.role, days=args.days, created_by="cli"))
+            print(f"{token.id} {token.role} expires {token.expires_at}", file=sys.stderr)
+            print(secret)  # alone on stdout, so `TOKEN=$(linkops token create …)` works
+        elif args.action == "list":
+            for t in db.read_sync(lambda c: auth_tokens.list_tokens(c, None)):
+                state = "revoked" if t.revoked_at else "active"
+                print(f"{t.id}\t{t.name}\t{t.username}\t{t.role}\t{state}\t"
+                      f"expires {t.expires_at}\tlast used {t.last_used_at or 'never'}")
+        else:
+            t = db.write_sync(lambda c: auth_tokens.revoke_token(c, args.id, None))
+            print(f"revoked {t.id} ({t.name})")
+    finally:
+        db.close()
+    return EXIT_OK
+
+
 def cmd_enroll_id(args: argparse.Namespace) -> int:
     print(f"LINKOPS-{uuid.uuid4()}")
     return EXIT_OK
@@ -178,6 +219,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "check-config": cmd_check_config,
     "user": cmd_user,
+    "token": cmd_token,
     "enroll-id": cmd_enroll_id,
     "sync": cmd_sync,
     "demo": cmd_demo,

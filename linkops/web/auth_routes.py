@@ -1,4 +1,12 @@
-"""``/api/auth/*``: login (JSON + HttpOnly cookie), logout, me."""
+"""``/api/auth/*``: login (JSON + HttpOnly cookie), logout, me, API tokens.
+
+- ``POST /api/auth/tokens {name, role?, expires_in_days?}`` → 201
+  ``{id, name, role, token, expires_at, ...}`` (the token is in this answer only; body:
+  :class:`linkops.auth_tokens.CreateTokenBody`)
+- ``GET /api/auth/tokens`` → ``{tokens: [...]}`` (own; an admin sees all), with
+  ``last_used_at``, never a secret
+- ``DELETE /api/auth/tokens/{id}`` → the revoked token
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
+from linkops import auth_tokens
 from linkops.errors import LinkOpsError
 from linkops.timeutil import to_iso
 from linkops.web.common import (
@@ -79,3 +88,25 @@ async def me() -> Response:
         "role": user.role,
         "expires_at": to_iso(current_session().expires_at),
     })
+
+
+@blueprint.post("/api/auth/tokens")
+@authenticated
+async def create_token() -> tuple[Response, int]:
+    body = auth_tokens.parse_create_body(await json_body())
+    token, secret = await services().auth.create_api_token(current_session(), body)
+    return jsonify({**token.to_json(), "token": secret}), 201
+
+
+@blueprint.get("/api/auth/tokens")
+@authenticated
+async def list_tokens() -> Response:
+    tokens = await services().auth.list_api_tokens(current_session())
+    return jsonify({"tokens": [t.to_json() for t in tokens]})
+
+
+@blueprint.delete("/api/auth/tokens/<token_id>")
+@authenticated
+async def revoke_token(token_id: str) -> Response:
+    token = await services().auth.revoke_api_token(current_session(), token_id)
+    return jsonify({"success": True, **token.to_json()})

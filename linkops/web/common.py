@@ -137,6 +137,21 @@ def require_role(roles: frozenset[str] = OPERATOR_ROLES, *, action: str = "do th
     return user
 
 
+def operators_only(action: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Route decorator: 401 without a valid token, 403 ``FORBIDDEN`` for a ``viewer``."""
+
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            await authenticate_request()
+            require_role(OPERATOR_ROLES, action=action)
+            return await fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 def current_session() -> Session:
     session = g.get("linkops_session")
     if session is None:
