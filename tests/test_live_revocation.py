@@ -1,4 +1,5 @@
-"""Live revocation (SPEC §10.2): logout, a password change, a role change and expiry end the
+"""Live revocation (SPEC §10.2): logout, a password change, a role change, revoking an API
+token (through the API, or from another process) and expiry end the
 session's live terminal WebSocket (close 4401) and its SSE stream within
 ``[api] session_recheck_seconds`` (0.5 s here); a password change also closes the user's
 shells. Hypothesis picks the event and the moment. Real sshd (the sandbox fleet), real
@@ -39,6 +40,7 @@ RECHECK = 0.5
 CAROL = "carol"
 # Generous: the recheck interval plus a loaded CI machine's scheduling.
 ENDS_WITHIN = RECHECK + 5
+EVENTS = ["logout", "password", "role", "expiry", "token", "token_cli"]
 
 
 @attrs.define
@@ -47,6 +49,7 @@ class Env:
     http: httpx.AsyncClient  # the admin's, used to set things up
     op_id: str
     password: str = ADMIN_PASSWORD
+    token_id: str = ""
 
     @property
     def base(self) -> str:
@@ -94,7 +97,15 @@ async def env(sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery
     running.stop.set()
 
 
-async def _carol_token(env: Env, expires_in: float | None = None) -> str:
+async def _carol_token(env: Env, expires_in: float | None = None, api: bool = False) -> str:
+    if api:
+        # An API token (lkp_…) minted by carol.
+        headers = {"Authorization": f"Bearer {await _carol_token(env)}"}
+        async with httpx.AsyncClient(base_url=env.base, timeout=20, headers=headers) as http:
+            r = await http.post("/api/auth/tokens", json={"name": "live", "expires_in_days": 1})
+            assert r.status_code == 201, r.text
+            env.token_id = str(r.json()["id"])
+            return str(r.json()["token"])
     if expires_in is not None:
         # A token issued so that it expires ``expires_in`` seconds from now.
         svc = env.running.services.auth
@@ -151,6 +162,14 @@ async def _apply(env: Env, event: str, token: str) -> None:
         # What `linkops user passwd` does, from the database side.
         env.password = f"changed-{os.urandom(4).hex()}"
         await svc.db.write(lambda c: auth.change_password(c, CAROL, env.password))
+    elif event == "token":
+        r = await env.http.delete(f"/api/auth/tokens/{env.token_id}")
+        assert r.status_code == 200, r.text
+    elif event == "token_cli":
+        # Revoked by another process: only the recheck can notice.
+        await svc.db.write(lambda c: c.execute(
+            "UPDATE api_tokens SET revoked_at = '2026-01-01T00:00:00Z' WHERE id = ?",
+            (env.token_id,)))
     elif event == "role":
         await svc.db.write(lambda c: auth.set_role(c, CAROL, "operator"))
     # "expiry": nothing to do, the token runs out by itself.
@@ -159,7 +178,7 @@ async def _apply(env: Env, event: str, token: str) -> None:
 async def _one_case(env: Env, event: str, moment: float) -> None:
     # Expiry: the token runs out a little after the streams are up (setup takes a moment).
     expires = moment + 4 if event == "expiry" else None
-    token = await _carol_token(env, expires_in=expires)
+    token = await _carol_token(env, expires_in=expires, api=event.startswith("token"))
     ws_id = await _open_terminal(env, token)
     url = env.base.replace("http://", "ws://") + f"/api/terminal/workspaces/{ws_id}/ws"
     headers = [(b"Authorization", f"Bearer {token}".encode())]
@@ -193,8 +212,8 @@ async def _one_case(env: Env, event: str, moment: float) -> None:
 async def test_each_event_ends_the_live_socket_and_stream(env: Env) -> None:
     """Hypothesis picks the event and the moment (after the streams are open)."""
 
-    @settings(max_examples=8, deadline=None)
-    @given(event=st.sampled_from(["logout", "password", "role", "expiry"]),
+    @settings(max_examples=10, deadline=None)
+    @given(event=st.sampled_from(EVENTS),
            moment=st.floats(min_value=0, max_value=1.0))
     def prop(event: str, moment: float) -> None:
         call(_one_case, env, event, moment)
@@ -202,7 +221,7 @@ async def test_each_event_ends_the_live_socket_and_stream(env: Env) -> None:
     await run_property(prop, timeout=240)
 
 
-@pytest.mark.parametrize("event", ["logout", "password", "role", "expiry"])
+@pytest.mark.parametrize("event", EVENTS)
 async def test_every_event_once(env: Env, event: str) -> None:
     """Each event at least once, whatever hypothesis drew above."""
     with trio.fail_after(60):
