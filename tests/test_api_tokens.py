@@ -61,6 +61,15 @@ async def test_token_lifecycle_and_revocation_everywhere(
         listed = (await client.get("/api/auth/tokens")).json()["tokens"]
         mine = [t for t in listed if t["id"] == created["id"]]
         assert mine and "token" not in mine[0] and mine[0]["last_used_at"] is not None
+        # last_used_at is written at most once a minute: cleared behind the service's back,
+        # it stays cleared through more requests within the minute.
+        await running.services.db.write(lambda c: c.execute(
+            "UPDATE api_tokens SET last_used_at = NULL WHERE id = ?", (created["id"],)))
+        for _ in range(5):
+            assert (await anon.get("/api/links", headers=bearer)).status_code == 200
+        row = await running.services.db.fetchone(
+            "SELECT last_used_at FROM api_tokens WHERE id = ?", (created["id"],))
+        assert row is not None and row[0] is None
         assert secret not in (await client.get("/api/auth/tokens")).text
 
         # Stored only as a hash.
