@@ -16,7 +16,9 @@ The WebSocket is then closed with 4401, the SSE stream ends. When the reason is 
 change, ``on_password_changed(username)`` closes that user's terminal shells as well.
 
 *Cancellation*: :meth:`LiveSessions.guard` runs the event source in this service's nursery and
-cancels it when the session ends or the client goes away.
+cancels it when the session ends or the client goes away. The pumps are shielded from the
+service's own cancellation at shutdown and get :data:`SHUTDOWN_GRACE` instead, so a stream
+still delivers its last events (an operation's ``stopped`` end) as it did before.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("linkops.auth")
 
 T = TypeVar("T")
+
+# At shutdown, how long a stream's pump may go on delivering (operations' follow() ends its
+# streams within its closing grace of 6 s).
+SHUTDOWN_GRACE = 8.0
 
 REASON_LOGOUT = "logged_out"
 REASON_PASSWORD = "password_changed"  # noqa: S105 - a reason, not a secret
@@ -83,6 +89,7 @@ class LiveSessions:
         self._live: set[LiveSession] = set()
         self._nursery: trio.Nursery | None = None
         self._wake = trio.Event()
+        self._pumps: set[trio.CancelScope] = set()
         self.on_password_changed: Callable[[str], Awaitable[object]] | None = None
 
     def __len__(self) -> int:
@@ -148,6 +155,9 @@ class LiveSessions:
                         log.exception("auth.recheck_failed")
             finally:
                 self._nursery = None
+                deadline = trio.current_time() + SHUTDOWN_GRACE
+                for scope in self._pumps:
+                    scope.deadline = min(scope.deadline, deadline)
 
     async def guard(self, live: LiveSession, events: AsyncIterator[T]) -> AsyncGenerator[T, None]:
         """``events`` until it ends or ``live`` does (then at once, even between events).
@@ -162,17 +172,23 @@ class LiveSessions:
                     yield event
             return
         send, receive = trio.open_memory_channel[T](0)
-        scope = trio.CancelScope()
+        # Shielded from the nursery's cancellation (see *Cancellation*); ended by the session,
+        # by the client going away, or by the shutdown deadline set in run().
+        scope = trio.CancelScope(shield=True)
         live._add_scope(scope)
+        self._pumps.add(scope)
 
         async def pump() -> None:
-            with scope:
-                async with send, aclosing(events):  # type: ignore[type-var]
-                    try:
-                        async for event in events:
-                            await send.send(event)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass
+            try:
+                with scope:
+                    async with send, aclosing(events):  # type: ignore[type-var]
+                        try:
+                            async for event in events:
+                                await send.send(event)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            pass
+            finally:
+                self._pumps.discard(scope)
 
         nursery.start_soon(pump)
         try:
