@@ -63,6 +63,9 @@ ATTEMPT_FAILED, ATTEMPT_OK, ATTEMPT_REFUSED_LOCKED = 0, 1, 2
 # scrypt threads at once: half the cores, so the event loop and the writer always get one.
 HASH_PARALLELISM = max(1, (os.cpu_count() or 2) // 2)
 PRUNE_EVERY_SECONDS = 60.0
+# Logins waiting for a hash slot beyond this are shed with 429 at once: on a loaded machine the
+# hashing, not the rate limit, is the bottleneck, and a queue would only grow.
+HASH_QUEUE_MAX = 16
 
 
 def normalize_username(name: str) -> str:
@@ -514,6 +517,11 @@ class AuthService:
                 "account is locked after too many failed logins",
                 code="ACCOUNT_LOCKED",
                 details={"unlock_at": to_iso(unlock_at)},
+            )
+        if self._hash_slots.statistics().tasks_waiting >= HASH_QUEUE_MAX:
+            raise RateLimitError(
+                "too many logins in progress; try again later",
+                details={"retry_after_seconds": 1},
             )
         stored = row["password_hash"] if row is not None else _DUMMY_HASH
         # Never inside the writer: scrypt in a worker thread, at most HASH_PARALLELISM at once.
