@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import psutil  # type: ignore[import-untyped]
 
-from linkops import auth
+from linkops import auth, auth_tokens
 from linkops.db import Database
 from linkops.models import Enrollment, Link, SshOptions
 from linkops.sandbox import KEY_NAME, Sandbox
@@ -258,7 +258,12 @@ class ServerProcess:
         settings = config_module.load(config)
         db = Database(settings.database.path)
         try:
-            db.write_sync(lambda c: auth.add_user(c, ADMIN, ADMIN_PASSWORD))
+            db.write_sync(lambda c: auth.add_user(c, ADMIN, ADMIN_PASSWORD, role="admin"))
+            # An API token, the way scripts and CI talk to LinkOps (docs/api.md): no login,
+            # no rate limit, no scrypt in the measurements.
+            _, self.token = db.write_sync(lambda c: auth_tokens.create_token(
+                c, username=ADMIN, creator_role="admin", name="bench", role="admin", days=1,
+                created_by="bench"))
         finally:
             db.close()
         env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -276,10 +281,9 @@ class ServerProcess:
                     raise RuntimeError("server exited at start: "
                                        + (self.root / "server.out").read_text()[-2000:])
                 try:
-                    r = http.post("/api/auth/login",
-                                  json={"username": ADMIN, "password": ADMIN_PASSWORD})
+                    r = http.get("/api/auth/me",
+                                 headers={"Authorization": f"Bearer {self.token}"})
                     if r.status_code == 200:
-                        self.token = str(r.json()["token"])
                         break
                 except httpx.TransportError:
                     pass

@@ -46,13 +46,33 @@ def _parser() -> argparse.ArgumentParser:
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     add = with_config(user_sub.add_parser("add", help="create a user"))
     add.add_argument("name")
-    add.add_argument("--role", default="admin", choices=("admin", "operator", "viewer"))
+    # Least privilege: an admin is always asked for explicitly (SPEC §10.2).
+    add.add_argument("--role", default="operator", choices=("admin", "operator", "viewer"))
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     passwd = with_config(user_sub.add_parser("passwd", help="change a user's password"))
     passwd.add_argument("name")
     passwd.add_argument("--password-stdin", action="store_true")
+    unlock = with_config(user_sub.add_parser(
+        "unlock", help="clear a user's failed logins (ends a lockout from every client)"))
+    unlock.add_argument("name")
+    role = with_config(user_sub.add_parser(
+        "role", help="change a user's role (their live sessions end at the next recheck)"))
+    role.add_argument("name")
+    role.add_argument("role", choices=("admin", "operator", "viewer"))
+
+    token = sub.add_parser("token", help="API tokens for scripts and CI")
+    token_sub = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = with_config(token_sub.add_parser("create", help="create a token (shown once)"))
+    create.add_argument("name")
+    create.add_argument("--user", required=True, help="the user the token acts as")
+    create.add_argument("--role", choices=("admin", "operator", "viewer"),
+                        help="at most the user's role (default: the user's role)")
+    create.add_argument("--days", type=int, default=30, help="lifetime in days (1-366)")
+    with_config(token_sub.add_parser("list", help="list tokens (never their secrets)"))
+    revoke = with_config(token_sub.add_parser("revoke", help="revoke a token by its id"))
+    revoke.add_argument("id")
 
     demo = sub.add_parser("demo", help="sandbox fleet + config repo + demo admin + the service")
     demo.add_argument("--port", type=int, default=8000)
@@ -111,6 +131,22 @@ def _open_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_user(args: argparse.Namespace) -> int:
     from linkops import auth
 
+    if args.user_command == "unlock":
+        db = _open_db(args)
+        try:
+            removed = db.write_sync(lambda c: auth.unlock_user(c, args.name))
+        finally:
+            db.close()
+        print(f"unlocked {auth.normalize_username(args.name)} ({removed} failed logins cleared)")
+        return EXIT_OK
+    if args.user_command == "role":
+        db = _open_db(args)
+        try:
+            user = db.write_sync(lambda c: auth.set_role(c, args.name, args.role))
+        finally:
+            db.close()
+        print(f"{user.username} is now {user.role}")
+        return EXIT_OK
     password = _read_password(args.password_stdin)
     db = _open_db(args)
     try:
@@ -120,6 +156,35 @@ def cmd_user(args: argparse.Namespace) -> int:
         else:
             user = db.write_sync(lambda c: auth.change_password(c, args.name, password))
             print(f"password changed for {user.username}; older tokens are no longer valid")
+    finally:
+        db.close()
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from linkops import auth, auth_tokens
+
+    db = _open_db(args)
+    try:
+        if args.action == "create":
+            norm = auth.normalize_username(args.user)
+            row = db.read_sync(lambda c: c.execute(
+                "SELECT role FROM users WHERE username_norm = ?", (norm,)).fetchone())
+            if row is None:
+                raise CliError(f"no user {args.user!r}")
+            token, secret = db.write_sync(lambda c: auth_tokens.create_token(
+                c, username=norm, creator_role=str(row["role"]), name=args.name,
+                role=args.role, days=args.days, created_by="cli"))
+            print(f"{token.id} {token.role} expires {token.expires_at}", file=sys.stderr)
+            print(secret)  # alone on stdout, so `TOKEN=$(linkops token create …)` works
+        elif args.action == "list":
+            for t in db.read_sync(lambda c: auth_tokens.list_tokens(c, None)):
+                state = "revoked" if t.revoked_at else "active"
+                print(f"{t.id}\t{t.name}\t{t.username}\t{t.role}\t{state}\t"
+                      f"expires {t.expires_at}\tlast used {t.last_used_at or 'never'}")
+        else:
+            t = db.write_sync(lambda c: auth_tokens.revoke_token(c, args.id, None))
+            print(f"revoked {t.id} ({t.name})")
     finally:
         db.close()
     return EXIT_OK
@@ -165,6 +230,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check-config": cmd_check_config,
     "doctor": cmd_doctor,
     "user": cmd_user,
+    "token": cmd_token,
     "enroll-id": cmd_enroll_id,
     "sync": cmd_sync,
     "demo": cmd_demo,

@@ -9,6 +9,7 @@ message names the section and key; the service never half-starts.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +33,16 @@ class ApiSettings:
     cors_origins: tuple[str, ...] = ()
     # Requests larger than this are refused with 413 before they are read whole.
     max_body_bytes: int = 1_048_576
-    # Behind a TLS-terminating proxy the session cookie must be marked Secure.
+    # The session cookie is Secure (and named __Host-linkops_session) whenever the request came
+    # over TLS or from a trusted proxy saying X-Forwarded-Proto: https; true forces it always.
     cookie_secure: bool = False
+    # Proxies (CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed; default: none.
+    trusted_proxies: tuple[str, ...] = ()
+    # How often live WebSockets and SSE streams re-validate their session (SPEC §10.2).
+    session_recheck_seconds: float = 30.0
+    # Host header values served (DNS rebinding defence); empty: the bind host, localhost,
+    # 127.0.0.1 and ::1. Entries are host names or host:port.
+    allowed_hosts: tuple[str, ...] = ()
     # On shutdown, how long idle keep-alive connections and unfinished requests get before
     # they are cut (streams and terminals are ended by the service before this starts).
     graceful_timeout: float = 3.0
@@ -80,6 +89,13 @@ class SecuritySettings:
     # The window in which failures are counted; SPEC: 5 failures within 5 minutes.
     failure_window_minutes: float = 5.0
     enrollment_required: bool = True
+    # Login rate limits (token buckets, SPEC §10.2): per client IP and for everybody together.
+    login_rate_per_minute: int = 20
+    login_rate_global_per_minute: int = 120
+    # Failed attempts older than this are deleted.
+    attempts_retention_hours: float = 24.0
+    # Failures for one name from all clients together within the window that lock it for all.
+    lockout_ceiling: int = 50
 
 
 @attrs.frozen
@@ -210,6 +226,23 @@ def validate(s: Settings) -> None:
     _require(s.api.jwt_expiration_hours > 0, "[api] jwt_expiration_hours", "must be positive")
     _require(0 <= s.api.graceful_timeout <= 60, "[api] graceful_timeout", "must be 0-60 seconds")
     _require(s.api.max_body_bytes >= 1024, "[api] max_body_bytes", "must be at least 1024")
+    _require(
+        s.api.session_recheck_seconds > 0, "[api] session_recheck_seconds", "must be positive"
+    )
+    for cidr in s.api.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"[api] trusted_proxies: {cidr!r} is not an IP network") from None
+    sec = s.security
+    _require(sec.login_rate_per_minute >= 1, "[security] login_rate_per_minute",
+             "must be at least 1")
+    _require(sec.login_rate_global_per_minute >= 1, "[security] login_rate_global_per_minute",
+             "must be at least 1")
+    _require(sec.attempts_retention_hours > 0, "[security] attempts_retention_hours",
+             "must be positive")
+    _require(sec.lockout_ceiling >= sec.max_failed_attempts, "[security] lockout_ceiling",
+             "must be at least max_failed_attempts")
     _require(
         s.ssh.host_key_policy in HOST_KEY_POLICIES,
         "[ssh] host_key_policy",

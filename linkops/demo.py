@@ -137,7 +137,7 @@ def write_demo_config(workdir: Path, fleet: Sandbox, repo: Path, port: int) -> P
 async def _prepare_and_serve(settings: config.Settings, password: str) -> None:
     db = Database(settings.database.path)
     try:
-        db.write_sync(lambda c: auth.add_user(c, DEMO_ADMIN, password))
+        db.write_sync(lambda c: auth.add_user(c, DEMO_ADMIN, password, role="admin"))
     finally:
         db.close()
     async with trio.open_nursery() as nursery:

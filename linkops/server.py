@@ -40,7 +40,7 @@ SHUTDOWN_SECONDS = 8.0
 def background_services(services: Services) -> list[BackgroundService]:
     """What runs in the background nursery, each started with ``nursery.start(x.run)``."""
     return [services.ssh, services.inventory, services.health, services.operations,
-            services.terminal]
+            services.terminal, services.auth]
 
 
 async def _shutdown_services(services: Services) -> None:

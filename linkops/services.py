@@ -6,6 +6,8 @@ Built once by :func:`build_services`; routes reach it through
 
 from __future__ import annotations
 
+from functools import partial
+
 import attrs
 import trio
 
@@ -19,6 +21,7 @@ from linkops.ssh.bridge import SshManager
 from linkops.ssh.enrollment import EnrollmentService
 from linkops.ssh.health import HealthMonitor
 from linkops.tables.service import TableService
+from linkops.terminal.revocation import close_user_shells
 from linkops.terminal.service import TerminalService
 
 
@@ -43,7 +46,7 @@ class Services:
 
 def build_services(settings: Settings, db: Database) -> Services:
     ssh = SshManager(settings.ssh)
-    return Services(
+    built = Services(
         settings=settings,
         db=db,
         auth=AuthService(db, settings.api, settings.security),
@@ -56,3 +59,7 @@ def build_services(settings: Settings, db: Database) -> Services:
         tables=TableService(db, settings.api.jwt_secret.encode()),
         frontend_missing=missing_assets(),
     )
+    # A password change closes that user's shells, not only their sockets (SPEC §10.2).
+    terminal = built.terminal
+    built.auth.live.on_password_changed = partial(close_user_shells, terminal)
+    return built

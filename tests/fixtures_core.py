@@ -97,7 +97,7 @@ def database(settings: Settings) -> Iterator[Database]:
 def add_admin(settings: Settings, name: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
     db = Database(settings.database.path)
     try:
-        db.write_sync(lambda c: auth.add_user(c, name, password))
+        db.write_sync(lambda c: auth.add_user(c, name, password, role="admin"))
     finally:
         db.close()
 

@@ -21,11 +21,13 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from linkops.db import Database
 from linkops.tables.compile import compile_query
 from linkops.tables.cursor import CursorCodec
 from linkops.tables.query import Scalar, parse_query
-from linkops.tables.schema import TABLES, Column
+from linkops.tables.schema import TABLES, Column, Table
 from linkops.timeutil import now_iso
 
 
@@ -33,6 +35,27 @@ def _cell(column: Column, value: Any) -> Any:
     if column.type == "bool" and value is not None:
         return bool(value)
     return value
+
+
+# Tables with other users' terminal rows, and the predicate that keeps only one user's.
+_USER_SCOPES = {
+    "tbl_terminal_sessions": "username = {user}",
+    "tbl_terminal_panes": "owner = {user}",
+    "tbl_recent_activity": "(kind != 'terminal' OR actor = {user})",
+}
+
+
+def scoped_table(table: Table, username: str) -> Table:
+    """``table`` as ``username`` may see it (unchanged when it holds no private rows).
+
+    The name becomes an SQL string literal (quotes doubled), so the fingerprint — and with it
+    every cursor — differs per user: a cursor cannot carry one user's view to another."""
+    predicate = _USER_SCOPES.get(table.name)
+    if predicate is None:
+        return table
+    literal = "'" + username.replace("'", "''") + "'"
+    where = predicate.format(user=literal)
+    return attrs.evolve(table, source=f"SELECT * FROM ({table.source}) WHERE {where}")
 
 
 class TableService:
@@ -49,13 +72,18 @@ class TableService:
         """Every declared table with its columns, types, key and default sort."""
         return [table.describe() for table in TABLES.values()]
 
-    async def query(self, request: Any) -> dict[str, Any]:
+    async def query(self, request: Any, *, only_user: str | None = None) -> dict[str, Any]:
         """One page of the table query ``request`` (SPEC §3 Tables).
+
+        ``only_user`` (every caller but an admin): terminal rows of other users are not there
+        at all — workspaces, panes and sessions are private (SPEC §10.2).
 
         Returns ``{table, rows, page: {size, next_cursor}, meta: {as_of, query, columns}}``;
         ``next_cursor`` is None on the last page.
         """
         query = parse_query(request)
+        if only_user is not None:
+            query = attrs.evolve(query, table=scoped_table(query.table, only_user))
         after: tuple[Scalar, ...] | None = None
         if query.cursor is not None:
             after = self._cursors.decode(

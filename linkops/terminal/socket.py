@@ -15,7 +15,9 @@ When either pump ends (client gone, idle, protocol violation, workspace deleted,
 took over, shutdown) the attachment is closed, both pumps are cancelled, the service detaches
 the socket (shells stay alive for the grace period) and the socket is closed with the
 attachment's code: 1001 at shutdown, 1003 binary frame, 1008 policy, 1009 frame too big,
-4000 idle, 4001 replaced, 4004 workspace deleted.
+4000 idle, 4001 replaced, 4004 workspace deleted, 4401 session ended (logout, password or role
+change, token revoked, expiry: :mod:`linkops.live_sessions` sets ``live.ended``, and every
+stdin first asks ``live.alive()``).
 
 *Cancellation*: the web server cancels the handler when the client disconnects; detaching is
 synchronous, and the close is shielded with a short deadline.
@@ -37,6 +39,7 @@ log = logging.getLogger("linkops.terminal")
 COALESCE_SECONDS: Final = 0.005
 STREAMING_SECONDS: Final = 0.02
 CLOSE_IDLE: Final = 4000
+CLOSE_SESSION_ENDED: Final = 4401
 CLOSE_SECONDS: Final = 2.0
 
 
@@ -48,15 +51,26 @@ class WebSocketLike(Protocol):
     async def close(self, code: int, reason: str = "") -> None: ...
 
 
+class LiveSessionLike(Protocol):
+    """What we need of :class:`linkops.live_sessions.LiveSession`."""
+
+    ended: trio.Event
+
+    def alive(self) -> bool: ...
+
+
 async def serve_socket(ws: WebSocketLike, service: TerminalService, attachment: Attachment,
-                       *, closing: trio.Event | None = None) -> None:
+                       *, closing: trio.Event | None = None,
+                       live: LiveSessionLike | None = None) -> None:
     """Run the socket until it must end; always detaches and closes."""
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_reader, ws, service, attachment)
+            nursery.start_soon(_reader, ws, service, attachment, live)
             nursery.start_soon(_writer, ws, attachment)
             if closing is not None:
                 nursery.start_soon(_watch_closing, closing, attachment)
+            if live is not None:
+                nursery.start_soon(_watch_session, live, attachment)
             await attachment.closed.wait()
             nursery.cancel_scope.cancel()
     finally:
@@ -73,7 +87,13 @@ async def _watch_closing(closing: trio.Event, attachment: Attachment) -> None:
     attachment.close(protocol.CLOSE_GOING_AWAY, "server shutting down")
 
 
-async def _reader(ws: WebSocketLike, service: TerminalService, attachment: Attachment) -> None:
+async def _watch_session(live: LiveSessionLike, attachment: Attachment) -> None:
+    await live.ended.wait()
+    attachment.close(CLOSE_SESSION_ENDED, "session ended")
+
+
+async def _reader(ws: WebSocketLike, service: TerminalService, attachment: Attachment,
+                  live: LiveSessionLike | None = None) -> None:
     idle = service.terminal.websocket_timeout
     panes = tuple(attachment.outboxes)
     try:
@@ -91,6 +111,9 @@ async def _reader(ws: WebSocketLike, service: TerminalService, attachment: Attac
                     return
                 attachment.send_control(protocol.error(exc))
                 continue
+            if live is not None and isinstance(message, protocol.Stdin) and not live.alive():
+                attachment.close(CLOSE_SESSION_ENDED, "session ended")
+                return
             await service.handle(attachment, message)
     finally:
         # The client is gone (or misbehaved): make the other pumps stop too.

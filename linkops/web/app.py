@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Response, request, send_from_directory
+from quart import Response, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import NotFound
 
@@ -18,6 +18,7 @@ from linkops.web import (
     tables_routes,
     terminal_routes,
 )
+from linkops.web.hosts import allowed_hosts, host_allowed, host_refused
 
 ROUTES = (
     health_routes,
@@ -61,6 +62,21 @@ def create_app(services: Services) -> QuartTrio:
         if path.startswith("api/"):
             raise NotFound()
         return await send_from_directory(static_root, path)
+
+    allowed = allowed_hosts(services.settings.api)
+
+    @app.before_request
+    async def check_host() -> Response | None:
+        # /api/health stays open to any Host: monitors and load balancers probe it by address.
+        if request.path == "/api/health" or host_allowed(request.headers.get("Host"), allowed):
+            return None
+        return host_refused(request.headers.get("Host"))
+
+    @app.before_websocket
+    async def check_websocket_host() -> Response | None:
+        if host_allowed(websocket.headers.get("Host"), allowed):
+            return None
+        return host_refused(websocket.headers.get("Host"))
 
     @app.after_request
     async def security_headers(response: Response) -> Response:

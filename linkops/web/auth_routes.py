@@ -1,4 +1,12 @@
-"""``/api/auth/*``: login (JSON + HttpOnly cookie), logout, me."""
+"""``/api/auth/*``: login (JSON + HttpOnly cookie), logout, me, API tokens.
+
+- ``POST /api/auth/tokens {name, role?, expires_in_days?}`` → 201
+  ``{id, name, role, token, expires_at, ...}`` (the token is in this answer only; body:
+  :class:`linkops.auth_tokens.CreateTokenBody`)
+- ``GET /api/auth/tokens`` → ``{tokens: [...]}`` (own; an admin sees all), with
+  ``last_used_at``, never a secret
+- ``DELETE /api/auth/tokens/{id}`` → the revoked token
+"""
 
 from __future__ import annotations
 
@@ -6,14 +14,19 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
+from linkops import auth_tokens
+from linkops.errors import LinkOpsError
 from linkops.timeutil import to_iso
 from linkops.web.common import (
+    SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
     authenticated,
+    client_ip,
     current_session,
     current_user,
     json_body,
     services,
+    session_cookie_name,
 )
 
 blueprint = Blueprint("auth", __name__)
@@ -21,11 +34,17 @@ blueprint = Blueprint("auth", __name__)
 
 @blueprint.post("/api/auth/login")
 async def login() -> Response:
+    # Only JSON: a cross-site form can post text/plain, never application/json (login CSRF).
+    if request.mimetype != "application/json":
+        raise LinkOpsError(
+            "login takes an application/json body", code="UNSUPPORTED_MEDIA_TYPE", status=415,
+            details={"content_type": request.mimetype or None},
+        )
     body = await json_body()
     result = await services().auth.login(
         body.get("username"),  # type: ignore[arg-type]  # checked by login()
         body.get("password"),  # type: ignore[arg-type]
-        remote_addr=request.remote_addr,
+        remote_addr=client_ip(),
     )
     payload: dict[str, Any] = {
         "success": True,
@@ -34,14 +53,15 @@ async def login() -> Response:
         "expires_at": to_iso(result.expires_at),
     }
     response = jsonify(payload)
+    name = session_cookie_name()
     response.set_cookie(
-        SESSION_COOKIE,
+        name,
         result.token,
         max_age=int(services().settings.api.jwt_expiration_hours * 3600),
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=services().settings.api.cookie_secure,
+        secure=name == SECURE_SESSION_COOKIE,
     )
     return response
 
@@ -51,7 +71,11 @@ async def login() -> Response:
 async def logout() -> Response:
     await services().auth.revoke(current_session())
     response = jsonify({"success": True})
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    name = session_cookie_name()
+    response.delete_cookie(name, path="/", secure=name == SECURE_SESSION_COOKIE, httponly=True,
+                           samesite="Strict")
+    if name != SESSION_COOKIE:
+        response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 
@@ -64,3 +88,25 @@ async def me() -> Response:
         "role": user.role,
         "expires_at": to_iso(current_session().expires_at),
     })
+
+
+@blueprint.post("/api/auth/tokens")
+@authenticated
+async def create_token() -> tuple[Response, int]:
+    body = auth_tokens.parse_create_body(await json_body())
+    token, secret = await services().auth.create_api_token(current_session(), body)
+    return jsonify({**token.to_json(), "token": secret}), 201
+
+
+@blueprint.get("/api/auth/tokens")
+@authenticated
+async def list_tokens() -> Response:
+    tokens = await services().auth.list_api_tokens(current_session())
+    return jsonify({"tokens": [t.to_json() for t in tokens]})
+
+
+@blueprint.delete("/api/auth/tokens/<token_id>")
+@authenticated
+async def revoke_token(token_id: str) -> Response:
+    token = await services().auth.revoke_api_token(current_session(), token_id)
+    return jsonify({"success": True, **token.to_json()})

@@ -22,8 +22,12 @@ from quart import current_app, g, request, websocket
 from linkops.auth import Session, User
 from linkops.errors import AuthError, ForbiddenError, ValidationError
 from linkops.services import Services
+from linkops.web.clientinfo import came_over_https, client_address
 
 SESSION_COOKIE = "linkops_session"
+# Over HTTPS the cookie gets the __Host- prefix: Secure, Path=/, no Domain — a sibling
+# subdomain or a plain-HTTP man in the middle cannot plant or overwrite it.
+SECURE_SESSION_COOKIE = "__Host-linkops_session"
 CSRF_HEADER = "X-Requested-With"
 CSRF_VALUE = "linkops"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -45,10 +49,29 @@ def _bearer(header: str | None) -> str | None:
     return value.strip()
 
 
-async def _session_from(headers: Any, cookies: Any, method: str) -> Session:
+def client_ip(req: Any = None) -> str:
+    """The caller's address (``X-Forwarded-For`` believed only from ``[api] trusted_proxies``)."""
+    req = req if req is not None else request
+    return client_address(req.remote_addr, req.headers, services().settings.api.trusted_proxies)
+
+
+def is_https(req: Any = None) -> bool:
+    """TLS to us, or a trusted proxy that says ``X-Forwarded-Proto: https``."""
+    req = req if req is not None else request
+    return came_over_https(req.scheme, req.remote_addr, req.headers,
+                           services().settings.api.trusted_proxies)
+
+
+def session_cookie_name(req: Any = None) -> str:
+    """The cookie this request's session lives in (``__Host-`` prefixed over HTTPS)."""
+    secure = is_https(req) or services().settings.api.cookie_secure
+    return SECURE_SESSION_COOKIE if secure else SESSION_COOKIE
+
+
+async def _session_from(headers: Any, cookies: Any, method: str, req: Any) -> Session:
     token = _bearer(headers.get("Authorization"))
     if token is None:
-        token = cookies.get(SESSION_COOKIE)
+        token = cookies.get(session_cookie_name(req))
         if token is None:
             raise AuthError("authentication required", code="TOKEN_INVALID")
         if method not in SAFE_METHODS and headers.get(CSRF_HEADER) != CSRF_VALUE:
@@ -60,7 +83,8 @@ async def _session_from(headers: Any, cookies: Any, method: str) -> Session:
 
 
 async def authenticate_request() -> Session:
-    session: Session = await _session_from(request.headers, request.cookies, request.method)
+    session: Session = await _session_from(request.headers, request.cookies, request.method,
+                                           request)
     g.linkops_session = session
     return session
 
@@ -83,7 +107,7 @@ async def authenticate_websocket() -> Session:
     if not has_bearer and not origin_allowed(headers.get("Origin"), headers.get("Host")):
         raise ForbiddenError("WebSocket origin not allowed", code="ORIGIN_NOT_ALLOWED")
     # GET semantics for the upgrade itself: the Origin check above is the CSRF defence.
-    session: Session = await _session_from(headers, websocket.cookies, "GET")
+    session: Session = await _session_from(headers, websocket.cookies, "GET", websocket)
     g.linkops_session = session
     return session
 
@@ -111,6 +135,21 @@ def require_role(roles: frozenset[str] = OPERATOR_ROLES, *, action: str = "do th
             f"role {user.role!r} may not {action}", code="FORBIDDEN", details={"role": user.role}
         )
     return user
+
+
+def operators_only(action: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Route decorator: 401 without a valid token, 403 ``FORBIDDEN`` for a ``viewer``."""
+
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            await authenticate_request()
+            require_role(OPERATOR_ROLES, action=action)
+            return await fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def current_session() -> Session:

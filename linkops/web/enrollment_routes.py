@@ -9,7 +9,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, jsonify, request
 
 from linkops.errors import ValidationError
-from linkops.web.common import authenticated, json_body, services
+from linkops.web.common import json_body, operators_only, services
 
 blueprint = Blueprint("enrollment", __name__)
 
@@ -17,14 +17,14 @@ MAX_BATCH = 1000
 
 
 @blueprint.post("/api/links/<link_id>/verify")
-@authenticated
+@operators_only("verify links")
 async def verify_one(link_id: str) -> Response:
     result = await services().enrollment.verify(link_id)
     return jsonify(result.to_dict())
 
 
 @blueprint.post("/api/links/verify")
-@authenticated
+@operators_only("verify links")
 async def verify_many() -> Response:
     targets: list[str] | None = None
     if await request.get_data(cache=True):

@@ -62,7 +62,11 @@ def register(app: Quart) -> None:
     @app.errorhandler(LinkOpsError)
     async def linkops_error(exc: LinkOpsError) -> Response:
         _log_error(exc.status, exc.code, exc.message)
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        retry_after = exc.details.get("retry_after_seconds")
+        if exc.status in (429, 503) and isinstance(retry_after, int):
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, jsonify, request
 
 from linkops.inventory import InventoryService, LinkQuery
-from linkops.web.common import authenticated, services
+from linkops.web.common import authenticated, operators_only, services
 
 blueprint = Blueprint("inventory", __name__)
 
@@ -62,7 +62,7 @@ async def git_status() -> Response:
 
 
 @blueprint.post("/api/git/sync")
-@authenticated
+@operators_only("sync the configuration repository")
 async def git_sync() -> Response:
     result = await _inventory().sync(trigger="api")
     result.raise_for_error()

@@ -14,7 +14,14 @@ from quart import Blueprint, Response, jsonify, request
 
 from linkops.operations.events import encode_sse, parse_last_event_id, sse_comment
 from linkops.operations.service import OperationsService
-from linkops.web.common import authenticated, json_body, query_arg, require_role, services
+from linkops.web.common import (
+    authenticated,
+    current_session,
+    json_body,
+    query_arg,
+    require_role,
+    services,
+)
 
 blueprint = Blueprint("operations", __name__)
 
@@ -65,14 +72,19 @@ async def operation_events(op_id: str) -> Response:
     after = parse_last_event_id(request.headers.get("Last-Event-ID"))
     svc = services()
     events = await _operations().events(op_id, after, closing=svc.closing)
+    session = current_session()
 
     async def body() -> AsyncIterator[bytes]:
         # A first line at once: proxies and EventSource see the stream is open.
         yield f"retry: {SSE_RETRY_MS}\n".encode() + sse_comment(f"operation {op_id}")
+        # The stream ends when the session does (logout, password/role change, revoked
+        # token, expiry: linkops.live_sessions). guard() owns and closes ``events``;
         # aclosing: a client that hangs up releases its subscription now, not at GC time.
-        async with aclosing(events):
-            async for event in events:
-                yield encode_sse(event)
+        with svc.auth.live.track(session) as live:
+            guarded = svc.auth.live.guard(live, events)
+            async with aclosing(guarded):
+                async for event in guarded:
+                    yield encode_sse(event)
 
     response = Response(body(), mimetype="text/event-stream")
     response.timeout = None  # a stream lives as long as it must

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
-from linkops.web.common import authenticated, json_body, services
+from linkops.web.common import authenticated, current_user, json_body, services
 
 blueprint = Blueprint("tables", __name__)
 
@@ -24,7 +24,10 @@ blueprint = Blueprint("tables", __name__)
 @authenticated
 async def query_table() -> Response:
     body = await json_body()
-    return jsonify(await services().tables.query(body))
+    user = current_user()
+    # Terminal workspaces, panes and sessions are private: only an admin sees everybody's.
+    only_user = None if user.role == "admin" else user.username
+    return jsonify(await services().tables.query(body, only_user=only_user))
 
 
 @blueprint.get("/api/tables")

@@ -24,16 +24,20 @@ from linkops.terminal.service import TerminalService
 from linkops.terminal.socket import serve_socket
 from linkops.terminal.workspaces import parse_assignments
 from linkops.web.common import (
+    OPERATOR_ROLES,
     authenticate_websocket,
-    authenticated,
     current_user,
     json_body,
+    operators_only,
     require_role,
     services,
 )
 from linkops.web.errors import error_response
 
 blueprint = Blueprint("terminal", __name__)
+
+# Viewers read only: no terminals at all, not even listing (SPEC §10.2).
+ACTION = "use terminals"
 
 BASE = "/api/terminal/workspaces"
 
@@ -49,7 +53,7 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 @blueprint.post(BASE)
-@authenticated
+@operators_only(ACTION)
 async def create_workspace() -> Response:
     body = await json_body()
     user = require_role(action="open terminals")
@@ -59,21 +63,21 @@ async def create_workspace() -> Response:
 
 
 @blueprint.get(BASE)
-@authenticated
+@operators_only(ACTION)
 async def list_workspaces() -> Response:
     found = await _terminal().list_workspaces(current_user().username)
     return _json({"workspaces": [w.to_json() for w in found]})
 
 
 @blueprint.get(f"{BASE}/<workspace_id>")
-@authenticated
+@operators_only(ACTION)
 async def get_workspace(workspace_id: str) -> Response:
     workspace = await _terminal().get_workspace(current_user().username, workspace_id)
     return _json(workspace.to_json())
 
 
 @blueprint.patch(f"{BASE}/<workspace_id>")
-@authenticated
+@operators_only(ACTION)
 async def set_layout(workspace_id: str) -> Response:
     body = await json_body()
     workspace = await _terminal().set_layout(current_user().username, workspace_id,
@@ -82,14 +86,14 @@ async def set_layout(workspace_id: str) -> Response:
 
 
 @blueprint.delete(f"{BASE}/<workspace_id>")
-@authenticated
+@operators_only(ACTION)
 async def delete_workspace(workspace_id: str) -> Response:
     await _terminal().delete_workspace(current_user().username, workspace_id)
     return _json({"success": True, "workspace_id": workspace_id})
 
 
 @blueprint.put(f"{BASE}/<workspace_id>/panes")
-@authenticated
+@operators_only(ACTION)
 async def assign_panes(workspace_id: str) -> Response:
     assignments = parse_assignments(await json_body())
     workspace = await _terminal().assign_panes(current_user().username, workspace_id,
@@ -98,7 +102,7 @@ async def assign_panes(workspace_id: str) -> Response:
 
 
 @blueprint.post(f"{BASE}/<workspace_id>/connect-all")
-@authenticated
+@operators_only(ACTION)
 async def connect_all(workspace_id: str) -> Response:
     results = await _terminal().connect_all(
         require_role(action="open terminals").username, workspace_id
@@ -107,7 +111,7 @@ async def connect_all(workspace_id: str) -> Response:
 
 
 @blueprint.post(f"{BASE}/<workspace_id>/panes/<pane>/connect")
-@authenticated
+@operators_only(ACTION)
 async def connect_pane(workspace_id: str, pane: str) -> Response:
     state = await _terminal().connect_pane(
         require_role(action="open terminals").username, workspace_id, pane
@@ -116,7 +120,7 @@ async def connect_pane(workspace_id: str, pane: str) -> Response:
 
 
 @blueprint.post(f"{BASE}/<workspace_id>/panes/<pane>/disconnect")
-@authenticated
+@operators_only(ACTION)
 async def disconnect_pane(workspace_id: str, pane: str) -> Response:
     state = await _terminal().disconnect_pane(current_user().username, workspace_id, pane)
     return _json({"workspace_id": workspace_id, **state.to_json()})
@@ -126,6 +130,7 @@ async def disconnect_pane(workspace_id: str, pane: str) -> Response:
 async def workspace_socket(workspace_id: str) -> Response | None:
     try:
         session = await authenticate_websocket()
+        require_role(OPERATOR_ROLES, action=ACTION)
         terminal = _terminal()
         attachment = await terminal.attach(session.user.username, workspace_id)
     except LinkOpsError as exc:
@@ -136,5 +141,7 @@ async def workspace_socket(workspace_id: str) -> Response | None:
     except BaseException:
         terminal.detach(attachment)
         raise
-    await serve_socket(websocket, terminal, attachment, closing=services().closing)
+    with services().auth.live.track(session) as live:
+        await serve_socket(websocket, terminal, attachment, closing=services().closing,
+                           live=live)
     return None
