@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.fixtures_operations",
     "tests.fixtures_terminal",
     "tests.fixtures_browser",
+    "tests.fixtures_hostile",
 ]

@@ -153,10 +153,16 @@ class OperationRun:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
                 await self._host_body(target)
-            except Exception as exc:
-                log.exception("operation.host_error", extra={"context": {
-                    "operation": self.id, "target": target.id}})
-                await self._fail_remaining(target, 0, f"internal error: {exc}")
+            except Exception as exc:  # the task's guard: a bug ends this host's tasks only
+                log.error("operation.host_error", extra={"context": {
+                    "operation": self.id, "target": target.id, "error": repr(exc)}})
+                statuses = self.statuses[target.id]
+                first = next((i for i, s in enumerate(statuses) if s == "pending"), None)
+                if first == 0:
+                    await self._fail_remaining(target, 0, f"internal error: {exc!r}")
+                elif first is not None:  # the task that hit it recorded itself failed
+                    await self._skip(target, range(first, len(statuses)),
+                                     f"skipped: internal error: {exc!r}")
             finally:
                 self.in_flight -= 1
 

@@ -50,7 +50,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Final
+from functools import partial
+from typing import Any, Final
 
 import attrs
 import paramiko
@@ -59,6 +60,7 @@ import trio
 from linkops.config import SshSettings
 from linkops.errors import ExecutionTimeoutError
 from linkops.models import Link
+from linkops.ssh.boundary import Lane, LinkLimiter, close_soon
 from linkops.ssh.client import HopSpec, Timeouts, close_chain, fits_send_window, open_chain
 from linkops.ssh.errors import PERMANENT, SshError
 from linkops.ssh.keys import resolve_key_path
@@ -132,10 +134,33 @@ class _Handoff:
         self.lock = threading.Lock()
         self.abandoned = False
         self.result: list[paramiko.Transport] | None = None
+        # Sockets and transports as the attempt creates them (closed on its deadline).
+        self.opened: list[Any] = []
+
+    def abandon(self) -> None:
+        """Nobody waits any more: close what was made (and so wake the thread still in it)."""
+        with self.lock:
+            self.abandoned = True
+            opened, self.opened = list(self.opened), []
+            self.result = None
+        if opened:
+            close_soon(lambda: _close_all(opened))
+
+
+def _close_all(objects: list[Any]) -> None:
+    for obj in reversed(objects):
+        try:
+            obj.close()
+        except Exception:  # noqa: S110 - closing what is already broken
+            pass
 
 
 class SshConnection:
-    """An authenticated connection to one link (through its ProxyJump hops)."""
+    """An authenticated connection to one link (through its ProxyJump hops).
+
+    All its blocking work goes through :attr:`lane` (see :mod:`.boundary`): a channel request
+    that outlives ``[ssh] connection_timeout`` closes the whole connection (:meth:`abort`).
+    """
 
     def __init__(self, manager: SshManager, hops: tuple[HopSpec, ...],
                  transports: list[paramiko.Transport]) -> None:
@@ -145,6 +170,9 @@ class SshConnection:
         self._transports = transports
         self._ping_lock = threading.Lock()
         self._closed = False
+        self.lane = Lane(self.link_id, manager.link_limiter(self.link_id),
+                         manager.settings.connection_timeout, self.abort)
+        manager._live.add(self)
 
     @property
     def transport(self) -> paramiko.Transport:
@@ -154,11 +182,23 @@ class SshConnection:
         return not self._closed and all(t.is_active() and t.is_authenticated()
                                         for t in self._transports)
 
+    def abort(self) -> None:
+        """Close at once, never waiting (Trio thread): every thread blocked on one of the
+        connection's channels wakes with an error; the pool drops it on return."""
+        self.manager._live.discard(self)
+        if self._closed:
+            return
+        self._closed = True
+        close_soon(partial(close_chain, list(self._transports)))
+
     async def _open_channel(self, *, pty: bool, term: str, cols: int, rows: int,
                             command: str | None, stdin: bytes | None = None
                             ) -> tuple[paramiko.Channel, bool]:
         """The channel, and whether ``stdin`` (then EOF) was sent with it (see open_exec)."""
         timeout = self.manager.settings.connection_timeout
+        if self._closed:
+            raise SshError(f"the connection to {self.link_id} is closed", reason="closed",
+                           details={"target": self.link_id})
 
         def work() -> tuple[paramiko.Channel, bool]:
             chan = self.transport.open_session(timeout=timeout)
@@ -179,13 +219,8 @@ class SshConnection:
                 raise
             return chan, sent
 
-        try:
-            return await trio.to_thread.run_sync(work, limiter=self.manager.limiter,
-                                                 abandon_on_cancel=True)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            reason = "closed" if not self.transport.is_active() else "connect"
-            raise SshError(f"cannot open a channel on {self.link_id}: {exc}", reason=reason,
-                           details={"target": self.link_id})
+        what = "a shell request" if command is None else "an exec request"
+        return await self.lane.call(work, what=what)
 
     async def open_exec(self, command: str, *, pty: bool = False,
                         stdin: bytes | None = None) -> ExecStream:
@@ -199,8 +234,7 @@ class SshConnection:
         """
         chan, sent = await self._open_channel(pty=pty, term="xterm-256color", cols=80,
                                               rows=24, command=command, stdin=stdin)
-        stream = ExecStream(chan, self.manager.limiter, self.manager.stream_limiter,
-                            self.link_id)
+        stream = ExecStream(chan, self.lane, self.manager.stream_limiter)
         stream.stdin_done = sent
         await _start_or_close(stream)
         return stream
@@ -210,8 +244,7 @@ class SshConnection:
         """An interactive login shell on a PTY of ``cols`` x ``rows``."""
         chan, _ = await self._open_channel(pty=True, term=term, cols=cols, rows=rows,
                                            command=None)
-        stream = ShellStream(chan, self.manager.limiter, self.manager.stream_limiter,
-                             self.link_id)
+        stream = ShellStream(chan, self.lane, self.manager.stream_limiter)
         await _start_or_close(stream)
         return stream
 
@@ -258,7 +291,8 @@ class SshConnection:
     async def ping(self, timeout: float = 10.0) -> float:  # noqa: ASYNC109
         """Round trip of a no-op global request, in seconds (network + sshd, no shell).
 
-        *Errors*: :class:`SshError` when the connection is dead or the reply is late.
+        *Errors*: :class:`SshError` when the connection is dead or the reply is late (a late
+        reply closes the connection, see :class:`~linkops.ssh.boundary.Lane`).
         """
         def work() -> float:
             with self._ping_lock:  # paramiko keeps one completion event per transport
@@ -269,21 +303,28 @@ class SshConnection:
                                    details={"target": self.link_id})
                 return time.monotonic() - t0
 
-        with trio.move_on_after(timeout):
-            return await trio.to_thread.run_sync(work, limiter=self.manager.limiter,
-                                                 abandon_on_cancel=True)
-        raise SshError(f"{self.link_id} did not answer a keepalive within {timeout:g} s",
-                       reason="timeout", details={"target": self.link_id})
+        return await self.lane.call(work, what="a keepalive", timeout=timeout)
 
     async def aclose(self) -> None:
-        """Close the target transport, then the hops (shielded, bounded)."""
+        """Close the target transport, then the hops (shielded, bounded, no limiter: a
+        connection must close even while every SSH thread is taken)."""
+        self.manager._live.discard(self)
         if self._closed:
             return
         self._closed = True
         transports = list(self._transports)
+        done = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def report(_outcome: object) -> None:
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:
+                pass
+
+        trio.lowlevel.start_thread_soon(partial(close_chain, transports), report)
         with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await trio.to_thread.run_sync(close_chain, transports, limiter=self.manager.limiter,
-                                          abandon_on_cancel=True)
+            await done.wait()
 
 
 async def _start_or_close(stream: ExecStream | ShellStream) -> None:
@@ -315,6 +356,10 @@ class SshManager:
                  idle_timeout: float = 300.0, max_streams: int = MAX_STREAMS) -> None:
         self.settings = settings
         self.limiter = trio.CapacityLimiter(settings.max_threads)
+        # Each link's share of those threads (see boundary.py): a mute link cannot take more.
+        self._link_limiters: dict[str, LinkLimiter] = {}
+        # Every open connection, pooled, borrowed or owned by a caller: closed by aclose().
+        self._live: set[SshConnection] = set()
         self.stream_limiter = trio.CapacityLimiter(max_streams)
         self.known_hosts = KnownHosts(settings.known_hosts_path, settings.host_key_policy)
         self.timeouts = Timeouts(connect=settings.connection_timeout,
@@ -352,29 +397,43 @@ class SshManager:
             await trio.sleep(min(BACKOFF_BASE * 2**attempt, BACKOFF_CAP))
         raise AssertionError("unreachable")
 
+    def link_limiter(self, link_id: str) -> LinkLimiter:
+        """The thread limiter for ``link_id``'s SSH work (``[ssh] max_per_link`` in front of
+        ``[ssh] max_threads``)."""
+        limiter = self._link_limiters.get(link_id)
+        if limiter is None:
+            limiter = self._link_limiters[link_id] = LinkLimiter(
+                trio.CapacityLimiter(self.settings.max_per_link), self.limiter)
+        return limiter
+
+    def connect_deadline(self, hops: tuple[HopSpec, ...]) -> float:
+        """The whole connect (every hop: TCP, handshake, authentication) must end by then."""
+        return self.settings.connection_timeout * len(hops)
+
     async def _open_once(self, hops: tuple[HopSpec, ...]) -> list[paramiko.Transport]:
+        if self._closed:
+            raise SshError("the SSH manager is closed", reason="closed")
         handoff = _Handoff()
+        target = hops[-1].link_id
 
         def work() -> list[paramiko.Transport]:
-            transports = open_chain(hops, target=hops[-1].link_id, timeouts=self.timeouts,
-                                    known_hosts=self.known_hosts)
+            transports = open_chain(hops, target=target, timeouts=self.timeouts,
+                                    known_hosts=self.known_hosts, track=handoff.opened)
             with handoff.lock:
                 if handoff.abandoned:
                     close_chain(transports)
                 else:
                     handoff.result = transports
+                    handoff.opened = []
             return transports
 
+        lane = Lane(target, self.link_limiter(target), self.connect_deadline(hops))
         try:
-            return await trio.to_thread.run_sync(work, limiter=self.limiter,
-                                                 abandon_on_cancel=True)
-        except trio.Cancelled:
-            with handoff.lock:
-                handoff.abandoned = True
-                leftover, handoff.result = handoff.result, None
-            if leftover:
-                trio.lowlevel.start_thread_soon(lambda: close_chain(leftover),
-                                                lambda _outcome: None)
+            return await lane.call(work, what="connect")
+        except BaseException:
+            # Cancelled or past the deadline: the attempt closes what it made (now or when
+            # it gets that far), which also wakes its thread.
+            handoff.abandon()
             raise
 
     @asynccontextmanager
@@ -457,9 +516,15 @@ class SshManager:
         return sum(len(es) for es in self._pool.values())
 
     async def aclose(self) -> None:
-        """Close every pooled connection (borrowed ones close when returned)."""
+        """Close every connection: pooled, borrowed and owned ones (shutdown).
+
+        Never waits for a stuck thread: transports are closed from threads of their own, which
+        wakes every thread blocked on one of their channels.
+        """
         self._closed = True
-        for hops, entries in list(self._pool.items()):
-            for entry in list(entries):
-                await self._drop(hops, entry)
+        self._pool.clear()
+        self._entries = 0
+        for conn in list(self._live):  # borrowed ones too: their borrowers see it closed
+            conn.abort()
+        await trio.lowlevel.checkpoint()
 

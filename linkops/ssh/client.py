@@ -29,6 +29,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import paramiko
@@ -298,8 +299,12 @@ def open_hop(
     timeouts: Timeouts,
     known_hosts: KnownHosts,
     via: paramiko.Transport | None = None,
+    track: list[Any] | None = None,
 ) -> paramiko.Transport:
     """Open, verify and authenticate one hop. See the module docstring for the steps.
+
+    ``track`` (if given) receives the socket and the transport as soon as they exist, so that
+    a caller whose deadline passed can close them from another thread (which wakes this one).
 
     *Errors*: :class:`SshError` and subclasses; nothing is left open on failure.
     """
@@ -311,9 +316,13 @@ def open_hop(
         raise HostKeyMismatchError(f"pinned host key of {hop.label} is invalid: {exc}",
                                    details={"target": target, "hop": hop.link_id})
     sock = _open_socket(hop, target, timeouts, via)
+    if track is not None:
+        track.append(sock)
     transport: paramiko.Transport | None = None
     try:
         transport = _Transport(sock)
+        if track is not None:
+            track.append(transport)
         transport.set_log_channel(PARAMIKO_LOG)
         transport.banner_timeout = timeouts.banner
         transport.handshake_timeout = timeouts.banner
@@ -400,6 +409,7 @@ def open_chain(
     target: str,
     timeouts: Timeouts,
     known_hosts: KnownHosts,
+    track: list[Any] | None = None,
 ) -> list[paramiko.Transport]:
     """Open the hops in order (outermost ProxyJump first); the last one is the target.
 
@@ -409,7 +419,8 @@ def open_chain(
     try:
         for hop in hops:
             opened.append(open_hop(hop, target=target, timeouts=timeouts,
-                                   known_hosts=known_hosts, via=opened[-1] if opened else None))
+                                   known_hosts=known_hosts, via=opened[-1] if opened else None,
+                                   track=track))
         return opened
     except BaseException:
         close_chain(opened)

@@ -33,6 +33,7 @@ lost before the command reported its exit status.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
@@ -41,6 +42,7 @@ from typing import Final
 import paramiko
 import trio
 
+from linkops.ssh.boundary import Lane
 from linkops.ssh.client import (
     EXIT_SIGNAL_ATTR,
     STATUS_HOOK_ATTR,
@@ -72,12 +74,12 @@ def _close_quietly(chan: paramiko.Channel) -> None:
 class _ChannelStream:
     """The shared machinery of both stream kinds (one channel, read on the Trio thread)."""
 
-    def __init__(self, chan: paramiko.Channel, limiter: trio.CapacityLimiter,
-                 stream_limiter: trio.CapacityLimiter, label: str) -> None:
+    def __init__(self, chan: paramiko.Channel, lane: Lane,
+                 stream_limiter: trio.CapacityLimiter) -> None:
         self._chan = chan
-        self._limiter = limiter
+        self._lane = lane
         self._stream_limiter = stream_limiter
-        self._label = label
+        self._label = lane.label
         self._token = trio.lowlevel.current_trio_token()
         self._ready = trio.Event()
         self._waker = BufferWaker(partial(self._call_soon, self._wake))
@@ -157,11 +159,12 @@ class _ChannelStream:
             if eof:
                 chan.shutdown_write()
 
-        try:
-            await trio.to_thread.run_sync(work, limiter=self._limiter, abandon_on_cancel=True)
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise SshError(f"cannot write to {self._label}: {exc}", reason="closed",
-                           details={"target": self._label})
+        if self._closed or chan.closed:
+            raise SshError(f"cannot write to {self._label}: the channel is closed",
+                           reason="closed", details={"target": self._label})
+        # No deadline: a remote program that does not read its input is not a fault (the
+        # window stays shut, this waits); the pane's input pump holds one thread meanwhile.
+        await self._lane.call(work, what="a write", timeout=math.inf)
 
     async def _wait(self) -> int:
         chan = self._chan
@@ -267,8 +270,10 @@ class ShellStream(_ChannelStream):
 
     async def resize(self, cols: int, rows: int) -> None:
         """Tell the remote PTY its new size (SIGWINCH on the remote side)."""
-        await trio.to_thread.run_sync(self._chan.resize_pty, cols, rows, limiter=self._limiter,
-                                      abandon_on_cancel=True)
+        if self._closed or self._chan.closed:
+            raise SshError(f"cannot resize the terminal on {self._label}: the shell ended",
+                           reason="closed", details={"target": self._label})
+        await self._lane.call(self._chan.resize_pty, cols, rows, what="a window-change")
 
     async def wait_exit(self) -> int:
         """Exit status of the shell after :meth:`receive_some` returned ``b""``."""

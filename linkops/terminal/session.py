@@ -190,7 +190,7 @@ class PaneSession:
         while True:
             try:
                 data = await self._shell.receive_some()
-            except LinkOpsError as exc:
+            except Exception as exc:  # the pane's guard: a failure ends this pane, only it
                 self._fail(exc)
                 return
             if not data:
@@ -218,12 +218,15 @@ class PaneSession:
                 else:
                     cols, rows = value
                     await self._shell.resize(cols, rows)
-            except LinkOpsError as exc:
+            except Exception as exc:  # the pane's guard (SshError, or a bug of ours)
                 self._fail(exc)
                 return
 
-    def _fail(self, exc: LinkOpsError) -> None:
+    def _fail(self, exc: Exception) -> None:
+        """End this pane with status ``error`` and one log line (never its parent)."""
+        message = exc.message if isinstance(exc, LinkOpsError) else (
+            f"internal error ({type(exc).__name__})")
         log.warning("terminal.session_error", extra={"context": {
             "workspace": self.workspace_id, "pane": self.pane, "target": self.target,
-            "error": exc.message}})
-        self.close("error", exc.message)
+            "error": message if isinstance(exc, LinkOpsError) else repr(exc)}})
+        self.close("error", message)
