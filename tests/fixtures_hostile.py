@@ -114,6 +114,9 @@ class HostileServer:
         thread.start()
 
     def behave(self, channel: paramiko.Channel, kind: str) -> None:
+        # paramiko replies to the request only after the check_* handler returned: let that
+        # reply go first (a CLOSE before it would read as a refused request).
+        time.sleep(0.2)
         try:
             if self.mode == "flood_" + kind:
                 self._flood(channel)

@@ -34,7 +34,13 @@ from typing import Any
 import attrs
 import paramiko
 from paramiko.buffered_pipe import PipeTimeout
-from paramiko.common import MSG_CHANNEL_CLOSE, MSG_CHANNEL_REQUEST, cMSG_CHANNEL_WINDOW_ADJUST
+from paramiko.common import (
+    MSG_CHANNEL_CLOSE,
+    MSG_CHANNEL_DATA,
+    MSG_CHANNEL_EXTENDED_DATA,
+    MSG_CHANNEL_REQUEST,
+    cMSG_CHANNEL_WINDOW_ADJUST,
+)
 
 from linkops.ssh.errors import HostKeyMismatchError, SshAuthError, SshError
 from linkops.ssh.keys import HostKeyPin, load_private_key
@@ -93,13 +99,66 @@ def _handle_channel_close(chan: paramiko.Channel, m: paramiko.Message) -> None:
     _notify_status(chan)
 
 
+# Set on a channel (to the number of bytes in excess) when its peer sent data beyond the
+# window we advertised: the streams report it as the channel's error.
+FLOW_VIOLATION_ATTR = "linkops_flow_violation"
+FLOW_VIOLATION_MESSAGE = "peer ignored flow control"
+
+
+def _window_allows(chan: paramiko.Channel, size: int) -> bool:
+    """Whether ``size`` more bytes fit what we let the peer send (window plus one packet).
+
+    What the peer sent since our last WINDOW_ADJUST is what is still buffered plus what was
+    read but not yet acknowledged (``in_window_sofar``). paramiko itself never checks this:
+    it buffers whatever arrives, so a peer ignoring the window could fill our memory.
+    """
+    used = len(chan.in_buffer) + len(chan.in_stderr_buffer) + chan.in_window_sofar
+    limit = chan.in_window_size + chan.in_max_packet_size
+    return bool(used + size <= limit)
+
+
+def _flow_violation(chan: paramiko.Channel, size: int) -> None:
+    """Drop the data and close the whole connection: a peer that ignores flow control on one
+    channel is not to be trusted with the others (transport thread; closes off it)."""
+    if getattr(chan, FLOW_VIOLATION_ATTR, None) is None:
+        setattr(chan, FLOW_VIOLATION_ATTR, size)
+        transport = chan.get_transport()
+        if transport is not None:
+            threading.Thread(target=transport.close, name="linkops-flow-close",
+                             daemon=True).start()
+
+
+def _handle_channel_data(chan: paramiko.Channel, m: paramiko.Message) -> None:
+    start = m.packet.tell()
+    size = len(m.get_binary())
+    if getattr(chan, FLOW_VIOLATION_ATTR, None) is not None or not _window_allows(chan, size):
+        _flow_violation(chan, size)
+        return
+    m.packet.seek(start)
+    paramiko.Channel._feed(chan, m)  # type: ignore[attr-defined]
+
+
+def _handle_channel_extended_data(chan: paramiko.Channel, m: paramiko.Message) -> None:
+    start = m.packet.tell()
+    m.get_int()
+    size = len(m.get_binary())
+    if getattr(chan, FLOW_VIOLATION_ATTR, None) is not None or not _window_allows(chan, size):
+        _flow_violation(chan, size)
+        return
+    m.packet.seek(start)
+    paramiko.Channel._feed_extended(chan, m)  # type: ignore[attr-defined]
+
+
 class _Transport(paramiko.Transport):
-    """paramiko's Transport plus exit-signal handling (pinned paramiko: see pyproject)."""
+    """paramiko's Transport plus exit-signal handling and flow-control enforcement (pinned
+    paramiko: see pyproject)."""
 
     _channel_handler_table = {  # noqa: RUF012 - paramiko's own class-level dispatch table
         **paramiko.Transport._channel_handler_table,  # type: ignore[attr-defined]
         MSG_CHANNEL_REQUEST: _handle_channel_request,
         MSG_CHANNEL_CLOSE: _handle_channel_close,
+        MSG_CHANNEL_DATA: _handle_channel_data,
+        MSG_CHANNEL_EXTENDED_DATA: _handle_channel_extended_data,
     }
 
 

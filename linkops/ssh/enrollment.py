@@ -43,6 +43,7 @@ from linkops.db import Database
 from linkops.errors import ExecutionTimeoutError, NotFoundError
 from linkops.models import Link
 from linkops.ssh.bridge import Resolver, SshConnection, SshManager
+from linkops.ssh.coalesce import Coalescer
 from linkops.ssh.errors import SshError
 from linkops.ssh.machines import load_links, store_enrollment
 from linkops.timeutil import now_iso
@@ -168,6 +169,8 @@ class EnrollmentService:
         self.ssh = ssh
         self.concurrency = concurrency
         self.timeout = timeout
+        # Concurrent verifications of one link share one attempt (see coalesce.py).
+        self._flights: Coalescer[EnrollmentResult] = Coalescer()
 
     async def _record(self, result: EnrollmentResult) -> None:
         await self.db.write(lambda c: store_enrollment(c, result.target, result.enrolled,
@@ -196,10 +199,13 @@ class EnrollmentService:
         limiter = trio.CapacityLimiter(max(1, concurrency or self.concurrency))
 
         async def one(link_id: str) -> None:
-            async with limiter:
-                result = await verify_link(self.ssh, links[link_id], links, self.timeout)
-                await self._record(result)
-                results[link_id] = result
+            async def attempt() -> EnrollmentResult:
+                async with limiter:
+                    result = await verify_link(self.ssh, links[link_id], links, self.timeout)
+                    await self._record(result)
+                    return result
+
+            results[link_id] = await self._flights.run(link_id, attempt)
 
         async with trio.open_nursery() as nursery:
             for link_id in ids:

@@ -45,6 +45,8 @@ import trio
 from linkops.ssh.boundary import Lane
 from linkops.ssh.client import (
     EXIT_SIGNAL_ATTR,
+    FLOW_VIOLATION_ATTR,
+    FLOW_VIOLATION_MESSAGE,
     STATUS_HOOK_ATTR,
     BufferWaker,
     fits_send_window,
@@ -89,6 +91,7 @@ class _ChannelStream:
         self._status = trio.Event()
         self._closed = False
         self._close_sent = trio.Event()
+        self._gone = trio.Event()  # the channel closed (by the peer, us, or a dead transport)
         self._started = False
         setattr(chan, STATUS_HOOK_ATTR, partial(self._call_soon, self._status_news))
 
@@ -105,10 +108,14 @@ class _ChannelStream:
 
     def _status_news(self) -> None:
         self._status.set()
+        if self._chan.closed:
+            self._gone.set()
 
     def _wake(self) -> None:
         self._waker.rearm()
         self._ready.set()
+        if self._chan.closed:
+            self._gone.set()
         # A channel closing (by the peer, or its transport dying: paramiko then unlinks every
         # channel) closes its buffers, which fires the waker: that is also news for _wait().
         self._status.set()
@@ -143,10 +150,30 @@ class _ChannelStream:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return item
             if all(self._ended):
+                self._check_flow()
                 break
             await self._ready.wait()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return None
+
+    async def wait_protocol_error(self) -> SshError:
+        """Returns (does not raise) the error once the peer broke flow control, even while
+        nobody reads: a pane whose browser is slow still ends at once. Waits forever for a
+        channel that ends normally."""
+        await self._gone.wait()
+        try:
+            self._check_flow()
+        except SshError as exc:
+            return exc
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    def _check_flow(self) -> None:
+        excess = getattr(self._chan, FLOW_VIOLATION_ATTR, None)
+        if excess is not None:
+            raise SshError(f"{self._label}: {FLOW_VIOLATION_MESSAGE} (data beyond the "
+                           "advertised window); the connection was closed", reason="protocol",
+                           details={"target": self._label})
 
     # -- writing and closing (worker threads) ----------------------------------------------
 
@@ -180,6 +207,7 @@ class _ChannelStream:
             return int(chan.exit_status)
         if self._closed:
             return NO_EXIT_STATUS
+        self._check_flow()
         if transport_lost(chan):
             raise SshError(f"connection to {self._label} was lost while the command was "
                            "running", reason="closed", details={"target": self._label})

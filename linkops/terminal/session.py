@@ -50,6 +50,7 @@ class Shell(Protocol):
     async def send(self, data: bytes) -> None: ...
     async def resize(self, cols: int, rows: int) -> None: ...
     async def wait_exit(self) -> int: ...
+    async def wait_protocol_error(self) -> Exception: ...
     async def aclose(self) -> None: ...
 
 
@@ -160,6 +161,7 @@ class PaneSession:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._input_pump)
+                    nursery.start_soon(self._protocol_watch)
                     await self._output_pump()
                     nursery.cancel_scope.cancel()
         finally:
@@ -208,6 +210,15 @@ class PaneSession:
         outbox = self._outbox
         if outbox is not None:
             await outbox.put_output(text)
+
+    async def _protocol_watch(self) -> None:
+        """A peer that ignores flow control ends the pane now, not once the (maybe slow)
+        browser has read what was buffered before it."""
+        try:
+            exc = await self._shell.wait_protocol_error()
+        except Exception as bug:
+            exc = bug
+        self._fail(exc)
 
     async def _input_pump(self) -> None:
         async for kind, value in self._input_recv:
