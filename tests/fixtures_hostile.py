@@ -18,6 +18,7 @@ it starts ends when it stops (parked threads are released).
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -35,6 +36,9 @@ from linkops.models import Enrollment, Link, SshOptions
 MODES = ("mute", "mute_pty", "flood_exec", "flood_shell", "drop")
 CLIENT_ID = "LINKOPS-00000000-0000-4000-8000-0000000000aa"
 FLOOD_PACKET = 32768
+# The server side's paramiko chatter (clients hanging up mid-banner…) is noise here.
+LOG = "tests.hostile.paramiko"
+logging.getLogger(LOG).setLevel(logging.CRITICAL)
 
 
 class _Interface(paramiko.ServerInterface):
@@ -162,6 +166,7 @@ class HostileServer:
                 return
             self.connections += 1
             transport = paramiko.Transport(sock)
+            transport.set_log_channel(LOG)
             transport.add_server_key(self.host_key)
             with self._lock:
                 self._transports.append(transport)

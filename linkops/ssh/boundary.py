@@ -95,6 +95,16 @@ class Lane:
     deadline: float
     # Called (on the Trio thread) when a started call outlived its deadline; must not block.
     on_deadline: Callable[[], None] = lambda: None
+    # Once a deadline closed the connection, every later or concurrent call on it fails with
+    # that reason (not with whatever paramiko says about a closed transport).
+    aborted: SshError | None = None
+    # A call missed its deadline (started or not): the connection is not shared any more.
+    timed_out: bool = False
+
+    def _abort_error(self) -> SshError:
+        assert self.aborted is not None
+        return SshError(self.aborted.message, reason=self.aborted.reason,
+                        details=dict(self.aborted.details))
 
     async def call(self, fn: Callable[..., T], *args: Any, what: str,
                    timeout: float | None = None) -> T:  # noqa: ASYNC109 - the contract
@@ -110,17 +120,27 @@ class Lane:
             started = True
             return fn(*args)
 
-        with map_ssh_errors(self.label, what), trio.move_on_after(limit) as scope:
-            # trio documents the limiter as anything with these two methods; its type hint
-            # says CapacityLimiter.
-            return await trio.to_thread.run_sync(
-                work, limiter=cast(trio.CapacityLimiter, self.limiter), abandon_on_cancel=True)
+        if self.aborted is not None:
+            raise self._abort_error()
+        try:
+            with map_ssh_errors(self.label, what), trio.move_on_after(limit) as scope:
+                # trio documents the limiter as anything with these two methods; its type
+                # hint says CapacityLimiter.
+                return await trio.to_thread.run_sync(
+                    work, limiter=cast(trio.CapacityLimiter, self.limiter),
+                    abandon_on_cancel=True)
+        except SshError as exc:
+            if self.aborted is not None:
+                raise self._abort_error() from exc
+            raise
         assert scope.cancelled_caught
+        self.timed_out = True
         if started:
+            self.aborted = SshError(
+                f"{self.label} did not answer {what} within {limit:g} s (connection closed)",
+                reason="timeout", details={"target": self.label, "request": what})
             self.on_deadline()
-            raise SshError(f"{self.label} did not answer {what} within {limit:g} s "
-                           "(connection closed)", reason="timeout",
-                           details={"target": self.label, "request": what})
+            raise self._abort_error()
         raise SshError(f"{self.label} is busy: {what} could not start within {limit:g} s",
                        reason="timeout", details={"target": self.label, "request": what})
 

@@ -141,8 +141,9 @@ class _Handoff:
         """Nobody waits any more: close what was made (and so wake the thread still in it)."""
         with self.lock:
             self.abandoned = True
-            opened, self.opened = list(self.opened), []
-            self.result = None
+            # What the attempt is still making, or all of it if it finished meanwhile.
+            opened = list(self.opened) + list(self.result or [])
+            self.opened, self.result = [], None
         if opened:
             close_soon(lambda: _close_all(opened))
 
@@ -179,8 +180,10 @@ class SshConnection:
         return self._transports[-1]
 
     def is_healthy(self) -> bool:
-        return not self._closed and all(t.is_active() and t.is_authenticated()
-                                        for t in self._transports)
+        """Open, authenticated, and no request on it missed its deadline (not even waiting
+        for a thread: then the link is too busy or too slow to share this connection)."""
+        return not self._closed and not self.lane.timed_out and all(
+            t.is_active() and t.is_authenticated() for t in self._transports)
 
     def abort(self) -> None:
         """Close at once, never waiting (Trio thread): every thread blocked on one of the
@@ -347,6 +350,9 @@ class _PoolEntry:
     conn: SshConnection
     users: int = 0
     last_used: float = 0.0
+    # No new borrowers; closed when the last one returns (broken, or a borrower's request
+    # went unanswered: a link that does not answer is not kept for the next one).
+    retired: bool = False
 
 
 class SshManager:
@@ -440,7 +446,8 @@ class SshManager:
     async def connection(self, link: Link, resolve: Resolver) -> AsyncIterator[SshConnection]:
         """Borrow a pooled connection to ``link`` for the duration of the block.
 
-        Do not ``aclose`` it; a connection found broken is dropped from the pool on return.
+        Do not ``aclose`` it; a connection found broken (or one of whose requests missed its
+        deadline) is dropped from the pool on return, and closed once nobody uses it.
         """
         hops = hop_chain(link, resolve, self.settings)
         entry = await self._acquire(hops)
@@ -449,7 +456,8 @@ class SshManager:
         finally:
             entry.users -= 1
             entry.last_used = time.monotonic()
-            if not entry.conn.is_healthy():
+            if entry.retired or not entry.conn.is_healthy():
+                entry.retired = True
                 await self._drop(hops, entry)
             if time.monotonic() >= self._next_reap or self._entries > self.pool_size:
                 await self._reap()
@@ -460,7 +468,7 @@ class SshManager:
         lock = self._key_locks.setdefault(hops, trio.Lock())
         async with lock:
             for entry in list(self._pool.get(hops, [])):
-                if entry.users >= MAX_SHARED_USERS:
+                if entry.users >= MAX_SHARED_USERS or entry.retired:
                     continue
                 if entry.conn.is_healthy() and (
                     entry.users > 0 or time.monotonic() - entry.last_used < PING_AFTER_IDLE
