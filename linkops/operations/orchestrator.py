@@ -205,9 +205,6 @@ class OperationRun:
                 if remote.client_id_path is not None else f"{exc.code}: "
             await self._fail_remaining(target, position, prefix + exc.message)
             return False
-        except BaseException:
-            await remote.aclose()
-            raise
         if report is None:
             return True
         result = evaluate(target, report.exit_code, report.content, report.message, now_iso())
@@ -244,14 +241,21 @@ class OperationRun:
             conn, lambda: self._connect(target), script.content, script.args, sink=sink,
             on_pgid=on_pgid,
             client_id_path=target.enrollment.clientIdPath if check_identity else None)
-        if not await self._open(remote, target, position):
-            return None
+        started_at = now_iso()
+        t0 = time.monotonic()
         try:
-            started_at = now_iso()
-            t0 = time.monotonic()
+            if not await self._open(remote, target, position):
+                return None
             await self.db.write(store.task_started(self.id, target.id, position, started_at))
         except BaseException:
-            await remote.aclose()
+            # Stopped (or failed) while the script was being launched. Not launched: it never
+            # runs and the task stays pending (recorded skipped). Launched: killed and
+            # recorded stopped, with the kill's confirmation, like a running script.
+            launched = remote.launched
+            await remote.abandon()
+            if launched:
+                await self._record_stopped_launch(target, position, script, remote,
+                                                  started_at)
             raise
         self.statuses[target.id][position] = "running"
         self.hub.publish("task_start", {**base, "started": started_at, "name": script.name})
@@ -310,6 +314,27 @@ class OperationRun:
                     "output_truncated": output.truncated,
                 })
         return status
+
+    async def _record_stopped_launch(self, target: Link, position: int,
+                                     script: PlannedScript, remote: RemoteScript,
+                                     started_at: str) -> None:
+        base = self._base(target, position, script)
+        outcome = remote.outcome
+        error = outcome.error or self.stop_reason or "stopped while the script was launched"
+        ended_at = now_iso()
+        with trio.CancelScope(shield=True):
+            await self.db.write(store.task_finished(self.id, target.id, position, {
+                "status": "stopped", "exit_code": None, "started_at": started_at,
+                "ended_at": ended_at, "duration": 0.0, "error": error,
+                "remote_killed": None if outcome.remote_killed is None
+                else int(outcome.remote_killed)}))
+        self.statuses[target.id][position] = "stopped"
+        log.warning("operation.task_end", extra={"context": {
+            "operation": self.id, "target": target.id, "script": script.id,
+            "status": "stopped", "reason": error, "remote_killed": outcome.remote_killed}})
+        self.hub.publish("task_end", {**base, "status": "stopped", "exit_code": None,
+                                      "duration": 0.0, "ended": ended_at, "error": error,
+                                      "remote_killed": outcome.remote_killed})
 
     async def _fail_remaining(self, target: Link, first: int, error: str) -> None:
         """The task at ``first`` failed before running (connection, client ID); skip the rest."""

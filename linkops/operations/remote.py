@@ -226,14 +226,17 @@ class RemoteScript:
         """
         # Without a client-ID check the script can go with the exec, in one worker hop.
         payload = GO + self.content if self.client_id_path is None else None
-        self._stream = await self.conn.open_exec(
-            script_command(self.args, self.client_id_path), stdin=payload)
+        # Never abandoned (shielded; the SSH layer's request deadline bounds it): that hop
+        # may start the script, and a stop must then find the channel to kill it through.
+        with trio.CancelScope(shield=True):
+            stream = self._stream = await self.conn.open_exec(
+                script_command(self.args, self.client_id_path), stdin=payload)
         if self.client_id_path is None:
             return None
         report = b""
         errors = b""
         with trio.move_on_after(identity_timeout) as scope:
-            while (item := await self._stream.receive()) is not None:
+            while (item := await stream.receive()) is not None:
                 name, chunk = item
                 if name == "stderr":
                     errors = (errors + chunk)[-ID_REPORT_MAX:]
@@ -250,11 +253,29 @@ class RemoteScript:
                     self._head = report[identity_length(report):]
                     return parsed
             # The wrapper ended before reporting (no bash, no setsid…): say what it said.
-            code = await self._stream.wait_exit()
+            code = await stream.wait_exit()
             return IdentityReport(code if code != 0 else 125, b"",
                                   errors or b"the wrapper ended without a report")
         assert scope.cancelled_caught
         raise ExecutionTimeoutError(f"no client ID report within {identity_timeout:g} s")
+
+    @property
+    def launched(self) -> bool:
+        """``LINKOPS_GO`` went out: from here on the script may be running on the host."""
+        return self._stream is not None and self._stream.stdin_done
+
+    async def abandon(self) -> None:
+        """Stopped (or failed) before :meth:`run`: leave nothing running.
+
+        Not launched: closing the channel sends EOF and the wrapper exits 125 having run
+        nothing. Launched: end its process group exactly as for a running script (the PGID
+        line, then the kill and its confirmation: ``outcome.remote_killed``). Shielded.
+        """
+        stream = self._stream
+        if stream is not None and stream.stdin_done:
+            self.outcome.exit_code = None
+            await self._cleanup(stream)
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the channel; a script that was not started never runs (stdin EOF)."""
@@ -278,9 +299,11 @@ class RemoteScript:
         try:
             with trio.move_on_after(timeout) as deadline:
                 if not stream.stdin_done and stream.can_send_now(len(payload)):
-                    # It cannot wait for the window, so no reader is needed meanwhile.
-                    await self._feed(stream, payload)
-                    stream.stdin_done = True
+                    # It cannot wait for the window, so no reader is needed meanwhile; and it
+                    # is never abandoned halfway (a stop then knows the script was sent).
+                    with trio.CancelScope(shield=True):
+                        stream.stdin_done = True
+                        await self._feed(stream, payload)
                 if stream.stdin_done:
                     await self._pump(stream)
                 else:
