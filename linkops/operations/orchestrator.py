@@ -43,7 +43,7 @@ from linkops.operations.remote import RemoteScript
 from linkops.operations.status import operation_outcome, result_counts
 from linkops.operations.validate import Plan, PlannedScript
 from linkops.ssh.bridge import SshConnection, SshManager
-from linkops.ssh.enrollment import evaluate
+from linkops.ssh.enrollment import enrollment_required, evaluate
 from linkops.ssh.machines import store_enrollment
 from linkops.timeutil import now_iso
 
@@ -180,7 +180,8 @@ class OperationRun:
                     "operation": self.id, "target": target.id, "error": exc.message}})
                 await self._fail_remaining(target, 0, f"{exc.code}: {exc.message}")
                 return
-            check = self.plan.require_enrollment or target.enrollment.required
+            check = enrollment_required(global_required=self.plan.require_enrollment,
+                                        link_required=target.enrollment.required)
             for position, script in enumerate(self.plan.scripts):
                 status = await self._script(conn, target, position, script,
                                             check_identity=check and position == 0)

@@ -70,6 +70,26 @@ class EnrollmentResult:
         return attrs.asdict(self)
 
 
+def enrollment_required(*, global_required: bool, link_required: bool,
+                        requested: bool = False) -> bool:
+    """Whether a machine must be enrolled before anything runs on it: operations and
+    terminals alike ask this one function (docs/decisions/enrollment.md).
+
+    ``[security] enrollment_required`` OR the request's ``require_enrollment`` OR the
+    link's own ``enrollment.required``: each of them can only make the gate stricter, never
+    looser. A link's ``required: false`` therefore matters only where the global setting is
+    off; a link marked ``required: true`` is never used unenrolled, whatever the setting.
+    """
+    return global_required or requested or link_required
+
+
+def blocked_by_enrollment(*, global_required: bool, link_required: bool, enrolled: bool,
+                          requested: bool = False) -> bool:
+    """True when the gate refuses the machine (required and not enrolled)."""
+    return enrollment_required(global_required=global_required, link_required=link_required,
+                               requested=requested) and not enrolled
+
+
 def normalize_client_id(raw: bytes) -> bytes:
     """Strip surrounding whitespace and a leading BOM (in either order)."""
     text = raw.strip()
