@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ class Served:
     proc: subprocess.Popen[bytes]
     base: str
     log: Path
+    db: Path
 
     def threads(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/task"))
@@ -52,13 +54,15 @@ class Served:
 
 
 @pytest.fixture
-def served(sandbox_fleet: Sandbox, hostile: HostileFactory, tmp_path: Path) -> Iterator[Served]:
+def served(sandbox_fleet: Sandbox, hostile: HostileFactory, tmp_path: Path,
+           request: pytest.FixtureRequest) -> Iterator[Served]:
+    deadline = getattr(request, "param", DEADLINE)
     mute = hostile("mute")
     env = make_ssh_env(sandbox_fleet, tmp_path / "sshenv")
     path = write_config(
         tmp_path,
         ssh={"keys_directory": env.keys_dir, "known_hosts_path": env.known_hosts,
-             "default_key": sandbox_fleet.key_path.name, "connection_timeout": DEADLINE,
+             "default_key": sandbox_fleet.key_path.name, "connection_timeout": deadline,
              "max_retries": 0, "max_per_link": 4, "max_threads": 32},
         terminal={"max_workspaces": 20},
         operations={"max_concurrency": 50},
@@ -79,7 +83,7 @@ def served(sandbox_fleet: Sandbox, hostile: HostileFactory, tmp_path: Path) -> I
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield Served(proc, f"http://127.0.0.1:{settings.api.port}",
-                     settings.logging.path)  # type: ignore[arg-type]
+                     settings.logging.path, settings.database.path)  # type: ignore[arg-type]
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -239,3 +243,50 @@ async def test_a_mute_machine_cannot_starve_or_hang_the_service(served: Served) 
             await trio.sleep(0.05)
     assert served.proc.returncode == 0
     assert "service.stop" in served.log.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("served", [120.0], indirect=True)
+async def test_sigterm_ends_the_service_while_many_channels_hang(served: Served) -> None:
+    """With a request deadline of 2 minutes, 40 pane connects and 20 tasks hang on the mute
+    host; SIGTERM still ends the service with exit code 0 within 10 s (it closes the
+    transports instead of waiting for the stuck threads)."""
+    with trio.fail_after(30):
+        await _ready(served.base)
+    async with httpx.AsyncClient(base_url=served.base, timeout=180) as http:
+        r = await http.post("/api/auth/login", json={"username": ADMIN,
+                                                      "password": ADMIN_PASSWORD})
+        http.headers["Authorization"] = f"Bearer {r.json()['token']}"
+        mute_ws = [await _workspace(http, "grid2x2", **{p: f"mute-{i % MUTE_LINKS}"
+                                                        for p in "ABCD"})
+                   for i in range(PANES // 4)]
+
+        async def hang(path: str, body: dict[str, Any] | None = None) -> None:
+            try:
+                await http.post(path, json=body)
+            except httpx.TransportError:
+                pass  # the server went away under the request: expected here
+
+        async with trio.open_nursery() as nursery:
+            for ws_id in mute_ws:
+                nursery.start_soon(hang, f"/api/terminal/workspaces/{ws_id}/connect-all")
+            for _ in range(TASKS // MUTE_LINKS):
+                nursery.start_soon(hang, "/api/operations/run", {
+                    "scripts": ["hello"], "targets": [f"mute-{i}" for i in range(MUTE_LINKS)],
+                    "concurrency": MUTE_LINKS, "require_enrollment": False})
+            await trio.sleep(3.0)  # everything is waiting on the mute host now
+            assert served.threads() > 20  # the hung SSH work really is in flight
+            t0 = time.monotonic()
+            served.proc.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                while served.proc.poll() is None:
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    assert served.proc.returncode == 0
+    assert time.monotonic() - t0 < 10
+    # Recorded as what happened: the mute host never confirmed a channel, so no exec was ever
+    # sent and no script can have started there (skipped), in operations marked stopped.
+    with sqlite3.connect(served.db) as conn:
+        ops = conn.execute("SELECT status FROM operations").fetchall()
+        tasks = conn.execute("SELECT status FROM operation_logs").fetchall()
+    assert ops and {s for (s,) in ops} == {"stopped"}, ops
+    assert len(tasks) == TASKS and {s for (s,) in tasks} == {"skipped"}, tasks

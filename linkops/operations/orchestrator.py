@@ -39,7 +39,7 @@ from linkops.models import Link
 from linkops.operations import store
 from linkops.operations.events import EventHub
 from linkops.operations.output import TaskOutput
-from linkops.operations.remote import RemoteScript
+from linkops.operations.remote import LAUNCH_GRACE, RemoteScript
 from linkops.operations.status import operation_outcome, result_counts
 from linkops.operations.validate import Plan, PlannedScript
 from linkops.ssh.bridge import SshConnection, SshManager
@@ -252,7 +252,7 @@ class OperationRun:
             # Stopped (or failed) while the script was being launched. Not launched: it never
             # runs and the task stays pending (recorded skipped). Launched: killed and
             # recorded stopped, with the kill's confirmation, like a running script.
-            launched = remote.launched
+            launched = remote.launched or remote.unconfirmed
             await remote.abandon()
             if launched:
                 await self._record_stopped_launch(target, position, script, remote,
@@ -322,6 +322,11 @@ class OperationRun:
         base = self._base(target, position, script)
         outcome = remote.outcome
         error = outcome.error or self.stop_reason or "stopped while the script was launched"
+        if remote.unconfirmed:
+            outcome.remote_killed = False
+            error = (f"{self.stop_reason or 'stopped'} while {target.id} had not confirmed "
+                     f"the launch within {LAUNCH_GRACE:g} s: the script may have started; "
+                     "its process group is unknown")
         ended_at = now_iso()
         with trio.CancelScope(shield=True):
             await self.db.write(store.task_finished(self.id, target.id, position, {

@@ -195,9 +195,13 @@ class SshConnection:
         close_soon(partial(close_chain, list(self._transports)))
 
     async def _open_channel(self, *, pty: bool, term: str, cols: int, rows: int,
-                            command: str | None, stdin: bytes | None = None
+                            command: str | None, stdin: bytes | None = None,
+                            progress: set[str] | None = None
                             ) -> tuple[paramiko.Channel, bool]:
-        """The channel, and whether ``stdin`` (then EOF) was sent with it (see open_exec)."""
+        """The channel, and whether ``stdin`` (then EOF) was sent with it (see open_exec).
+
+        ``progress`` (if given) receives ``"request"`` once the exec or shell request is
+        about to be sent: before that, a command provably cannot have started."""
         timeout = self.manager.settings.connection_timeout
         if self._closed:
             raise SshError(f"the connection to {self.link_id} is closed", reason="closed",
@@ -209,6 +213,8 @@ class SshConnection:
             try:
                 if pty:
                     chan.get_pty(term=term, width=cols, height=rows)
+                if progress is not None:
+                    progress.add("request")
                 if command is None:
                     chan.invoke_shell()
                 else:
@@ -226,7 +232,8 @@ class SshConnection:
         return await self.lane.call(work, what=what)
 
     async def open_exec(self, command: str, *, pty: bool = False,
-                        stdin: bytes | None = None) -> ExecStream:
+                        stdin: bytes | None = None,
+                        progress: set[str] | None = None) -> ExecStream:
         """Start ``command`` (one shell string: quote with shlex) and stream its output.
 
         With ``pty=True`` the server merges stderr into stdout and closing the channel
@@ -236,7 +243,8 @@ class SshConnection:
         reading (a remote that writes before it reads would otherwise deadlock).
         """
         chan, sent = await self._open_channel(pty=pty, term="xterm-256color", cols=80,
-                                              rows=24, command=command, stdin=stdin)
+                                              rows=24, command=command, stdin=stdin,
+                                              progress=progress)
         stream = ExecStream(chan, self.lane, self.manager.stream_limiter)
         stream.stdin_done = sent
         await _start_or_close(stream)
