@@ -12,6 +12,9 @@ any public key and then behaves per ``mode``:
   it can, ignoring the window the client advertised, up to ``flood_bytes``;
 * ``drop``: accepts an exec or shell, sends a few bytes, then closes the TCP connection.
 
+Half-open connections need no fake: ``tests/test_ssh_boundary.py`` sets the veth of a real
+sshd in a network namespace down. :class:`DelayProxy` adds latency in front of a real sshd.
+
 ``HostileServer`` is a context manager; ``link(...)`` gives a :class:`Link` for it. Every thread
 it starts ends when it stops (parked threads are released).
 """

@@ -4,18 +4,23 @@ against real sshd (the healthy side) and the hostile paramiko server (the faults
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import paramiko
 import pytest
 import trio
 
+from linkops.sandbox import Sandbox
 from linkops.ssh.boundary import Lane, LinkLimiter, map_ssh_errors
 from linkops.ssh.bridge import SshManager
 from linkops.ssh.enrollment import check_client_id
 from linkops.ssh.errors import SshError
+from tests.fixtures_core import require_root
 from tests.fixtures_hostile import HostileFactory
-from tests.fixtures_sandbox import SshEnv
+from tests.fixtures_sandbox import SshEnv, make_ssh_env
 
 DEADLINE = 2.0
 
@@ -214,3 +219,46 @@ async def test_manager_aclose_closes_borrowed_healthy_connections(ssh_env: SshEn
             with pytest.raises(SshError):
                 await conn.run("true")
         await owned.aclose()
+
+
+@pytest.fixture(scope="module")
+def netns_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A real sshd in a network namespace whose link this module may take down."""
+    require_root("a network namespace whose veth is set down")
+    with Sandbox(tmp_path_factory.mktemp("half-open"), hosts=0, netns_inner=1,
+                 prefix="hlf") as fleet:
+        yield fleet
+
+
+async def test_half_open_connection_is_detected_and_bounded(netns_host: Sandbox,
+                                                            tmp_path: Path) -> None:
+    """The link to a connected host goes down (no FIN, no RST: half-open). A new request
+    fails at its deadline, the open shell ends with an error once the keepalives go
+    unanswered, and nothing waits longer than that."""
+    env = make_ssh_env(netns_host, tmp_path / "ssh")
+    manager = env.manager(connection_timeout=DEADLINE, keepalive_interval=1, max_retries=0)
+    link = env.links["hlf-bastion"]
+    veth = f"lk{netns_host.tag}a0"  # the host's veth in the root namespace
+    try:
+        with trio.fail_after(30):
+            conn = await manager.connect(link, env.links)
+            shell = await conn.open_shell()
+            subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+            t0 = trio.current_time()
+            with pytest.raises(SshError) as caught:
+                await conn.run("true")
+            assert caught.value.reason == "timeout"
+            assert trio.current_time() - t0 < DEADLINE + 1.5
+            # The shell's connection is gone too (closed on that deadline): it ends.
+            while await shell.receive_some():
+                pass
+            await shell.aclose()
+            await conn.aclose()
+            # And a fresh connect fails within its own deadline.
+            t0 = trio.current_time()
+            with pytest.raises(SshError):
+                await manager.connect(link, env.links)
+            assert trio.current_time() - t0 < DEADLINE + 1.5
+    finally:
+        subprocess.run(["ip", "link", "set", veth, "up"], check=False)
+        await manager.aclose()
