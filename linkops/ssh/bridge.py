@@ -34,9 +34,15 @@ repeat (host key, authentication, key file).
 three intervals (see :mod:`.client`): a vanished peer ends every stream on the connection with
 an :class:`SshError` (reason ``closed``) instead of hanging.
 
+*Deadlines and shares*: every blocking call runs through :class:`~linkops.ssh.boundary.Lane`
+(one exception mapping, a deadline of ``[ssh] connection_timeout`` per request and per hop of
+a connect, the link's ``[ssh] max_per_link`` share of threads). A request that outlives its
+deadline closes its connection; one that only waited for a thread marks it unshared.
+
 *Cancellation*: connecting runs with ``abandon_on_cancel=True``: a cancelled caller returns
-at once; if the abandoned attempt succeeds later, the worker closes what it opened. Closing
-is shielded and bounded.
+at once; the abandoned attempt's sockets are closed (which ends its thread), and if it
+succeeds meanwhile, what it opened is closed. Closing is shielded, bounded and needs no
+thread slot. :meth:`SshManager.aclose` closes every connection, borrowed or owned.
 
 *Pool*: keyed by the full hop chain (link ids, hosts, ports, users, key files, pins), so a
 link whose parameters change gets a new connection. A pooled connection is reused while its
