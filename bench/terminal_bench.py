@@ -410,8 +410,82 @@ def end_to_end(quick: bool) -> Table:
     return table
 
 
+# == A mute machine next door: echo latency while 32 panes hang ================================
+#
+# 32 panes (8 workspaces x 4) connect to a machine whose SSH server accepts the connection and
+# then never answers a channel request (the hostile server of tests/fixtures_hostile.py): each
+# hangs until its request deadline ([ssh] connection_timeout, 30 s here). Meanwhile pane B of
+# a healthy workspace echoes keystrokes; its p99 against the same pane's idle p99 must stay
+# within 2x (issue #20: a mute machine only ever consumes its own share of SSH threads).
+
+HUNG_PANES = 32
+
+
+async def _mute_neighbour(server: ServerProcess, samples: int) -> tuple[list[float], list[float]]:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=120,
+                                 headers={"Authorization": f"Bearer {server.token}"}) as http:
+        async def workspace(layout: str, panes: dict[str, str]) -> str:
+            r = await http.post("/api/terminal/workspaces", json={"layout": layout})
+            r.raise_for_status()
+            ws_id = str(r.json()["workspace_id"])
+            r = await http.put(f"/api/terminal/workspaces/{ws_id}/panes", json={"panes": [
+                {"pane": p, "target": t} for p, t in panes.items()]})
+            r.raise_for_status()
+            return ws_id
+
+        healthy = await workspace("grid2x1", {"A": "term-0001", "B": "term-0002"})
+        r = await http.post(f"/api/terminal/workspaces/{healthy}/connect-all")
+        assert all(p["status"] == "connected" for p in r.json()["panes"]), r.text
+        mute = [await workspace("grid2x2", {p: "mute-0001" for p in "ABCD"})
+                for _ in range(HUNG_PANES // 4)]
+        url = server.base_url.replace("http://", "ws://") + \
+            f"/api/terminal/workspaces/{healthy}/ws"
+        async with open_websocket_url(
+                url, extra_headers=[(b"Authorization", f"Bearer {server.token}".encode())],
+                max_message_size=1 << 24) as ws:
+            reader = PaneReader(ws)
+            await reader.send("B", "stty -icanon; cat >/dev/null\r")
+            await trio.sleep(0.3)
+            await echo_latency(reader, 10)  # warm-up
+            idle = await echo_latency(reader, samples)
+            async with trio.open_nursery() as nursery:
+                for ws_id in mute:
+                    nursery.start_soon(http.post,
+                                       f"/api/terminal/workspaces/{ws_id}/connect-all")
+                await trio.sleep(1.0)  # every mute pane is waiting for its answer now
+                hung = await echo_latency(reader, samples)
+                nursery.cancel_scope.cancel()
+    return idle, hung
+
+
+def mute_neighbour(quick: bool) -> Table:
+    from tests.fixtures_hostile import HostileServer  # the bench extra installs test deps
+
+    samples = 40 if quick else 200
+    table = Table(f"Terminal next to a mute machine ({samples} keystrokes, "
+                  f"{HUNG_PANES} panes hanging)")
+    with tempfile.TemporaryDirectory(prefix="linkops-mute-bench-") as tmp:
+        root = Path(tmp)
+        with Sandbox(root / "fleet", hosts=2, prefix="term") as fleet, \
+                HostileServer("mute", root) as hostile:
+            with ServerProcess(root / "server", fleet) as server:
+                mute_link = attrs.evolve(fleet_links(fleet, 1, prefix="term")[0],
+                                         id="mute-0001", name="mute-0001", port=hostile.port)
+                server.seed([*fleet_links(fleet, 2, prefix="term"), mute_link])
+                idle, hung = trio.run(_mute_neighbour, server, samples)
+    idle_ms = [s * 1000 for s in idle]
+    hung_ms = [s * 1000 for s in hung]
+    p99_idle, p99_hung = percentile(idle_ms, 99), percentile(hung_ms, 99)
+    table.add(f"echo latency, {HUNG_PANES} panes hanging on a mute host",
+              f"p50 {median(hung_ms):.1f} ms, p99 {p99_hung:.1f} ms",
+              f"idle p50 {median(idle_ms):.1f} ms, p99 {p99_idle:.1f} ms",
+              f"{p99_hung / p99_idle:.2f}x", "p99 <= 2x idle", p99_hung <= 2 * p99_idle)
+    return table
+
+
 def main() -> None:
     end_to_end(quick_mode()).print()
+    mute_neighbour(quick_mode()).print()
     with tempfile.TemporaryDirectory(prefix="linkops-term-bench-") as tmp:
         root = Path(tmp)
         with Sandbox(root / "fleet", hosts=2) as fleet:

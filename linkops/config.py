@@ -80,6 +80,8 @@ class SshSettings:
     max_retries: int = 3
     max_threads: int = 64
     keepalive_interval: int = 15
+    # One link's share of max_threads (see linkops/ssh/boundary.py).
+    max_per_link: int = 4
 
 
 @attrs.frozen
@@ -252,6 +254,8 @@ def validate(s: Settings) -> None:
     _require(s.ssh.command_timeout > 0, "[ssh] command_timeout", "must be positive")
     _require(0 <= s.ssh.max_retries <= 10, "[ssh] max_retries", "must be 0-10")
     _require(s.ssh.max_threads >= 1, "[ssh] max_threads", "must be at least 1")
+    _require(1 <= s.ssh.max_per_link <= s.ssh.max_threads, "[ssh] max_per_link",
+             "must be between 1 and max_threads")
     _require(
         s.security.max_failed_attempts >= 1, "[security] max_failed_attempts", "must be at least 1"
     )

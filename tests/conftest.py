@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures_terminal",
     "tests.fixtures_browser",
     "tests.fixtures_package",
+    "tests.fixtures_hostile",
 ]

@@ -61,7 +61,8 @@ def _fake_links(n: int) -> list[Link]:
 
 async def test_property_22_pane_assignment_requires_enrollment(database: Database) -> None:
     """Property 22: pane assignment requires enrollment — it succeeds iff every target is
-    enrolled (or its entry says enrollment is not required); otherwise 403
+    enrolled or needs no enrollment (neither ``[security] enrollment_required`` nor its entry
+    asks for it: the one rule of linkops.ssh.enrollment); otherwise 403
     ENROLLMENT_REQUIRED names exactly the offending targets and nothing changes."""
     links = _fake_links(6)
     await database.write(lambda c: insert_links_sync(c, links))
@@ -73,8 +74,11 @@ async def test_property_22_pane_assignment_requires_enrollment(database: Databas
         enrolled=st.lists(st.booleans(), min_size=6, max_size=6),
         required=st.lists(st.booleans(), min_size=6, max_size=6),
         wanted=st.dictionaries(st.sampled_from(PANES), st.integers(0, 5), min_size=1),
+        global_required=st.booleans(),
     )
-    def prop(enrolled: list[bool], required: list[bool], wanted: dict[str, int]) -> None:
+    def prop(enrolled: list[bool], required: list[bool], wanted: dict[str, int],
+             global_required: bool) -> None:
+        store = _store(database, enrollment_required=global_required)
         def set_flags(conn: Any) -> None:
             for i in range(6):
                 conn.execute("UPDATE machines SET enrolled = ?, enrollment_required = ? "
@@ -84,7 +88,7 @@ async def test_property_22_pane_assignment_requires_enrollment(database: Databas
         before = call(store.get, "alice", workspace.id)
         assignments = [Assignment(pane=p, target=f"host-{i}") for p, i in wanted.items()]
         offending = sorted({f"host-{i}" for i in wanted.values()
-                            if required[i] and not enrolled[i]})
+                            if (global_required or required[i]) and not enrolled[i]})
 
         async def attempt() -> Exception | None:
             try:

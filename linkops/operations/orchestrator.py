@@ -39,11 +39,11 @@ from linkops.models import Link
 from linkops.operations import store
 from linkops.operations.events import EventHub
 from linkops.operations.output import TaskOutput
-from linkops.operations.remote import RemoteScript
+from linkops.operations.remote import LAUNCH_GRACE, RemoteScript
 from linkops.operations.status import operation_outcome, result_counts
 from linkops.operations.validate import Plan, PlannedScript
 from linkops.ssh.bridge import SshConnection, SshManager
-from linkops.ssh.enrollment import evaluate
+from linkops.ssh.enrollment import enrollment_required, evaluate
 from linkops.ssh.machines import store_enrollment
 from linkops.timeutil import now_iso
 
@@ -153,10 +153,16 @@ class OperationRun:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
                 await self._host_body(target)
-            except Exception as exc:
-                log.exception("operation.host_error", extra={"context": {
-                    "operation": self.id, "target": target.id}})
-                await self._fail_remaining(target, 0, f"internal error: {exc}")
+            except Exception as exc:  # the task's guard: a bug ends this host's tasks only
+                log.error("operation.host_error", extra={"context": {
+                    "operation": self.id, "target": target.id, "error": repr(exc)}})
+                statuses = self.statuses[target.id]
+                first = next((i for i, s in enumerate(statuses) if s == "pending"), None)
+                if first == 0:
+                    await self._fail_remaining(target, 0, f"internal error: {exc!r}")
+                elif first is not None:  # the task that hit it recorded itself failed
+                    await self._skip(target, range(first, len(statuses)),
+                                     f"skipped: internal error: {exc!r}")
             finally:
                 self.in_flight -= 1
 
@@ -174,7 +180,8 @@ class OperationRun:
                     "operation": self.id, "target": target.id, "error": exc.message}})
                 await self._fail_remaining(target, 0, f"{exc.code}: {exc.message}")
                 return
-            check = self.plan.require_enrollment or target.enrollment.required
+            check = enrollment_required(global_required=self.plan.require_enrollment,
+                                        link_required=target.enrollment.required)
             for position, script in enumerate(self.plan.scripts):
                 status = await self._script(conn, target, position, script,
                                             check_identity=check and position == 0)
@@ -199,9 +206,6 @@ class OperationRun:
                 if remote.client_id_path is not None else f"{exc.code}: "
             await self._fail_remaining(target, position, prefix + exc.message)
             return False
-        except BaseException:
-            await remote.aclose()
-            raise
         if report is None:
             return True
         result = evaluate(target, report.exit_code, report.content, report.message, now_iso())
@@ -238,14 +242,21 @@ class OperationRun:
             conn, lambda: self._connect(target), script.content, script.args, sink=sink,
             on_pgid=on_pgid,
             client_id_path=target.enrollment.clientIdPath if check_identity else None)
-        if not await self._open(remote, target, position):
-            return None
+        started_at = now_iso()
+        t0 = time.monotonic()
         try:
-            started_at = now_iso()
-            t0 = time.monotonic()
+            if not await self._open(remote, target, position):
+                return None
             await self.db.write(store.task_started(self.id, target.id, position, started_at))
         except BaseException:
-            await remote.aclose()
+            # Stopped (or failed) while the script was being launched. Not launched: it never
+            # runs and the task stays pending (recorded skipped). Launched: killed and
+            # recorded stopped, with the kill's confirmation, like a running script.
+            launched = remote.launched or remote.unconfirmed
+            await remote.abandon()
+            if launched:
+                await self._record_stopped_launch(target, position, script, remote,
+                                                  started_at)
             raise
         self.statuses[target.id][position] = "running"
         self.hub.publish("task_start", {**base, "started": started_at, "name": script.name})
@@ -304,6 +315,32 @@ class OperationRun:
                     "output_truncated": output.truncated,
                 })
         return status
+
+    async def _record_stopped_launch(self, target: Link, position: int,
+                                     script: PlannedScript, remote: RemoteScript,
+                                     started_at: str) -> None:
+        base = self._base(target, position, script)
+        outcome = remote.outcome
+        error = outcome.error or self.stop_reason or "stopped while the script was launched"
+        if remote.unconfirmed:
+            outcome.remote_killed = False
+            error = (f"{self.stop_reason or 'stopped'} while {target.id} had not confirmed "
+                     f"the launch within {LAUNCH_GRACE:g} s: the script may have started; "
+                     "its process group is unknown")
+        ended_at = now_iso()
+        with trio.CancelScope(shield=True):
+            await self.db.write(store.task_finished(self.id, target.id, position, {
+                "status": "stopped", "exit_code": None, "started_at": started_at,
+                "ended_at": ended_at, "duration": 0.0, "error": error,
+                "remote_killed": None if outcome.remote_killed is None
+                else int(outcome.remote_killed)}))
+        self.statuses[target.id][position] = "stopped"
+        log.warning("operation.task_end", extra={"context": {
+            "operation": self.id, "target": target.id, "script": script.id,
+            "status": "stopped", "reason": error, "remote_killed": outcome.remote_killed}})
+        self.hub.publish("task_end", {**base, "status": "stopped", "exit_code": None,
+                                      "duration": 0.0, "ended": ended_at, "error": error,
+                                      "remote_killed": outcome.remote_killed})
 
     async def _fail_remaining(self, target: Link, first: int, error: str) -> None:
         """The task at ``first`` failed before running (connection, client ID); skip the rest."""

@@ -51,6 +51,9 @@ PGID_LINE_MAX = 64
 # After a stop/timeout: how long to wait for the PGID line if it had not arrived yet.
 PGID_WAIT = 3.0
 CLEANUP_DEADLINE = KILL_GRACE + 6.0
+# After a stop, how long a launch already sent may still take to be answered before its
+# connection is closed (a healthy host answers within a round trip or two).
+LAUNCH_GRACE = 3.0
 
 WRAPPER = r"""if [ -z "$LINKOPS_SETSID" ]; then
   read -r _ _ _ _ pg _ 2>/dev/null </proc/$$/stat
@@ -212,6 +215,9 @@ class RemoteScript:
         self.client_id_path = client_id_path
         self.outcome = RunOutcome()
         self._stream: ExecStream | None = None
+        # A stop closed the connection while the host had the exec and the script but had
+        # not answered: it may have started, and no process group is known.
+        self.unconfirmed = False
         self._head = b""
         self._pgid_done = False
         self._pgid_seen = trio.Event()
@@ -226,14 +232,13 @@ class RemoteScript:
         """
         # Without a client-ID check the script can go with the exec, in one worker hop.
         payload = GO + self.content if self.client_id_path is None else None
-        self._stream = await self.conn.open_exec(
-            script_command(self.args, self.client_id_path), stdin=payload)
+        stream = await self._launch(script_command(self.args, self.client_id_path), payload)
         if self.client_id_path is None:
             return None
         report = b""
         errors = b""
         with trio.move_on_after(identity_timeout) as scope:
-            while (item := await self._stream.receive()) is not None:
+            while (item := await stream.receive()) is not None:
                 name, chunk = item
                 if name == "stderr":
                     errors = (errors + chunk)[-ID_REPORT_MAX:]
@@ -250,11 +255,76 @@ class RemoteScript:
                     self._head = report[identity_length(report):]
                     return parsed
             # The wrapper ended before reporting (no bash, no setsid…): say what it said.
-            code = await self._stream.wait_exit()
+            code = await stream.wait_exit()
             return IdentityReport(code if code != 0 else 125, b"",
                                   errors or b"the wrapper ended without a report")
         assert scope.cancelled_caught
         raise ExecutionTimeoutError(f"no client ID report within {identity_timeout:g} s")
+
+    async def _launch(self, command: str, payload: bytes | None) -> ExecStream:
+        """The exec hop, never abandoned: it may start the script, and a stop must then have
+        the channel to kill it through. It runs shielded (bounded by the SSH layer's request
+        deadline); a stop meanwhile only shortens the wait: :data:`LAUNCH_GRACE` seconds
+        later the connection is closed, which ends the hop at once. The script's fate is
+        then unknown (the host took the request and did not answer): :attr:`unconfirmed`.
+        """
+        done = trio.Event()
+        result: list[ExecStream | SshError] = []
+        progress: set[str] = set()
+
+        async def hop() -> None:
+            try:
+                with trio.CancelScope(shield=True):
+                    result.append(await self.conn.open_exec(command, stdin=payload,
+                                                            progress=progress))
+            except SshError as exc:
+                result.append(exc)
+            finally:
+                done.set()
+
+        async def close_on_stop() -> None:
+            try:
+                await done.wait()
+            except trio.Cancelled:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(LAUNCH_GRACE):
+                        await done.wait()
+                    if not done.is_set():
+                        # Still opening the channel: the exec was never sent, nothing ran.
+                        self.unconfirmed = payload is not None and "request" in progress
+                        self.conn.abort()
+                        await done.wait()
+                raise
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(hop)
+                nursery.start_soon(close_on_stop)
+        finally:
+            if result and isinstance(result[0], ExecStream):
+                self._stream = result[0]
+        outcome = result[0]
+        if isinstance(outcome, SshError):
+            raise outcome
+        return outcome
+
+    @property
+    def launched(self) -> bool:
+        """``LINKOPS_GO`` went out: from here on the script may be running on the host."""
+        return self._stream is not None and self._stream.stdin_done
+
+    async def abandon(self) -> None:
+        """Stopped (or failed) before :meth:`run`: leave nothing running.
+
+        Not launched: closing the channel sends EOF and the wrapper exits 125 having run
+        nothing. Launched: end its process group exactly as for a running script (the PGID
+        line, then the kill and its confirmation: ``outcome.remote_killed``). Shielded.
+        """
+        stream = self._stream
+        if stream is not None and stream.stdin_done:
+            self.outcome.exit_code = None
+            await self._cleanup(stream)
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the channel; a script that was not started never runs (stdin EOF)."""
@@ -278,9 +348,11 @@ class RemoteScript:
         try:
             with trio.move_on_after(timeout) as deadline:
                 if not stream.stdin_done and stream.can_send_now(len(payload)):
-                    # It cannot wait for the window, so no reader is needed meanwhile.
-                    await self._feed(stream, payload)
-                    stream.stdin_done = True
+                    # It cannot wait for the window, so no reader is needed meanwhile; and it
+                    # is never abandoned halfway (a stop then knows the script was sent).
+                    with trio.CancelScope(shield=True):
+                        stream.stdin_done = True
+                        await self._feed(stream, payload)
                 if stream.stdin_done:
                     await self._pump(stream)
                 else:

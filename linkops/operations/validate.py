@@ -40,7 +40,8 @@ import attrs
 from linkops.config import Settings
 from linkops.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from linkops.models import FlagSpec, Link
-from linkops.ssh.machines import link_from_row
+from linkops.ssh.enrollment import blocked_by_enrollment
+from linkops.ssh.machines import link_from_row, machine_rows
 
 MAX_TARGETS = 500
 MAX_FLAG_VALUE = 4096
@@ -222,7 +223,9 @@ def build_plan(request: Request, script_rows: Mapping[str, Any],
     offenders = []
     for target in request.targets:
         row = machine_rows[target]
-        if (required or bool(row["enrollment_required"])) and not bool(row["enrolled"]):
+        if blocked_by_enrollment(global_required=required,
+                                 link_required=bool(row["enrollment_required"]),
+                                 enrolled=bool(row["enrolled"])):
             offenders.append({
                 "target": target,
                 "reason": row["enrollment_error"] or "not enrolled (client ID not verified)",
@@ -248,4 +251,4 @@ def read_rows(conn: sqlite3.Connection, request: Request) -> tuple[
         marks = ",".join("?" * len(ids))
         rows = conn.execute(f"SELECT * FROM {table} WHERE id IN ({marks})", list(ids))
         return {row["id"]: row for row in rows}
-    return by_id("scripts", request.scripts), by_id("machines", request.targets)
+    return by_id("scripts", request.scripts), machine_rows(conn, request.targets)

@@ -34,9 +34,15 @@ repeat (host key, authentication, key file).
 three intervals (see :mod:`.client`): a vanished peer ends every stream on the connection with
 an :class:`SshError` (reason ``closed``) instead of hanging.
 
+*Deadlines and shares*: every blocking call runs through :class:`~linkops.ssh.boundary.Lane`
+(one exception mapping, a deadline of ``[ssh] connection_timeout`` per request and per hop of
+a connect, the link's ``[ssh] max_per_link`` share of threads). A request that outlives its
+deadline closes its connection; one that only waited for a thread marks it unshared.
+
 *Cancellation*: connecting runs with ``abandon_on_cancel=True``: a cancelled caller returns
-at once; if the abandoned attempt succeeds later, the worker closes what it opened. Closing
-is shielded and bounded.
+at once; the abandoned attempt's sockets are closed (which ends its thread), and if it
+succeeds meanwhile, what it opened is closed. Closing is shielded, bounded and needs no
+thread slot. :meth:`SshManager.aclose` closes every connection, borrowed or owned.
 
 *Pool*: keyed by the full hop chain (link ids, hosts, ports, users, key files, pins), so a
 link whose parameters change gets a new connection. A pooled connection is reused while its
@@ -50,7 +56,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Final
+from functools import partial
+from typing import Any, Final
 
 import attrs
 import paramiko
@@ -59,6 +66,7 @@ import trio
 from linkops.config import SshSettings
 from linkops.errors import ExecutionTimeoutError
 from linkops.models import Link
+from linkops.ssh.boundary import Lane, LinkLimiter, close_soon
 from linkops.ssh.client import HopSpec, Timeouts, close_chain, fits_send_window, open_chain
 from linkops.ssh.errors import PERMANENT, SshError
 from linkops.ssh.keys import resolve_key_path
@@ -132,10 +140,34 @@ class _Handoff:
         self.lock = threading.Lock()
         self.abandoned = False
         self.result: list[paramiko.Transport] | None = None
+        # Sockets and transports as the attempt creates them (closed on its deadline).
+        self.opened: list[Any] = []
+
+    def abandon(self) -> None:
+        """Nobody waits any more: close what was made (and so wake the thread still in it)."""
+        with self.lock:
+            self.abandoned = True
+            # What the attempt is still making, or all of it if it finished meanwhile.
+            opened = list(self.opened) + list(self.result or [])
+            self.opened, self.result = [], None
+        if opened:
+            close_soon(lambda: _close_all(opened))
+
+
+def _close_all(objects: list[Any]) -> None:
+    for obj in reversed(objects):
+        try:
+            obj.close()
+        except Exception:  # noqa: S110 - closing what is already broken
+            pass
 
 
 class SshConnection:
-    """An authenticated connection to one link (through its ProxyJump hops)."""
+    """An authenticated connection to one link (through its ProxyJump hops).
+
+    All its blocking work goes through :attr:`lane` (see :mod:`.boundary`): a channel request
+    that outlives ``[ssh] connection_timeout`` closes the whole connection (:meth:`abort`).
+    """
 
     def __init__(self, manager: SshManager, hops: tuple[HopSpec, ...],
                  transports: list[paramiko.Transport]) -> None:
@@ -145,20 +177,41 @@ class SshConnection:
         self._transports = transports
         self._ping_lock = threading.Lock()
         self._closed = False
+        self.lane = Lane(self.link_id, manager.link_limiter(self.link_id),
+                         manager.settings.connection_timeout, self.abort)
+        manager._live.add(self)
 
     @property
     def transport(self) -> paramiko.Transport:
         return self._transports[-1]
 
     def is_healthy(self) -> bool:
-        return not self._closed and all(t.is_active() and t.is_authenticated()
-                                        for t in self._transports)
+        """Open, authenticated, and no request on it missed its deadline (not even waiting
+        for a thread: then the link is too busy or too slow to share this connection)."""
+        return not self._closed and not self.lane.timed_out and all(
+            t.is_active() and t.is_authenticated() for t in self._transports)
+
+    def abort(self) -> None:
+        """Close at once, never waiting (Trio thread): every thread blocked on one of the
+        connection's channels wakes with an error; the pool drops it on return."""
+        self.manager._live.discard(self)
+        if self._closed:
+            return
+        self._closed = True
+        close_soon(partial(close_chain, list(self._transports)))
 
     async def _open_channel(self, *, pty: bool, term: str, cols: int, rows: int,
-                            command: str | None, stdin: bytes | None = None
+                            command: str | None, stdin: bytes | None = None,
+                            progress: set[str] | None = None
                             ) -> tuple[paramiko.Channel, bool]:
-        """The channel, and whether ``stdin`` (then EOF) was sent with it (see open_exec)."""
+        """The channel, and whether ``stdin`` (then EOF) was sent with it (see open_exec).
+
+        ``progress`` (if given) receives ``"request"`` once the exec or shell request is
+        about to be sent: before that, a command provably cannot have started."""
         timeout = self.manager.settings.connection_timeout
+        if self._closed:
+            raise SshError(f"the connection to {self.link_id} is closed", reason="closed",
+                           details={"target": self.link_id})
 
         def work() -> tuple[paramiko.Channel, bool]:
             chan = self.transport.open_session(timeout=timeout)
@@ -166,6 +219,8 @@ class SshConnection:
             try:
                 if pty:
                     chan.get_pty(term=term, width=cols, height=rows)
+                if progress is not None:
+                    progress.add("request")
                 if command is None:
                     chan.invoke_shell()
                 else:
@@ -179,16 +234,12 @@ class SshConnection:
                 raise
             return chan, sent
 
-        try:
-            return await trio.to_thread.run_sync(work, limiter=self.manager.limiter,
-                                                 abandon_on_cancel=True)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            reason = "closed" if not self.transport.is_active() else "connect"
-            raise SshError(f"cannot open a channel on {self.link_id}: {exc}", reason=reason,
-                           details={"target": self.link_id})
+        what = "a shell request" if command is None else "an exec request"
+        return await self.lane.call(work, what=what)
 
     async def open_exec(self, command: str, *, pty: bool = False,
-                        stdin: bytes | None = None) -> ExecStream:
+                        stdin: bytes | None = None,
+                        progress: set[str] | None = None) -> ExecStream:
         """Start ``command`` (one shell string: quote with shlex) and stream its output.
 
         With ``pty=True`` the server merges stderr into stdout and closing the channel
@@ -198,9 +249,9 @@ class SshConnection:
         reading (a remote that writes before it reads would otherwise deadlock).
         """
         chan, sent = await self._open_channel(pty=pty, term="xterm-256color", cols=80,
-                                              rows=24, command=command, stdin=stdin)
-        stream = ExecStream(chan, self.manager.limiter, self.manager.stream_limiter,
-                            self.link_id)
+                                              rows=24, command=command, stdin=stdin,
+                                              progress=progress)
+        stream = ExecStream(chan, self.lane, self.manager.stream_limiter)
         stream.stdin_done = sent
         await _start_or_close(stream)
         return stream
@@ -210,8 +261,7 @@ class SshConnection:
         """An interactive login shell on a PTY of ``cols`` x ``rows``."""
         chan, _ = await self._open_channel(pty=True, term=term, cols=cols, rows=rows,
                                            command=None)
-        stream = ShellStream(chan, self.manager.limiter, self.manager.stream_limiter,
-                             self.link_id)
+        stream = ShellStream(chan, self.lane, self.manager.stream_limiter)
         await _start_or_close(stream)
         return stream
 
@@ -258,7 +308,8 @@ class SshConnection:
     async def ping(self, timeout: float = 10.0) -> float:  # noqa: ASYNC109
         """Round trip of a no-op global request, in seconds (network + sshd, no shell).
 
-        *Errors*: :class:`SshError` when the connection is dead or the reply is late.
+        *Errors*: :class:`SshError` when the connection is dead or the reply is late (a late
+        reply closes the connection, see :class:`~linkops.ssh.boundary.Lane`).
         """
         def work() -> float:
             with self._ping_lock:  # paramiko keeps one completion event per transport
@@ -269,21 +320,28 @@ class SshConnection:
                                    details={"target": self.link_id})
                 return time.monotonic() - t0
 
-        with trio.move_on_after(timeout):
-            return await trio.to_thread.run_sync(work, limiter=self.manager.limiter,
-                                                 abandon_on_cancel=True)
-        raise SshError(f"{self.link_id} did not answer a keepalive within {timeout:g} s",
-                       reason="timeout", details={"target": self.link_id})
+        return await self.lane.call(work, what="a keepalive", timeout=timeout)
 
     async def aclose(self) -> None:
-        """Close the target transport, then the hops (shielded, bounded)."""
+        """Close the target transport, then the hops (shielded, bounded, no limiter: a
+        connection must close even while every SSH thread is taken)."""
+        self.manager._live.discard(self)
         if self._closed:
             return
         self._closed = True
         transports = list(self._transports)
+        done = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def report(_outcome: object) -> None:
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:
+                pass
+
+        trio.lowlevel.start_thread_soon(partial(close_chain, transports), report)
         with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await trio.to_thread.run_sync(close_chain, transports, limiter=self.manager.limiter,
-                                          abandon_on_cancel=True)
+            await done.wait()
 
 
 async def _start_or_close(stream: ExecStream | ShellStream) -> None:
@@ -306,6 +364,9 @@ class _PoolEntry:
     conn: SshConnection
     users: int = 0
     last_used: float = 0.0
+    # No new borrowers; closed when the last one returns (broken, or a borrower's request
+    # went unanswered: a link that does not answer is not kept for the next one).
+    retired: bool = False
 
 
 class SshManager:
@@ -315,6 +376,10 @@ class SshManager:
                  idle_timeout: float = 300.0, max_streams: int = MAX_STREAMS) -> None:
         self.settings = settings
         self.limiter = trio.CapacityLimiter(settings.max_threads)
+        # Each link's share of those threads (see boundary.py): a mute link cannot take more.
+        self._link_limiters: dict[str, LinkLimiter] = {}
+        # Every open connection, pooled, borrowed or owned by a caller: closed by aclose().
+        self._live: set[SshConnection] = set()
         self.stream_limiter = trio.CapacityLimiter(max_streams)
         self.known_hosts = KnownHosts(settings.known_hosts_path, settings.host_key_policy)
         self.timeouts = Timeouts(connect=settings.connection_timeout,
@@ -352,36 +417,51 @@ class SshManager:
             await trio.sleep(min(BACKOFF_BASE * 2**attempt, BACKOFF_CAP))
         raise AssertionError("unreachable")
 
+    def link_limiter(self, link_id: str) -> LinkLimiter:
+        """The thread limiter for ``link_id``'s SSH work (``[ssh] max_per_link`` in front of
+        ``[ssh] max_threads``)."""
+        limiter = self._link_limiters.get(link_id)
+        if limiter is None:
+            limiter = self._link_limiters[link_id] = LinkLimiter(
+                trio.CapacityLimiter(self.settings.max_per_link), self.limiter)
+        return limiter
+
+    def connect_deadline(self, hops: tuple[HopSpec, ...]) -> float:
+        """The whole connect (every hop: TCP, handshake, authentication) must end by then."""
+        return self.settings.connection_timeout * len(hops)
+
     async def _open_once(self, hops: tuple[HopSpec, ...]) -> list[paramiko.Transport]:
+        if self._closed:
+            raise SshError("the SSH manager is closed", reason="closed")
         handoff = _Handoff()
+        target = hops[-1].link_id
 
         def work() -> list[paramiko.Transport]:
-            transports = open_chain(hops, target=hops[-1].link_id, timeouts=self.timeouts,
-                                    known_hosts=self.known_hosts)
+            transports = open_chain(hops, target=target, timeouts=self.timeouts,
+                                    known_hosts=self.known_hosts, track=handoff.opened)
             with handoff.lock:
                 if handoff.abandoned:
                     close_chain(transports)
                 else:
                     handoff.result = transports
+                    handoff.opened = []
             return transports
 
+        lane = Lane(target, self.link_limiter(target), self.connect_deadline(hops))
         try:
-            return await trio.to_thread.run_sync(work, limiter=self.limiter,
-                                                 abandon_on_cancel=True)
-        except trio.Cancelled:
-            with handoff.lock:
-                handoff.abandoned = True
-                leftover, handoff.result = handoff.result, None
-            if leftover:
-                trio.lowlevel.start_thread_soon(lambda: close_chain(leftover),
-                                                lambda _outcome: None)
+            return await lane.call(work, what="connect")
+        except BaseException:
+            # Cancelled or past the deadline: the attempt closes what it made (now or when
+            # it gets that far), which also wakes its thread.
+            handoff.abandon()
             raise
 
     @asynccontextmanager
     async def connection(self, link: Link, resolve: Resolver) -> AsyncIterator[SshConnection]:
         """Borrow a pooled connection to ``link`` for the duration of the block.
 
-        Do not ``aclose`` it; a connection found broken is dropped from the pool on return.
+        Do not ``aclose`` it; a connection found broken (or one of whose requests missed its
+        deadline) is dropped from the pool on return, and closed once nobody uses it.
         """
         hops = hop_chain(link, resolve, self.settings)
         entry = await self._acquire(hops)
@@ -390,7 +470,8 @@ class SshManager:
         finally:
             entry.users -= 1
             entry.last_used = time.monotonic()
-            if not entry.conn.is_healthy():
+            if entry.retired or not entry.conn.is_healthy():
+                entry.retired = True
                 await self._drop(hops, entry)
             if time.monotonic() >= self._next_reap or self._entries > self.pool_size:
                 await self._reap()
@@ -401,7 +482,7 @@ class SshManager:
         lock = self._key_locks.setdefault(hops, trio.Lock())
         async with lock:
             for entry in list(self._pool.get(hops, [])):
-                if entry.users >= MAX_SHARED_USERS:
+                if entry.users >= MAX_SHARED_USERS or entry.retired:
                     continue
                 if entry.conn.is_healthy() and (
                     entry.users > 0 or time.monotonic() - entry.last_used < PING_AFTER_IDLE
@@ -457,9 +538,15 @@ class SshManager:
         return sum(len(es) for es in self._pool.values())
 
     async def aclose(self) -> None:
-        """Close every pooled connection (borrowed ones close when returned)."""
+        """Close every connection: pooled, borrowed and owned ones (shutdown).
+
+        Never waits for a stuck thread: transports are closed from threads of their own, which
+        wakes every thread blocked on one of their channels.
+        """
         self._closed = True
-        for hops, entries in list(self._pool.items()):
-            for entry in list(entries):
-                await self._drop(hops, entry)
+        self._pool.clear()
+        self._entries = 0
+        for conn in list(self._live):  # borrowed ones too: their borrowers see it closed
+            conn.abort()
+        await trio.lowlevel.checkpoint()
 

@@ -29,11 +29,18 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import paramiko
 from paramiko.buffered_pipe import PipeTimeout
-from paramiko.common import MSG_CHANNEL_CLOSE, MSG_CHANNEL_REQUEST, cMSG_CHANNEL_WINDOW_ADJUST
+from paramiko.common import (
+    MSG_CHANNEL_CLOSE,
+    MSG_CHANNEL_DATA,
+    MSG_CHANNEL_EXTENDED_DATA,
+    MSG_CHANNEL_REQUEST,
+    cMSG_CHANNEL_WINDOW_ADJUST,
+)
 
 from linkops.ssh.errors import HostKeyMismatchError, SshAuthError, SshError
 from linkops.ssh.keys import HostKeyPin, load_private_key
@@ -92,13 +99,66 @@ def _handle_channel_close(chan: paramiko.Channel, m: paramiko.Message) -> None:
     _notify_status(chan)
 
 
+# Set on a channel (to the number of bytes in excess) when its peer sent data beyond the
+# window we advertised: the streams report it as the channel's error.
+FLOW_VIOLATION_ATTR = "linkops_flow_violation"
+FLOW_VIOLATION_MESSAGE = "peer ignored flow control"
+
+
+def _window_allows(chan: paramiko.Channel, size: int) -> bool:
+    """Whether ``size`` more bytes fit what we let the peer send (window plus one packet).
+
+    What the peer sent since our last WINDOW_ADJUST is what is still buffered plus what was
+    read but not yet acknowledged (``in_window_sofar``). paramiko itself never checks this:
+    it buffers whatever arrives, so a peer ignoring the window could fill our memory.
+    """
+    used = len(chan.in_buffer) + len(chan.in_stderr_buffer) + chan.in_window_sofar
+    limit = chan.in_window_size + chan.in_max_packet_size
+    return bool(used + size <= limit)
+
+
+def _flow_violation(chan: paramiko.Channel, size: int) -> None:
+    """Drop the data and close the whole connection: a peer that ignores flow control on one
+    channel is not to be trusted with the others (transport thread; closes off it)."""
+    if getattr(chan, FLOW_VIOLATION_ATTR, None) is None:
+        setattr(chan, FLOW_VIOLATION_ATTR, size)
+        transport = chan.get_transport()
+        if transport is not None:
+            threading.Thread(target=transport.close, name="linkops-flow-close",
+                             daemon=True).start()
+
+
+def _handle_channel_data(chan: paramiko.Channel, m: paramiko.Message) -> None:
+    start = m.packet.tell()
+    size = len(m.get_binary())
+    if getattr(chan, FLOW_VIOLATION_ATTR, None) is not None or not _window_allows(chan, size):
+        _flow_violation(chan, size)
+        return
+    m.packet.seek(start)
+    paramiko.Channel._feed(chan, m)  # type: ignore[attr-defined]
+
+
+def _handle_channel_extended_data(chan: paramiko.Channel, m: paramiko.Message) -> None:
+    start = m.packet.tell()
+    m.get_int()
+    size = len(m.get_binary())
+    if getattr(chan, FLOW_VIOLATION_ATTR, None) is not None or not _window_allows(chan, size):
+        _flow_violation(chan, size)
+        return
+    m.packet.seek(start)
+    paramiko.Channel._feed_extended(chan, m)  # type: ignore[attr-defined]
+
+
 class _Transport(paramiko.Transport):
-    """paramiko's Transport plus exit-signal handling (pinned paramiko: see pyproject)."""
+    """paramiko's Transport plus exit-signal handling and flow-control enforcement (pinned
+    paramiko: see pyproject)."""
 
     _channel_handler_table = {  # noqa: RUF012 - paramiko's own class-level dispatch table
         **paramiko.Transport._channel_handler_table,  # type: ignore[attr-defined]
         MSG_CHANNEL_REQUEST: _handle_channel_request,
         MSG_CHANNEL_CLOSE: _handle_channel_close,
+        MSG_CHANNEL_DATA: _handle_channel_data,
+        MSG_CHANNEL_EXTENDED_DATA: _handle_channel_extended_data,
     }
 
 
@@ -298,8 +358,12 @@ def open_hop(
     timeouts: Timeouts,
     known_hosts: KnownHosts,
     via: paramiko.Transport | None = None,
+    track: list[Any] | None = None,
 ) -> paramiko.Transport:
     """Open, verify and authenticate one hop. See the module docstring for the steps.
+
+    ``track`` (if given) receives the socket and the transport as soon as they exist, so that
+    a caller whose deadline passed can close them from another thread (which wakes this one).
 
     *Errors*: :class:`SshError` and subclasses; nothing is left open on failure.
     """
@@ -311,9 +375,13 @@ def open_hop(
         raise HostKeyMismatchError(f"pinned host key of {hop.label} is invalid: {exc}",
                                    details={"target": target, "hop": hop.link_id})
     sock = _open_socket(hop, target, timeouts, via)
+    if track is not None:
+        track.append(sock)
     transport: paramiko.Transport | None = None
     try:
         transport = _Transport(sock)
+        if track is not None:
+            track.append(transport)
         transport.set_log_channel(PARAMIKO_LOG)
         transport.banner_timeout = timeouts.banner
         transport.handshake_timeout = timeouts.banner
@@ -400,6 +468,7 @@ def open_chain(
     target: str,
     timeouts: Timeouts,
     known_hosts: KnownHosts,
+    track: list[Any] | None = None,
 ) -> list[paramiko.Transport]:
     """Open the hops in order (outermost ProxyJump first); the last one is the target.
 
@@ -409,7 +478,8 @@ def open_chain(
     try:
         for hop in hops:
             opened.append(open_hop(hop, target=target, timeouts=timeouts,
-                                   known_hosts=known_hosts, via=opened[-1] if opened else None))
+                                   known_hosts=known_hosts, via=opened[-1] if opened else None,
+                                   track=track))
         return opened
     except BaseException:
         close_chain(opened)

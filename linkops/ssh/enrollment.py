@@ -43,6 +43,7 @@ from linkops.db import Database
 from linkops.errors import ExecutionTimeoutError, NotFoundError
 from linkops.models import Link
 from linkops.ssh.bridge import Resolver, SshConnection, SshManager
+from linkops.ssh.coalesce import Coalescer
 from linkops.ssh.errors import SshError
 from linkops.ssh.machines import load_links, store_enrollment
 from linkops.timeutil import now_iso
@@ -67,6 +68,26 @@ class EnrollmentResult:
     def to_dict(self) -> dict[str, Any]:
         """The API shape of ``POST /api/links/{id}/verify`` (plus ``target`` and ``reason``)."""
         return attrs.asdict(self)
+
+
+def enrollment_required(*, global_required: bool, link_required: bool,
+                        requested: bool = False) -> bool:
+    """Whether a machine must be enrolled before anything runs on it: operations and
+    terminals alike ask this one function (docs/decisions/enrollment.md).
+
+    ``[security] enrollment_required`` OR the request's ``require_enrollment`` OR the
+    link's own ``enrollment.required``: each of them can only make the gate stricter, never
+    looser. A link's ``required: false`` therefore matters only where the global setting is
+    off; a link marked ``required: true`` is never used unenrolled, whatever the setting.
+    """
+    return global_required or requested or link_required
+
+
+def blocked_by_enrollment(*, global_required: bool, link_required: bool, enrolled: bool,
+                          requested: bool = False) -> bool:
+    """True when the gate refuses the machine (required and not enrolled)."""
+    return enrollment_required(global_required=global_required, link_required=link_required,
+                               requested=requested) and not enrolled
 
 
 def normalize_client_id(raw: bytes) -> bytes:
@@ -168,6 +189,8 @@ class EnrollmentService:
         self.ssh = ssh
         self.concurrency = concurrency
         self.timeout = timeout
+        # Concurrent verifications of one link share one attempt (see coalesce.py).
+        self._flights: Coalescer[EnrollmentResult] = Coalescer()
 
     async def _record(self, result: EnrollmentResult) -> None:
         await self.db.write(lambda c: store_enrollment(c, result.target, result.enrolled,
@@ -196,10 +219,13 @@ class EnrollmentService:
         limiter = trio.CapacityLimiter(max(1, concurrency or self.concurrency))
 
         async def one(link_id: str) -> None:
-            async with limiter:
-                result = await verify_link(self.ssh, links[link_id], links, self.timeout)
-                await self._record(result)
-                results[link_id] = result
+            async def attempt() -> EnrollmentResult:
+                async with limiter:
+                    result = await verify_link(self.ssh, links[link_id], links, self.timeout)
+                    await self._record(result)
+                    return result
+
+            results[link_id] = await self._flights.run(link_id, attempt)
 
         async with trio.open_nursery() as nursery:
             for link_id in ids:

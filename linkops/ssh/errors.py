@@ -3,7 +3,8 @@
 Every error carries a short machine-readable ``reason`` (also in ``details["reason"]``) so that
 enrollment and health results can say *why* a host could not be reached::
 
-    SshError (SSH_CONNECTION_FAILED; reason "connect", "timeout" or "closed")
+    SshError (SSH_CONNECTION_FAILED; reason "connect", "timeout", "closed" or "protocol":
+              the peer broke the protocol, e.g. ignored flow control)
     ├── HostKeyMismatchError (HOST_KEY_MISMATCH; reason "host_key")  changed or wrong pinned key
     ├── HostKeyUnknownError (HOST_KEY_UNKNOWN; reason "host_key")    unknown host, strict policy
     ├── SshAuthError (SSH_AUTH_FAILED; reason "auth")                 the server refused our key
@@ -20,7 +21,7 @@ from typing import Any, ClassVar
 
 from linkops.errors import UnavailableError
 
-REASONS = ("connect", "timeout", "closed", "host_key", "auth", "key")
+REASONS = ("connect", "timeout", "closed", "protocol", "host_key", "auth", "key")
 
 
 class SshError(UnavailableError):

@@ -30,6 +30,7 @@ from linkops.db import Database
 from linkops.errors import NotFoundError
 from linkops.models import Link
 from linkops.ssh.bridge import Resolver, SshManager
+from linkops.ssh.coalesce import Coalescer
 from linkops.ssh.errors import SshError
 from linkops.ssh.machines import load_links, store_health
 from linkops.timeutil import now_iso
@@ -77,6 +78,8 @@ class HealthMonitor:
         self.ssh = ssh
         self.settings = settings
         self.rounds = 0
+        # Concurrent checks of one link share one attempt (see coalesce.py).
+        self._flights: Coalescer[HealthResult] = Coalescer()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -108,17 +111,20 @@ class HealthMonitor:
         results: dict[str, HealthResult] = {}
 
         async def one(link_id: str) -> None:
-            async with limiter:
-                result = await check_link(self.ssh, links[link_id], links,
-                                          self.settings.check_timeout)
-                await self.db.write(lambda c: store_health(
-                    c, result.target, result.online, result.latency_ms, result.checked_at,
-                    result.error))
-                if not result.online:
-                    log.warning("link offline", extra={"target": link_id,
-                                                       "reason": result.reason,
-                                                       "error": result.error})
-                results[link_id] = result
+            async def attempt() -> HealthResult:
+                async with limiter:
+                    result = await check_link(self.ssh, links[link_id], links,
+                                              self.settings.check_timeout)
+                    await self.db.write(lambda c: store_health(
+                        c, result.target, result.online, result.latency_ms,
+                        result.checked_at, result.error))
+                    if not result.online:
+                        log.warning("link offline", extra={"target": link_id,
+                                                           "reason": result.reason,
+                                                           "error": result.error})
+                    return result
+
+            results[link_id] = await self._flights.run(link_id, attempt)
 
         async with trio.open_nursery() as nursery:
             for link_id in ids:

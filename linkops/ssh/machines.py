@@ -1,5 +1,8 @@
 """The SSH layer's view of the ``machines`` table: rows in as :class:`Link`, results out.
 
+The only module with SQL on ``machines`` outside inventory sync (operations and terminals
+read rows through :func:`machine_row` / :func:`machine_rows`).
+
 Inventory sync owns the rows (it writes them from links.yaml); this module only reads the
 connection columns and writes the columns that enrollment and health own:
 ``enrolled, enrollment_verified_at, enrollment_error`` and
@@ -28,6 +31,23 @@ def link_from_row(row: sqlite3.Row) -> Link:
                        hostKey=row["host_key"]),
         metadata=loads(row["metadata"], {}),
     )
+
+
+def machine_row(conn: sqlite3.Connection, link_id: str) -> sqlite3.Row | None:
+    """One ``machines`` row (runs in a DB thread)."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM machines WHERE id = ?", (link_id,)).fetchone()
+    return row
+
+
+def machine_rows(conn: sqlite3.Connection, link_ids: Iterable[str]) -> dict[str, sqlite3.Row]:
+    """The ``machines`` rows of ``link_ids`` that exist, by id (runs in a DB thread)."""
+    ids = list(link_ids)
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(f"SELECT * FROM machines WHERE id IN ({marks})", ids)
+    return {row["id"]: row for row in rows}
 
 
 async def load_links(db: Database) -> dict[str, Link]:

@@ -33,6 +33,7 @@ lost before the command reported its exit status.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
@@ -41,8 +42,11 @@ from typing import Final
 import paramiko
 import trio
 
+from linkops.ssh.boundary import Lane
 from linkops.ssh.client import (
     EXIT_SIGNAL_ATTR,
+    FLOW_VIOLATION_ATTR,
+    FLOW_VIOLATION_MESSAGE,
     STATUS_HOOK_ATTR,
     BufferWaker,
     fits_send_window,
@@ -72,12 +76,12 @@ def _close_quietly(chan: paramiko.Channel) -> None:
 class _ChannelStream:
     """The shared machinery of both stream kinds (one channel, read on the Trio thread)."""
 
-    def __init__(self, chan: paramiko.Channel, limiter: trio.CapacityLimiter,
-                 stream_limiter: trio.CapacityLimiter, label: str) -> None:
+    def __init__(self, chan: paramiko.Channel, lane: Lane,
+                 stream_limiter: trio.CapacityLimiter) -> None:
         self._chan = chan
-        self._limiter = limiter
+        self._lane = lane
         self._stream_limiter = stream_limiter
-        self._label = label
+        self._label = lane.label
         self._token = trio.lowlevel.current_trio_token()
         self._ready = trio.Event()
         self._waker = BufferWaker(partial(self._call_soon, self._wake))
@@ -87,6 +91,7 @@ class _ChannelStream:
         self._status = trio.Event()
         self._closed = False
         self._close_sent = trio.Event()
+        self._gone = trio.Event()  # the channel closed (by the peer, us, or a dead transport)
         self._started = False
         setattr(chan, STATUS_HOOK_ATTR, partial(self._call_soon, self._status_news))
 
@@ -103,10 +108,14 @@ class _ChannelStream:
 
     def _status_news(self) -> None:
         self._status.set()
+        if self._chan.closed:
+            self._gone.set()
 
     def _wake(self) -> None:
         self._waker.rearm()
         self._ready.set()
+        if self._chan.closed:
+            self._gone.set()
         # A channel closing (by the peer, or its transport dying: paramiko then unlinks every
         # channel) closes its buffers, which fires the waker: that is also news for _wait().
         self._status.set()
@@ -141,10 +150,30 @@ class _ChannelStream:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return item
             if all(self._ended):
+                self._check_flow()
                 break
             await self._ready.wait()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return None
+
+    async def wait_protocol_error(self) -> SshError:
+        """Returns (does not raise) the error once the peer broke flow control, even while
+        nobody reads: a pane whose browser is slow still ends at once. Waits forever for a
+        channel that ends normally."""
+        await self._gone.wait()
+        try:
+            self._check_flow()
+        except SshError as exc:
+            return exc
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    def _check_flow(self) -> None:
+        excess = getattr(self._chan, FLOW_VIOLATION_ATTR, None)
+        if excess is not None:
+            raise SshError(f"{self._label}: {FLOW_VIOLATION_MESSAGE} (data beyond the "
+                           "advertised window); the connection was closed", reason="protocol",
+                           details={"target": self._label})
 
     # -- writing and closing (worker threads) ----------------------------------------------
 
@@ -157,11 +186,12 @@ class _ChannelStream:
             if eof:
                 chan.shutdown_write()
 
-        try:
-            await trio.to_thread.run_sync(work, limiter=self._limiter, abandon_on_cancel=True)
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise SshError(f"cannot write to {self._label}: {exc}", reason="closed",
-                           details={"target": self._label})
+        if self._closed or chan.closed:
+            raise SshError(f"cannot write to {self._label}: the channel is closed",
+                           reason="closed", details={"target": self._label})
+        # No deadline: a remote program that does not read its input is not a fault (the
+        # window stays shut, this waits); the pane's input pump holds one thread meanwhile.
+        await self._lane.call(work, what="a write", timeout=math.inf)
 
     async def _wait(self) -> int:
         chan = self._chan
@@ -177,6 +207,7 @@ class _ChannelStream:
             return int(chan.exit_status)
         if self._closed:
             return NO_EXIT_STATUS
+        self._check_flow()
         if transport_lost(chan):
             raise SshError(f"connection to {self._label} was lost while the command was "
                            "running", reason="closed", details={"target": self._label})
@@ -267,8 +298,10 @@ class ShellStream(_ChannelStream):
 
     async def resize(self, cols: int, rows: int) -> None:
         """Tell the remote PTY its new size (SIGWINCH on the remote side)."""
-        await trio.to_thread.run_sync(self._chan.resize_pty, cols, rows, limiter=self._limiter,
-                                      abandon_on_cancel=True)
+        if self._closed or self._chan.closed:
+            raise SshError(f"cannot resize the terminal on {self._label}: the shell ended",
+                           reason="closed", details={"target": self._label})
+        await self._lane.call(self._chan.resize_pty, cols, rows, what="a window-change")
 
     async def wait_exit(self) -> int:
         """Exit status of the shell after :meth:`receive_some` returned ``b""``."""

@@ -346,11 +346,26 @@ class TerminalService:
         log.info("terminal.session_open", extra={"context": {
             "workspace": workspace.id, "pane": pane, "target": target, "user": owner}})
         assert self._nursery is not None
-        self._nursery.start_soon(session.run)
+        self._nursery.start_soon(self._guarded, session)
         if runtime.deleted or self._closing:
             session.close("workspace_deleted" if runtime.deleted else "shutdown")
         elif runtime.attachment is not None:
             session.attach(runtime.attachment.outboxes[pane])
+
+    @staticmethod
+    async def _guarded(session: PaneSession) -> None:
+        """One pane's life in the service nursery: whatever goes wrong in it (a bug in its
+        cleanup, a database error while recording its end) ends this pane with one log line,
+        never the nursery, its other panes or the service."""
+        try:
+            await session.run()
+        except Exception as exc:
+            log.error("terminal.session_crashed", extra={"context": {
+                "workspace": session.workspace_id, "pane": session.pane,
+                "target": session.target, "error": repr(exc)}})
+            session.notify(protocol.status(session.pane, "error",
+                                           f"internal error ({type(exc).__name__})",
+                                           target=session.target, code="INTERNAL_ERROR"))
 
     async def _check_client_id(self, conn: SshConnection, link: Link) -> None:
         """Read the client ID over ``conn`` (the shell's own connection) and compare.

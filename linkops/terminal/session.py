@@ -50,6 +50,7 @@ class Shell(Protocol):
     async def send(self, data: bytes) -> None: ...
     async def resize(self, cols: int, rows: int) -> None: ...
     async def wait_exit(self) -> int: ...
+    async def wait_protocol_error(self) -> Exception: ...
     async def aclose(self) -> None: ...
 
 
@@ -160,6 +161,7 @@ class PaneSession:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._input_pump)
+                    nursery.start_soon(self._protocol_watch)
                     await self._output_pump()
                     nursery.cancel_scope.cancel()
         finally:
@@ -190,7 +192,7 @@ class PaneSession:
         while True:
             try:
                 data = await self._shell.receive_some()
-            except LinkOpsError as exc:
+            except Exception as exc:  # the pane's guard: a failure ends this pane, only it
                 self._fail(exc)
                 return
             if not data:
@@ -209,6 +211,15 @@ class PaneSession:
         if outbox is not None:
             await outbox.put_output(text)
 
+    async def _protocol_watch(self) -> None:
+        """A peer that ignores flow control ends the pane now, not once the (maybe slow)
+        browser has read what was buffered before it."""
+        try:
+            exc = await self._shell.wait_protocol_error()
+        except Exception as bug:
+            exc = bug
+        self._fail(exc)
+
     async def _input_pump(self) -> None:
         async for kind, value in self._input_recv:
             try:
@@ -218,12 +229,15 @@ class PaneSession:
                 else:
                     cols, rows = value
                     await self._shell.resize(cols, rows)
-            except LinkOpsError as exc:
+            except Exception as exc:  # the pane's guard (SshError, or a bug of ours)
                 self._fail(exc)
                 return
 
-    def _fail(self, exc: LinkOpsError) -> None:
+    def _fail(self, exc: Exception) -> None:
+        """End this pane with status ``error`` and one log line (never its parent)."""
+        message = exc.message if isinstance(exc, LinkOpsError) else (
+            f"internal error ({type(exc).__name__})")
         log.warning("terminal.session_error", extra={"context": {
             "workspace": self.workspace_id, "pane": self.pane, "target": self.target,
-            "error": exc.message}})
-        self.close("error", exc.message)
+            "error": message if isinstance(exc, LinkOpsError) else repr(exc)}})
+        self.close("error", message)

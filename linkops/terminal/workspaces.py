@@ -37,7 +37,8 @@ from linkops.config import TerminalSettings
 from linkops.db import Database
 from linkops.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from linkops.models import LAYOUT_PANES, PANES, Link
-from linkops.ssh.machines import link_from_row, load_links, store_enrollment
+from linkops.ssh.enrollment import enrollment_required
+from linkops.ssh.machines import link_from_row, load_links, machine_row, store_enrollment
 from linkops.timeutil import now_iso
 
 WORKSPACE_PREFIX: Final = "ws-"
@@ -202,7 +203,7 @@ class WorkspaceStore:
                  enrollment_required: bool = True) -> None:
         self.db = db
         self.settings = settings
-        # [security] enrollment_required: when false, a link's own `required: false` is moot.
+        # [security] enrollment_required (the rule: linkops.ssh.enrollment.enrollment_required)
         self.enrollment_required = enrollment_required
 
     async def create(self, owner: str, layout: Any, max_panes: Any,
@@ -309,8 +310,7 @@ class WorkspaceStore:
                         details={"pane": a.pane, "max_panes": current.max_panes})
                 if not a.target:
                     continue
-                row = conn.execute("SELECT enrolled, enrollment_required FROM machines "
-                                   "WHERE id = ?", (a.target,)).fetchone()
+                row = machine_row(conn, a.target)
                 if row is None:
                     missing.append(a.target)
                 elif self._needs_enrollment(row) and not row["enrolled"]:
@@ -343,11 +343,12 @@ class WorkspaceStore:
         return await self.db.write(write)
 
     def _needs_enrollment(self, row: sqlite3.Row) -> bool:
-        return bool(self.enrollment_required and row["enrollment_required"])
+        return enrollment_required(global_required=self.enrollment_required,
+                                   link_required=bool(row["enrollment_required"]))
 
     async def target_link(self, target: str) -> tuple[Link, bool]:
         """The link for ``target`` and whether it must be (and is) enrolled to be used."""
-        row = await self.db.fetchone("SELECT * FROM machines WHERE id = ?", (target,))
+        row = await self.db.read(lambda c: machine_row(c, target))
         if row is None:
             raise NotFoundError(f"unknown target {target}", code="LINK_NOT_FOUND",
                                 details={"targets": [target]})
