@@ -14,13 +14,15 @@ list indexes relative to the structured value (``("enrollment", "clientId")``,
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
 from cattrs.errors import (
     AttributeValidationNote,
+    ClassValidationError,
     ForbiddenExtraKeysError,
+    IterableValidationError,
     IterableValidationNote,
 )
 from cattrs.gen import make_dict_structure_fn
@@ -75,6 +77,77 @@ def _structure_mapping(value: Any, _: type) -> dict[str, Any]:
     return dict(value)
 
 
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FieldError("must be a number")
+    return float(value)
+
+
+def _structure_literal(value: Any, target: Any) -> Any:
+    allowed = get_args(target)
+    # `1 == True` in Python: compare types too, so `true` is not the literal 1.
+    if not any(value == a and type(value) is type(a) for a in allowed):
+        raise FieldError(f"must be one of {', '.join(map(repr, allowed))}")
+    return value
+
+
+_LITERAL: Any = Literal
+
+
+def _is_list(target: Any) -> bool:
+    return get_origin(target) is list
+
+
+def _is_str_dict(target: Any) -> bool:
+    return get_origin(target) is dict and get_args(target)[:1] == (str,)
+
+
+def _strict_list(converter: cattrs.Converter) -> Any:
+    """``list[T]``: a JSON array only (cattrs would iterate a string into characters)."""
+
+    def hook(value: Any, target: Any) -> list[Any]:
+        (item_type,) = get_args(target) or (Any,)
+        if not isinstance(value, list):
+            raise FieldError("must be a list")
+        items: list[Any] = []
+        errors: list[Exception] = []
+        for index, item in enumerate(value):
+            try:
+                items.append(converter.structure(item, item_type))
+            except Exception as exc:  # collected with its index, like cattrs does
+                exc.add_note(IterableValidationNote(f"@ index {index}", index, item_type))
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"invalid items in {target}", errors, target)
+        return items
+
+    return hook
+
+
+def _strict_str_dict(converter: cattrs.Converter) -> Any:
+    """``dict[str, T]``: a JSON object whose every value is a ``T`` (errors name the key)."""
+
+    def hook(value: Any, target: Any) -> dict[str, Any]:
+        value_type = get_args(target)[1]
+        if not isinstance(value, dict):
+            raise FieldError("must be a mapping")
+        out: dict[str, Any] = {}
+        errors: list[Exception] = []
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FieldError(f"key {key!r} must be a string")
+            try:
+                out[key] = converter.structure(item, value_type)
+            except Exception as exc:
+                exc.add_note(AttributeValidationNote(f"@ key {key}", key, value_type))
+                errors.append(exc)
+        if errors:
+            raise ClassValidationError(f"invalid values in {target}", errors, dict)
+        return out
+
+    return hook
+
+
 def _mapping_first(converter: cattrs.Converter) -> Any:
     """attrs classes: refuse a non-mapping with a readable message before cattrs indexes it."""
 
@@ -95,6 +168,12 @@ def _mapping_first(converter: cattrs.Converter) -> Any:
 def make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     converter.register_structure_hook_factory(attrs.has, _mapping_first(converter))
+    # Generic containers first: the exact hooks below take precedence over them.
+    converter.register_structure_hook_func(_is_list, _strict_list(converter))
+    converter.register_structure_hook_func(_is_str_dict, _strict_str_dict(converter))
+    converter.register_structure_hook_func(
+        lambda t: get_origin(t) is _LITERAL, _structure_literal)
+    converter.register_structure_hook(float, _structure_float)
     converter.register_structure_hook(int, _structure_int)
     converter.register_structure_hook(str, _structure_str)
     converter.register_structure_hook(bool, _structure_bool)

@@ -7,26 +7,25 @@ from typing import Any
 from quart import Blueprint, Response, jsonify, request
 
 from linkops.timeutil import to_iso
+from linkops.web.api_types import LoginRequest, LoginResponse, Me, Success
 from linkops.web.common import (
     SESSION_COOKIE,
     authenticated,
     current_session,
     current_user,
-    json_body,
     services,
 )
+from linkops.web.contract import endpoint
 
 blueprint = Blueprint("auth", __name__)
 
 
 @blueprint.post("/api/auth/login")
-async def login() -> Response:
-    body = await json_body()
-    result = await services().auth.login(
-        body.get("username"),  # type: ignore[arg-type]  # checked by login()
-        body.get("password"),  # type: ignore[arg-type]
-        remote_addr=request.remote_addr,
-    )
+@endpoint("Sign in: a bearer token (and the HttpOnly session cookie)", auth=False,
+          request=LoginRequest, response=LoginResponse, errors=(401, 403, 429))
+async def login(body: LoginRequest) -> Response:
+    result = await services().auth.login(body.username, body.password,
+                                         remote_addr=request.remote_addr)
     payload: dict[str, Any] = {
         "success": True,
         "token": result.token,
@@ -48,6 +47,7 @@ async def login() -> Response:
 
 @blueprint.post("/api/auth/logout")
 @authenticated
+@endpoint("Sign out: revokes this token", response=Success)
 async def logout() -> Response:
     await services().auth.revoke(current_session())
     response = jsonify({"success": True})
@@ -57,6 +57,7 @@ async def logout() -> Response:
 
 @blueprint.get("/api/auth/me")
 @authenticated
+@endpoint("The signed-in user", response=Me)
 async def me() -> Response:
     user = current_user()
     return jsonify({

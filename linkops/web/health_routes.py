@@ -6,17 +6,20 @@ from quart import Blueprint, Response, jsonify
 
 from linkops import __version__
 from linkops.timeutil import now_iso
+from linkops.web.api_types import Health
 from linkops.web.common import services
+from linkops.web.contract import encode, endpoint
 
 blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/api/health")
+@endpoint("Liveness and version", auth=False, response=Health)
 async def health() -> Response:
     svc = services()
-    return jsonify({
-        "status": "shutting_down" if svc.closing.is_set() else "ok",
-        "version": __version__,
-        "time": now_iso(),
-        "schema_version": svc.db.schema_version,
-    })
+    return jsonify(encode(Health(
+        status="shutting_down" if svc.closing.is_set() else "ok",
+        version=__version__,
+        time=now_iso(),
+        schema_version=svc.db.schema_version,
+    )))

@@ -15,19 +15,22 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
-from linkops.web.common import authenticated, json_body, services
+from linkops.web.api_types import OBJECT, TableQueryRequest
+from linkops.web.common import authenticated, services
+from linkops.web.contract import endpoint
 
 blueprint = Blueprint("tables", __name__)
 
 
 @blueprint.post("/api/tables/query")
 @authenticated
-async def query_table() -> Response:
-    body = await json_body()
-    return jsonify(await services().tables.query(body))
+@endpoint("Query a declared table", request=TableQueryRequest, response=OBJECT)
+async def query_table(body: TableQueryRequest) -> Response:
+    return jsonify(await services().tables.query(body.to_dict()))
 
 
 @blueprint.get("/api/tables")
 @authenticated
+@endpoint("The declared tables and their typed columns", response=OBJECT)
 async def list_tables() -> Response:
     return jsonify({"tables": services().tables.describe()})

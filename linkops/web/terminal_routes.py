@@ -22,15 +22,22 @@ from quart import Blueprint, Response, jsonify, websocket
 from linkops.errors import LinkOpsError
 from linkops.terminal.service import TerminalService
 from linkops.terminal.socket import serve_socket
-from linkops.terminal.workspaces import parse_assignments
+from linkops.terminal.workspaces import Assignment
+from linkops.web.api_types import (
+    OBJECT,
+    AssignPanesRequest,
+    CreateWorkspaceRequest,
+    LayoutRequest,
+    WorkspaceDeleted,
+)
 from linkops.web.common import (
     authenticate_websocket,
     authenticated,
     current_user,
-    json_body,
     require_role,
     services,
 )
+from linkops.web.contract import encode, endpoint, validation_error
 from linkops.web.errors import error_response
 
 blueprint = Blueprint("terminal", __name__)
@@ -50,16 +57,18 @@ def _json(value: Any, status: int = 200) -> Response:
 
 @blueprint.post(BASE)
 @authenticated
-async def create_workspace() -> Response:
-    body = await json_body()
+@endpoint("Create a terminal workspace", request=CreateWorkspaceRequest, response=OBJECT,
+          status=201, errors=(403,))
+async def create_workspace(body: CreateWorkspaceRequest) -> Response:
     user = require_role(action="open terminals")
-    workspace = await _terminal().create_workspace(user.username, body.get("layout"),
-                                                   body.get("max_panes"))
+    workspace = await _terminal().create_workspace(user.username, body.layout,
+                                                   body.max_panes)
     return _json(workspace.to_json(), 201)
 
 
 @blueprint.get(BASE)
 @authenticated
+@endpoint("The caller's workspaces", response={"type": "object", "required": ["workspaces"]})
 async def list_workspaces() -> Response:
     found = await _terminal().list_workspaces(current_user().username)
     return _json({"workspaces": [w.to_json() for w in found]})
@@ -67,6 +76,7 @@ async def list_workspaces() -> Response:
 
 @blueprint.get(f"{BASE}/<workspace_id>")
 @authenticated
+@endpoint("One workspace (404 for anyone but its owner)", response=OBJECT, errors=(404,))
 async def get_workspace(workspace_id: str) -> Response:
     workspace = await _terminal().get_workspace(current_user().username, workspace_id)
     return _json(workspace.to_json())
@@ -74,24 +84,33 @@ async def get_workspace(workspace_id: str) -> Response:
 
 @blueprint.patch(f"{BASE}/<workspace_id>")
 @authenticated
-async def set_layout(workspace_id: str) -> Response:
-    body = await json_body()
+@endpoint("Change a workspace's layout", request=LayoutRequest, response=OBJECT,
+          errors=(404,))
+async def set_layout(workspace_id: str, body: LayoutRequest) -> Response:
     workspace = await _terminal().set_layout(current_user().username, workspace_id,
-                                             body.get("layout"))
+                                             body.layout)
     return _json(workspace.to_json())
 
 
 @blueprint.delete(f"{BASE}/<workspace_id>")
 @authenticated
+@endpoint("Delete a workspace (closes its shells)", response=WorkspaceDeleted,
+          errors=(404,))
 async def delete_workspace(workspace_id: str) -> Response:
     await _terminal().delete_workspace(current_user().username, workspace_id)
-    return _json({"success": True, "workspace_id": workspace_id})
+    return _json(encode(WorkspaceDeleted(success=True, workspace_id=workspace_id)))
 
 
 @blueprint.put(f"{BASE}/<workspace_id>/panes")
 @authenticated
-async def assign_panes(workspace_id: str) -> Response:
-    assignments = parse_assignments(await json_body())
+@endpoint("Assign links to panes (target null clears a pane)", request=AssignPanesRequest,
+          response=OBJECT, errors=(404, 409))
+async def assign_panes(workspace_id: str, body: AssignPanesRequest) -> Response:
+    duplicates = sorted({p.pane for p in body.panes if
+                         sum(q.pane == p.pane for q in body.panes) > 1})
+    if duplicates:
+        raise validation_error([(("panes",), f"pane {duplicates[0]} is listed twice")])
+    assignments = [Assignment(pane=p.pane, target=p.target or "") for p in body.panes]
     workspace = await _terminal().assign_panes(current_user().username, workspace_id,
                                                assignments)
     return _json(workspace.to_json())
@@ -99,6 +118,7 @@ async def assign_panes(workspace_id: str) -> Response:
 
 @blueprint.post(f"{BASE}/<workspace_id>/connect-all")
 @authenticated
+@endpoint("Connect every assigned pane", response=OBJECT, errors=(403, 404))
 async def connect_all(workspace_id: str) -> Response:
     results = await _terminal().connect_all(
         require_role(action="open terminals").username, workspace_id
@@ -108,6 +128,7 @@ async def connect_all(workspace_id: str) -> Response:
 
 @blueprint.post(f"{BASE}/<workspace_id>/panes/<pane>/connect")
 @authenticated
+@endpoint("Open the pane's shell", response=OBJECT, errors=(403, 404, 409, 503))
 async def connect_pane(workspace_id: str, pane: str) -> Response:
     state = await _terminal().connect_pane(
         require_role(action="open terminals").username, workspace_id, pane
@@ -117,12 +138,14 @@ async def connect_pane(workspace_id: str, pane: str) -> Response:
 
 @blueprint.post(f"{BASE}/<workspace_id>/panes/<pane>/disconnect")
 @authenticated
+@endpoint("Close the pane's shell", response=OBJECT, errors=(404,))
 async def disconnect_pane(workspace_id: str, pane: str) -> Response:
     state = await _terminal().disconnect_pane(current_user().username, workspace_id, pane)
     return _json({"workspace_id": workspace_id, **state.to_json()})
 
 
 @blueprint.websocket(f"{BASE}/<workspace_id>/ws")
+@endpoint("Workspace WebSocket (protocol: docs/api.md)", errors=(403, 404))
 async def workspace_socket(workspace_id: str) -> Response | None:
     try:
         session = await authenticate_websocket()
