@@ -4,13 +4,12 @@ checked with ``not_a_server_error`` and ``response_schema_conformance``.
 
 The service syncs a real Git repository first (so inventory routes answer from real rows;
 its links list is empty, so ``POST /api/links/verify`` never waits on SSH timeouts).
-``POST /api/auth/logout`` revokes the token it is called with, so it gets a fresh one per
-request. The WebSocket route is fuzzed as what a plain HTTP client sees (no upgrade).
+``POST /api/auth/logout`` revokes the token it is called with, so it is fuzzed last. The
+WebSocket route is fuzzed as what a plain HTTP client sees (no upgrade).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from tests.fixtures_git import make_repo
 from tests.serve_process import ServeProcess, serving
 
 EXAMPLES_PER_OPERATION = 12
-BUDGET_SECONDS = 150
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +44,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 def test_every_operation_survives_schemathesis(served: ServeProcess, tmp_path: Path) -> None:
     document = httpx.get(f"{served.base_url}/api/openapi.json", timeout=20).json()
     schema = schemathesis.openapi.from_dict(document)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # Logout revokes the token it is sent with: fuzz it last (its later cases get a 401,
+    # which is documented), so every other operation runs signed in with one login.
+    operations = sorted((result.ok() for result in schema.get_all_operations()),
+                        key=lambda op: op.path == "/api/auth/logout")
     assert len(operations) == sum(len(ops) for ops in document["paths"].values())
-    started = time.monotonic()
     token = served.token()
     failures: list[str] = []
     calls: dict[str, int] = {}
@@ -58,11 +58,10 @@ def test_every_operation_survives_schemathesis(served: ServeProcess, tmp_path: P
                   suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def fuzz(case: schemathesis.Case) -> None:
-            bearer = served.token() if case.path == "/api/auth/logout" else token
             key = f"{case.method} {case.path}"
             calls[key] = calls.get(key, 0) + 1
             case.call_and_validate(
-                base_url=served.base_url, headers={"Authorization": f"Bearer {bearer}"},
+                base_url=served.base_url, headers={"Authorization": f"Bearer {token}"},
                 checks=[not_a_server_error, response_schema_conformance], timeout=30)
 
         try:
@@ -72,6 +71,5 @@ def test_every_operation_survives_schemathesis(served: ServeProcess, tmp_path: P
     assert not failures, "\n\n".join(failures)
     assert len(calls) == len(operations), sorted(calls)
     assert sum(calls.values()) >= 3 * len(operations), calls
-    assert time.monotonic() - started < BUDGET_SECONDS
     log = served.log.read_text(encoding="utf-8")
     assert "api.unexpected_error" not in log

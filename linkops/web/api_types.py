@@ -164,10 +164,66 @@ class WorkspaceDeleted:
 
 
 @attrs.frozen
-class Count:
-    """Lists: the items under their own key plus ``count`` (schema: see the item key)."""
+class PaneView:
+    pane: Pane
+    target: str | None
+    status: str
+    cols: int
+    rows: int
+    error: str | None
+    connected_at: str | None
 
+
+@attrs.frozen
+class WorkspaceView:
+    """``Workspace.to_json()`` (linkops/terminal/workspaces.py)."""
+
+    workspace_id: str
+    layout: Layout
+    max_panes: int
+    owner: str
+    created_at: str
+    updated_at: str
+    panes: list[PaneView]
+
+
+@attrs.frozen
+class WorkspaceList:
+    workspaces: list[WorkspaceView]
+
+
+@attrs.frozen
+class PaneResult:
+    """A pane after connect/disconnect, with its workspace."""
+
+    workspace_id: str
+    pane: Pane
+    target: str | None
+    status: str
+    cols: int
+    rows: int
+    error: str | None
+    connected_at: str | None
+
+
+@attrs.frozen
+class VerifyResult:
+    """``EnrollmentResult.to_dict()`` (linkops/ssh/enrollment.py)."""
+
+    target: str
+    enrolled: bool
+    client_id_found: bool
+    client_id_matches: bool
+    error: str | None
+    reason: str | None
+    verified_at: str
+
+
+@attrs.frozen
+class VerifyResults:
+    results: list[VerifyResult]
     count: int
+    enrolled: int
 
 
 OBJECT: dict[str, Any] = {"type": "object"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
-from linkops.web.api_types import OBJECT, VerifyRequest
+from linkops.web.api_types import VerifyRequest, VerifyResult, VerifyResults
 from linkops.web.common import authenticated, services
 from linkops.web.contract import endpoint
 
@@ -19,7 +19,7 @@ MAX_BATCH = 1000  # VerifyRequest.targets maxItems
 
 @blueprint.post("/api/links/<link_id>/verify")
 @authenticated
-@endpoint("Verify one link's enrollment (client ID over SSH)", response=OBJECT,
+@endpoint("Verify one link's enrollment (client ID over SSH)", response=VerifyResult,
           errors=(404,))
 async def verify_one(link_id: str) -> Response:
     result = await services().enrollment.verify(link_id)
@@ -30,7 +30,7 @@ async def verify_one(link_id: str) -> Response:
 @authenticated
 @endpoint("Verify many links (all when the body or targets is omitted)",
           request=VerifyRequest, body_optional=True,
-          response={"type": "object", "required": ["results", "count", "enrolled"]})
+          response=VerifyResults)
 async def verify_many(body: VerifyRequest) -> Response:
     results = await services().enrollment.verify_many(body.targets)
     return jsonify(

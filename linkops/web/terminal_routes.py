@@ -28,7 +28,10 @@ from linkops.web.api_types import (
     AssignPanesRequest,
     CreateWorkspaceRequest,
     LayoutRequest,
+    PaneResult,
     WorkspaceDeleted,
+    WorkspaceList,
+    WorkspaceView,
 )
 from linkops.web.common import (
     authenticate_websocket,
@@ -57,7 +60,7 @@ def _json(value: Any, status: int = 200) -> Response:
 
 @blueprint.post(BASE)
 @authenticated
-@endpoint("Create a terminal workspace", request=CreateWorkspaceRequest, response=OBJECT,
+@endpoint("Create a terminal workspace", request=CreateWorkspaceRequest, response=WorkspaceView,
           status=201, errors=(403,))
 async def create_workspace(body: CreateWorkspaceRequest) -> Response:
     user = require_role(action="open terminals")
@@ -68,7 +71,7 @@ async def create_workspace(body: CreateWorkspaceRequest) -> Response:
 
 @blueprint.get(BASE)
 @authenticated
-@endpoint("The caller's workspaces", response={"type": "object", "required": ["workspaces"]})
+@endpoint("The caller's workspaces", response=WorkspaceList)
 async def list_workspaces() -> Response:
     found = await _terminal().list_workspaces(current_user().username)
     return _json({"workspaces": [w.to_json() for w in found]})
@@ -76,7 +79,8 @@ async def list_workspaces() -> Response:
 
 @blueprint.get(f"{BASE}/<workspace_id>")
 @authenticated
-@endpoint("One workspace (404 for anyone but its owner)", response=OBJECT, errors=(404,))
+@endpoint("One workspace (404 for anyone but its owner)", response=WorkspaceView,
+          errors=(404,))
 async def get_workspace(workspace_id: str) -> Response:
     workspace = await _terminal().get_workspace(current_user().username, workspace_id)
     return _json(workspace.to_json())
@@ -84,7 +88,7 @@ async def get_workspace(workspace_id: str) -> Response:
 
 @blueprint.patch(f"{BASE}/<workspace_id>")
 @authenticated
-@endpoint("Change a workspace's layout", request=LayoutRequest, response=OBJECT,
+@endpoint("Change a workspace's layout", request=LayoutRequest, response=WorkspaceView,
           errors=(404,))
 async def set_layout(workspace_id: str, body: LayoutRequest) -> Response:
     workspace = await _terminal().set_layout(current_user().username, workspace_id,
@@ -104,7 +108,7 @@ async def delete_workspace(workspace_id: str) -> Response:
 @blueprint.put(f"{BASE}/<workspace_id>/panes")
 @authenticated
 @endpoint("Assign links to panes (target null clears a pane)", request=AssignPanesRequest,
-          response=OBJECT, errors=(404, 409))
+          response=WorkspaceView, errors=(404, 409))
 async def assign_panes(workspace_id: str, body: AssignPanesRequest) -> Response:
     duplicates = sorted({p.pane for p in body.panes if
                          sum(q.pane == p.pane for q in body.panes) > 1})
@@ -128,7 +132,7 @@ async def connect_all(workspace_id: str) -> Response:
 
 @blueprint.post(f"{BASE}/<workspace_id>/panes/<pane>/connect")
 @authenticated
-@endpoint("Open the pane's shell", response=OBJECT, errors=(403, 404, 409, 503))
+@endpoint("Open the pane's shell", response=PaneResult, errors=(403, 404, 409, 503))
 async def connect_pane(workspace_id: str, pane: str) -> Response:
     state = await _terminal().connect_pane(
         require_role(action="open terminals").username, workspace_id, pane
@@ -138,7 +142,7 @@ async def connect_pane(workspace_id: str, pane: str) -> Response:
 
 @blueprint.post(f"{BASE}/<workspace_id>/panes/<pane>/disconnect")
 @authenticated
-@endpoint("Close the pane's shell", response=OBJECT, errors=(404,))
+@endpoint("Close the pane's shell", response=PaneResult, errors=(404,))
 async def disconnect_pane(workspace_id: str, pane: str) -> Response:
     state = await _terminal().disconnect_pane(current_user().username, workspace_id, pane)
     return _json({"workspace_id": workspace_id, **state.to_json()})
