@@ -14,6 +14,9 @@ list indexes relative to the structured value (``("enrollment", "clientId")``,
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import attrs
@@ -27,8 +30,20 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn
 
+from linkops.errors import ValidationError
+
 T = TypeVar("T")
 PathPart = str | int
+# Field metadata key of the JSON Schema keywords a request field must satisfy.
+CONSTRAINTS = "json_schema"
+MAX_ERRORS = 50
+
+
+def constraints(**keywords: Any) -> dict[str, Any]:
+    """Field metadata: JSON Schema keywords (``minLength``, ``maxLength``, ``minItems``,
+    ``maxItems``, ``minimum``, ``maximum``, ``uniqueItems``, ``pattern``) that
+    :func:`structure_request` enforces and the OpenAPI document shows."""
+    return {CONSTRAINTS: keywords}
 
 
 class FieldError(ValueError):
@@ -219,3 +234,88 @@ def _leaf_messages(exc: BaseException, path: tuple[PathPart, ...]) -> list[
 def error_paths(exc: BaseException) -> list[tuple[tuple[PathPart, ...], str]]:
     """Every failure inside a cattrs error as ``(path, message)``, in document order."""
     return _leaf_messages(exc, ())
+
+
+# -- requests: structure, check the declared constraints, report every problem with a path --
+
+
+def format_path(parts: Sequence[str | int]) -> str:
+    text = "$"
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            text += f".{part}"
+        else:
+            text += f"[{json.dumps(part)}]"
+    return text
+
+
+def _check(value: Any, keywords: Mapping[str, Any]) -> list[str]:
+    problems = []
+    sized = isinstance(value, str | list | tuple | dict)
+    if isinstance(value, str):
+        if "minLength" in keywords and len(value) < keywords["minLength"]:
+            problems.append(f"must be at least {keywords['minLength']} characters")
+        if "maxLength" in keywords and len(value) > keywords["maxLength"]:
+            problems.append(f"must be at most {keywords['maxLength']} characters")
+        if "pattern" in keywords and re.search(keywords["pattern"], value) is None:
+            problems.append(f"must match {keywords['pattern']}")
+    if sized and not isinstance(value, str):
+        if "minItems" in keywords and len(value) < keywords["minItems"]:
+            problems.append(f"must have at least {keywords['minItems']} items")
+        if "maxItems" in keywords and len(value) > keywords["maxItems"]:
+            problems.append(f"must have at most {keywords['maxItems']} items")
+        if keywords.get("uniqueItems") and isinstance(value, list | tuple):
+            seen = [json.dumps(v, sort_keys=True, default=str) for v in value]
+            if len(set(seen)) != len(seen):
+                problems.append("must not contain duplicates")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in keywords and value < keywords["minimum"]:
+            problems.append(f"must be at least {keywords['minimum']}")
+        if "maximum" in keywords and value > keywords["maximum"]:
+            problems.append(f"must be at most {keywords['maximum']}")
+    return problems
+
+
+def constraint_errors(value: Any, path: tuple[str | int, ...] = ()) -> list[
+        tuple[tuple[str | int, ...], str]]:
+    """Every declared constraint that ``value`` (a structured attrs instance) breaks."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    if attrs.has(type(value)):
+        for field in attrs.fields(type(value)):
+            item = getattr(value, field.name)
+            where = (*path, field.name)
+            if item is not None:
+                found.extend((where, m) for m in _check(item, field.metadata.get(CONSTRAINTS,
+                                                                                 {})))
+            found.extend(constraint_errors(item, where))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found.extend(constraint_errors(item, (*path, index)))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(constraint_errors(item, (*path, key)))
+    return found
+
+
+def validation_error(problems: Sequence[tuple[Sequence[str | int], str]]) -> ValidationError:
+    errors = [{"path": format_path(path), "message": message}
+              for path, message in problems[:MAX_ERRORS]]
+    first = errors[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return ValidationError(f"{first['path']}: {first['message']}{more}",
+                           code="VALIDATION_ERROR",
+                           details={"errors": errors, "error_count": len(problems)})
+
+
+def structure_request(value: Any, cls: type[T]) -> T:
+    """``value`` (parsed JSON) as ``cls``, or the VALIDATION_ERROR listing every problem."""
+    try:
+        result = converter.structure(value, cls)
+    except Exception as exc:  # cattrs raises groups of anything its hooks raise
+        raise validation_error(error_paths(exc)) from None
+    problems = constraint_errors(result)
+    if problems:
+        raise validation_error(problems)
+    return result

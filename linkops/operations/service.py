@@ -28,6 +28,7 @@ from typing import Any
 
 import trio
 
+from linkops.api_types import RunRequest
 from linkops.config import Settings
 from linkops.db import Database
 from linkops.errors import ConflictError, NotFoundError, UnavailableError
@@ -117,7 +118,8 @@ class OperationsService:
 
     # -- commands --------------------------------------------------------------------------
 
-    async def submit(self, body: Mapping[str, Any], triggered_by: str | None) -> str:
+    async def submit(self, body: RunRequest | Mapping[str, Any], triggered_by: str | None
+                     ) -> str:
         """Validate, record ``queued`` and start; returns the operation id.
 
         *Errors*: see :mod:`linkops.operations.validate`; :class:`UnavailableError`

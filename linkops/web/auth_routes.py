@@ -6,8 +6,8 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
+from linkops.api_types import LoginRequest, LoginResponse, Me, Success
 from linkops.timeutil import to_iso
-from linkops.web.api_types import LoginRequest, LoginResponse, Me, Success
 from linkops.web.common import (
     SESSION_COOKIE,
     authenticated,

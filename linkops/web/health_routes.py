@@ -5,8 +5,8 @@ from __future__ import annotations
 from quart import Blueprint, Response, jsonify
 
 from linkops import __version__
+from linkops.api_types import Health
 from linkops.timeutil import now_iso
-from linkops.web.api_types import Health
 from linkops.web.common import services
 from linkops.web.contract import encode, endpoint
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify, request
 
+from linkops.api_types import OBJECT, listing
 from linkops.inventory import InventoryService, LinkQuery
-from linkops.web.api_types import OBJECT, listing
 from linkops.web.common import authenticated, services
 from linkops.web.contract import QueryParam, endpoint
 

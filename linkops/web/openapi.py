@@ -19,8 +19,8 @@ import attrs
 from quart import Blueprint, Quart, Response, current_app, jsonify, send_from_directory
 
 from linkops import __version__
+from linkops.api_types import ErrorResponse
 from linkops.resources import bundled_dir
-from linkops.web.api_types import ErrorResponse
 from linkops.web.contract import CONSTRAINTS, Endpoint, endpoint, endpoint_of
 
 blueprint = Blueprint("openapi", __name__)

@@ -12,9 +12,9 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
+from linkops.api_types import OBJECT, OperationAccepted, OperationStopped, RunRequest
 from linkops.operations.events import encode_sse, parse_last_event_id, sse_comment
 from linkops.operations.service import OperationsService
-from linkops.web.api_types import OBJECT, OperationAccepted, OperationStopped, RunRequest
 from linkops.web.common import authenticated, query_arg, require_role, services
 from linkops.web.contract import QueryParam, encode, endpoint
 
@@ -38,8 +38,7 @@ def _operations() -> OperationsService:
 async def run_operation(body: RunRequest) -> tuple[Response, int]:
     username = _require_runner()
     # The service applies the rules that need configuration and the database.
-    fields = {k: v for k, v in encode(body).items() if v is not None}
-    op_id = await _operations().submit(fields, username)
+    op_id = await _operations().submit(body, username)
     return jsonify(encode(OperationAccepted(operation_id=op_id, status="queued"))), 202
 
 

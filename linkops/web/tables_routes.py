@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
-from linkops.web.api_types import OBJECT, TableQueryRequest
+from linkops.api_types import OBJECT, TableQueryRequest
 from linkops.web.common import authenticated, services
 from linkops.web.contract import endpoint
 

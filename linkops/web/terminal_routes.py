@@ -19,11 +19,7 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, websocket
 
-from linkops.errors import LinkOpsError
-from linkops.terminal.service import TerminalService
-from linkops.terminal.socket import serve_socket
-from linkops.terminal.workspaces import Assignment
-from linkops.web.api_types import (
+from linkops.api_types import (
     OBJECT,
     AssignPanesRequest,
     CreateWorkspaceRequest,
@@ -33,6 +29,10 @@ from linkops.web.api_types import (
     WorkspaceList,
     WorkspaceView,
 )
+from linkops.errors import LinkOpsError
+from linkops.terminal.service import TerminalService
+from linkops.terminal.socket import serve_socket
+from linkops.terminal.workspaces import parse_assignments
 from linkops.web.common import (
     authenticate_websocket,
     authenticated,
@@ -40,7 +40,7 @@ from linkops.web.common import (
     require_role,
     services,
 )
-from linkops.web.contract import encode, endpoint, validation_error
+from linkops.web.contract import encode, endpoint
 from linkops.web.errors import error_response
 
 blueprint = Blueprint("terminal", __name__)
@@ -110,11 +110,7 @@ async def delete_workspace(workspace_id: str) -> Response:
 @endpoint("Assign links to panes (target null clears a pane)", request=AssignPanesRequest,
           response=WorkspaceView, errors=(404, 409))
 async def assign_panes(workspace_id: str, body: AssignPanesRequest) -> Response:
-    duplicates = sorted({p.pane for p in body.panes if
-                         sum(q.pane == p.pane for q in body.panes) > 1})
-    if duplicates:
-        raise validation_error([(("panes",), f"pane {duplicates[0]} is listed twice")])
-    assignments = [Assignment(pane=p.pane, target=p.target or "") for p in body.panes]
+    assignments = parse_assignments(body)
     workspace = await _terminal().assign_panes(current_user().username, workspace_id,
                                                assignments)
     return _json(workspace.to_json())

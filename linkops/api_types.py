@@ -1,5 +1,7 @@
 """Request and response types of the HTTP API (SPEC §3, §10.1): attrs classes that the routes
-decode with and the OpenAPI document is generated from (:mod:`linkops.web.contract`).
+decode with (and the services validate with: ``operations/validate.py``,
+``terminal/workspaces.py``) and the OpenAPI document is generated from
+(:mod:`linkops.web.contract`). Pure attrs + the converter: no Quart here.
 
 Shape and declared bounds are checked by the converter (400 ``VALIDATION_ERROR`` with
 ``details.errors`` paths); rules that depend on configuration or the database (e.g.
@@ -13,7 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
-from linkops.web.contract import constraints
+from linkops.converters import constraints
 
 Layout = Literal["single", "grid2x1", "grid1x3", "grid2x2"]
 Pane = Literal["A", "B", "C", "D"]
