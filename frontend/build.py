@@ -49,6 +49,11 @@ FILES: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
         ("addon-fit.mjs.map", "addon-fit.js.map"),
     ),
     ("@xterm/addon-fit/lib/addon-fit.mjs.map", "xterm/addon-fit.js.map", None),
+    # The OpenAPI viewer of GET /api/docs (classic bundle: no module loader needed).
+    ("swagger-ui-dist/swagger-ui-bundle.js", "swagger-ui/swagger-ui-bundle.js", None),
+    ("swagger-ui-dist/swagger-ui-bundle.js.map", "swagger-ui/swagger-ui-bundle.js.map", None),
+    ("swagger-ui-dist/swagger-ui.css", "swagger-ui/swagger-ui.css", None),
+    ("swagger-ui-dist/LICENSE", "swagger-ui/LICENSE", None),
 )
 STAMP = VENDOR / "versions.json"
 

@@ -26,9 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
-from cattrs.errors import BaseValidationError
 
-from linkops.converters import error_paths, structure
 from linkops.errors import ForbiddenError, NotFoundError, ValidationError
 from linkops.timeutil import to_iso, utcnow
 
@@ -49,19 +47,6 @@ class CreateTokenBody:
     expires_in_days: int = DEFAULT_DAYS
 
 
-def parse_create_body(body: Any) -> CreateTokenBody:
-    try:
-        parsed = structure(body, CreateTokenBody)
-    except (BaseValidationError, ValueError, TypeError) as exc:
-        problems = error_paths(exc) if isinstance(exc, BaseValidationError) else []
-        raise ValidationError(
-            "invalid token request",
-            details={"fields": [{"path": ".".join(map(str, p)), "message": m}
-                                for p, m in problems]},
-        ) from None
-    return parsed
-
-
 @attrs.frozen
 class ApiToken:
     id: str
@@ -76,6 +61,24 @@ class ApiToken:
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
+
+
+# Response shapes of /api/auth/tokens (the OpenAPI document is generated from these).
+@attrs.frozen
+class CreatedToken(ApiToken):
+    """The new token: ``token`` is in this answer only."""
+
+    token: str = ""
+
+
+@attrs.frozen
+class TokenList:
+    tokens: list[ApiToken]
+
+
+@attrs.frozen
+class RevokedToken(ApiToken):
+    success: bool = True
 
 
 def hash_secret(secret: str) -> str:

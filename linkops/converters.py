@@ -14,19 +14,36 @@ list indexes relative to the structured value (``("enrollment", "clientId")``,
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
 from cattrs.errors import (
     AttributeValidationNote,
+    ClassValidationError,
     ForbiddenExtraKeysError,
+    IterableValidationError,
     IterableValidationNote,
 )
 from cattrs.gen import make_dict_structure_fn
 
+from linkops.errors import ValidationError
+
 T = TypeVar("T")
 PathPart = str | int
+# Field metadata key of the JSON Schema keywords a request field must satisfy.
+CONSTRAINTS = "json_schema"
+MAX_ERRORS = 50
+
+
+def constraints(**keywords: Any) -> dict[str, Any]:
+    """Field metadata: JSON Schema keywords (``minLength``, ``maxLength``, ``minItems``,
+    ``maxItems``, ``minimum``, ``maximum``, ``uniqueItems``, ``pattern``) that
+    :func:`structure_request` enforces and the OpenAPI document shows."""
+    return {CONSTRAINTS: keywords}
 
 
 class FieldError(ValueError):
@@ -75,6 +92,77 @@ def _structure_mapping(value: Any, _: type) -> dict[str, Any]:
     return dict(value)
 
 
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FieldError("must be a number")
+    return float(value)
+
+
+def _structure_literal(value: Any, target: Any) -> Any:
+    allowed = get_args(target)
+    # `1 == True` in Python: compare types too, so `true` is not the literal 1.
+    if not any(value == a and type(value) is type(a) for a in allowed):
+        raise FieldError(f"must be one of {', '.join(map(repr, allowed))}")
+    return value
+
+
+_LITERAL: Any = Literal
+
+
+def _is_list(target: Any) -> bool:
+    return get_origin(target) is list
+
+
+def _is_str_dict(target: Any) -> bool:
+    return get_origin(target) is dict and get_args(target)[:1] == (str,)
+
+
+def _strict_list(converter: cattrs.Converter) -> Any:
+    """``list[T]``: a JSON array only (cattrs would iterate a string into characters)."""
+
+    def hook(value: Any, target: Any) -> list[Any]:
+        (item_type,) = get_args(target) or (Any,)
+        if not isinstance(value, list):
+            raise FieldError("must be a list")
+        items: list[Any] = []
+        errors: list[Exception] = []
+        for index, item in enumerate(value):
+            try:
+                items.append(converter.structure(item, item_type))
+            except Exception as exc:  # collected with its index, like cattrs does
+                exc.add_note(IterableValidationNote(f"@ index {index}", index, item_type))
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"invalid items in {target}", errors, target)
+        return items
+
+    return hook
+
+
+def _strict_str_dict(converter: cattrs.Converter) -> Any:
+    """``dict[str, T]``: a JSON object whose every value is a ``T`` (errors name the key)."""
+
+    def hook(value: Any, target: Any) -> dict[str, Any]:
+        value_type = get_args(target)[1]
+        if not isinstance(value, dict):
+            raise FieldError("must be a mapping")
+        out: dict[str, Any] = {}
+        errors: list[Exception] = []
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FieldError(f"key {key!r} must be a string")
+            try:
+                out[key] = converter.structure(item, value_type)
+            except Exception as exc:
+                exc.add_note(AttributeValidationNote(f"@ key {key}", key, value_type))
+                errors.append(exc)
+        if errors:
+            raise ClassValidationError(f"invalid values in {target}", errors, dict)
+        return out
+
+    return hook
+
+
 def _mapping_first(converter: cattrs.Converter) -> Any:
     """attrs classes: refuse a non-mapping with a readable message before cattrs indexes it."""
 
@@ -95,6 +183,12 @@ def _mapping_first(converter: cattrs.Converter) -> Any:
 def make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     converter.register_structure_hook_factory(attrs.has, _mapping_first(converter))
+    # Generic containers first: the exact hooks below take precedence over them.
+    converter.register_structure_hook_func(_is_list, _strict_list(converter))
+    converter.register_structure_hook_func(_is_str_dict, _strict_str_dict(converter))
+    converter.register_structure_hook_func(
+        lambda t: get_origin(t) is _LITERAL, _structure_literal)
+    converter.register_structure_hook(float, _structure_float)
     converter.register_structure_hook(int, _structure_int)
     converter.register_structure_hook(str, _structure_str)
     converter.register_structure_hook(bool, _structure_bool)
@@ -140,3 +234,88 @@ def _leaf_messages(exc: BaseException, path: tuple[PathPart, ...]) -> list[
 def error_paths(exc: BaseException) -> list[tuple[tuple[PathPart, ...], str]]:
     """Every failure inside a cattrs error as ``(path, message)``, in document order."""
     return _leaf_messages(exc, ())
+
+
+# -- requests: structure, check the declared constraints, report every problem with a path --
+
+
+def format_path(parts: Sequence[str | int]) -> str:
+    text = "$"
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            text += f".{part}"
+        else:
+            text += f"[{json.dumps(part)}]"
+    return text
+
+
+def _check(value: Any, keywords: Mapping[str, Any]) -> list[str]:
+    problems = []
+    sized = isinstance(value, str | list | tuple | dict)
+    if isinstance(value, str):
+        if "minLength" in keywords and len(value) < keywords["minLength"]:
+            problems.append(f"must be at least {keywords['minLength']} characters")
+        if "maxLength" in keywords and len(value) > keywords["maxLength"]:
+            problems.append(f"must be at most {keywords['maxLength']} characters")
+        if "pattern" in keywords and re.search(keywords["pattern"], value) is None:
+            problems.append(f"must match {keywords['pattern']}")
+    if sized and not isinstance(value, str):
+        if "minItems" in keywords and len(value) < keywords["minItems"]:
+            problems.append(f"must have at least {keywords['minItems']} items")
+        if "maxItems" in keywords and len(value) > keywords["maxItems"]:
+            problems.append(f"must have at most {keywords['maxItems']} items")
+        if keywords.get("uniqueItems") and isinstance(value, list | tuple):
+            seen = [json.dumps(v, sort_keys=True, default=str) for v in value]
+            if len(set(seen)) != len(seen):
+                problems.append("must not contain duplicates")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in keywords and value < keywords["minimum"]:
+            problems.append(f"must be at least {keywords['minimum']}")
+        if "maximum" in keywords and value > keywords["maximum"]:
+            problems.append(f"must be at most {keywords['maximum']}")
+    return problems
+
+
+def constraint_errors(value: Any, path: tuple[str | int, ...] = ()) -> list[
+        tuple[tuple[str | int, ...], str]]:
+    """Every declared constraint that ``value`` (a structured attrs instance) breaks."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    if attrs.has(type(value)):
+        for field in attrs.fields(type(value)):
+            item = getattr(value, field.name)
+            where = (*path, field.name)
+            if item is not None:
+                found.extend((where, m) for m in _check(item, field.metadata.get(CONSTRAINTS,
+                                                                                 {})))
+            found.extend(constraint_errors(item, where))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found.extend(constraint_errors(item, (*path, index)))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(constraint_errors(item, (*path, key)))
+    return found
+
+
+def validation_error(problems: Sequence[tuple[Sequence[str | int], str]]) -> ValidationError:
+    errors = [{"path": format_path(path), "message": message}
+              for path, message in problems[:MAX_ERRORS]]
+    first = errors[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return ValidationError(f"{first['path']}: {first['message']}{more}",
+                           code="VALIDATION_ERROR",
+                           details={"errors": errors, "error_count": len(problems)})
+
+
+def structure_request(value: Any, cls: type[T]) -> T:
+    """``value`` (parsed JSON) as ``cls``, or the VALIDATION_ERROR listing every problem."""
+    try:
+        result = converter.structure(value, cls)
+    except Exception as exc:  # cattrs raises groups of anything its hooks raise
+        raise validation_error(error_paths(exc)) from None
+    problems = constraint_errors(result)
+    if problems:
+        raise validation_error(problems)
+    return result

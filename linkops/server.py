@@ -31,6 +31,7 @@ from linkops.config import Settings
 from linkops.db import Database
 from linkops.services import Services, build_services
 from linkops.web.app import create_app
+from linkops.web.connections import CloseDelimitedConnections
 
 log = logging.getLogger("linkops.server")
 
@@ -139,7 +140,9 @@ async def run(
                     await background.start(service.run)
                 binds: list[str] = await root.start(
                     lambda task_status: hypercorn_serve(
-                        app,
+                        # Closes Connection: close / HTTP/1.0 / unread-body connections; see
+                        # linkops/web/connections.py for the upstream cause.
+                        CloseDelimitedConnections(app),
                         hypercorn_config(settings),
                         shutdown_trigger=shutdown_requested.wait,
                         task_status=task_status,

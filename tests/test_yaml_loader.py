@@ -86,3 +86,24 @@ def test_billion_laughs_is_refused_at_the_first_anchor_quickly() -> None:
     with pytest.raises(YamlProblem) as info:
         load_yaml("\n".join(lines).encode())
     assert info.value.line == 1
+
+
+def test_surrogate_pair_escape_becomes_its_character() -> None:
+    """JSON semantics: JSON writers escape non-BMP characters as UTF-16 surrogate pairs."""
+    loaded = load_yaml(b'a:\n  emoji: "\\ud83d\\udc4b"\n  key_\\u00e9: x\n  "\\ud83d\\ude00k": v\n')
+    assert loaded.data["a"]["emoji"] == "\U0001f44b"
+    assert loaded.data["a"]["\U0001f600k"] == "v"
+    "".join(loaded.data["a"]).encode("utf-8")  # nothing left that UTF-8 cannot hold
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    (b'a:\n  b: ok\n  emoji: "\\ud83d"\n', 3),
+    (b'a:\n  - "\\udc4b\\ud83d"\n', 2),
+    (b'a:\n  "\\ud800": x\n', 2),
+    (b'"\\udfff"\n', 1),
+])
+def test_lone_surrogate_is_refused_with_its_line(text: bytes, line: int) -> None:
+    with pytest.raises(YamlProblem) as caught:
+        load_yaml(text)
+    assert caught.value.line == line
+    assert "surrogate" in caught.value.message

@@ -7,6 +7,12 @@ inventory never needs them) and explicit tags, plus ruamel's own limits: nesting
 :data:`MAX_DEPTH`, duplicate keys and more than one document are errors. The tree is then
 copied into plain Python values, remembering the line of every key and list item.
 
+*Text*: JSON is YAML 1.2, and JSON writers escape characters outside the BMP as UTF-16
+surrogate pairs (``"\\ud83d\\udc4b"``). ruamel decodes each ``\\uXXXX`` on its own, so a
+pair arrives as two surrogate code points; we join valid pairs into their character (JSON
+semantics) and refuse a lone surrogate with its line — such a string cannot be UTF-8 and
+would otherwise fail deep in SQLite or the JSON encoder.
+
 *Errors*: :class:`YamlProblem` with the 1-based line (or ``None``) and a message; the
 inventory loader adds file and entry.
 """
@@ -14,6 +20,7 @@ inventory loader adds file and entry.
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
 
 import attrs
@@ -22,6 +29,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.composer import Composer, MaxDepthExceededError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.reader import ReaderError
 
 MAX_YAML_BYTES = 1024 * 1024
 MAX_DEPTH = 16
@@ -72,26 +80,42 @@ class _GuardedComposer(Composer):
         return super().compose_node(parent, index)
 
 
-def _plain(value: Any, path: Path_, lines: dict[Path_, int]) -> Any:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str, line: int | None) -> str:
+    """``value`` as a real Unicode string: surrogate pairs joined, lone surrogates refused."""
+    if not _SURROGATE.search(value):
+        return str(value)
+    try:
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError:
+        raise YamlProblem(
+            "a string contains a lone UTF-16 surrogate escape (\\ud800-\\udfff must come as a"
+            " high/low pair, or write the character itself)", line) from None
+
+
+def _plain(value: Any, path: Path_, lines: dict[Path_, int], line: int | None = 1) -> Any:
     if isinstance(value, CommentedMap):
         out: dict[Any, Any] = {}
         for key, item in value.items():
-            plain_key = _plain(key, path, {})
             key_line = value.lc.key(key)[0] + 1
+            plain_key = _plain(key, path, {}, key_line)
             lines[(*path, plain_key)] = key_line
-            out[plain_key] = _plain(item, (*path, plain_key), lines)
+            out[plain_key] = _plain(item, (*path, plain_key), lines, key_line)
         return out
     if isinstance(value, CommentedSeq):
         items = []
         for index, item in enumerate(value):
-            lines[(*path, index)] = value.lc.item(index)[0] + 1
-            items.append(_plain(item, (*path, index), lines))
+            item_line = value.lc.item(index)[0] + 1
+            lines[(*path, index)] = item_line
+            items.append(_plain(item, (*path, index), lines, item_line))
         return items
     # ruamel returns str/int/float subclasses that carry formatting; keep only the value.
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
-        return str(value)
+        return _text(value, line)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
@@ -128,6 +152,10 @@ def load_yaml(raw: bytes) -> LoadedYaml:
         elif "another document" in problem or "single document" in problem:
             problem = "only one YAML document is allowed"
         raise YamlProblem(problem, _mark_line(mark)) from None
+    except ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise YamlProblem(f"character U+{exc.character:04X} is not allowed in YAML", line
+                          ) from None
     except YAMLError as exc:
         raise YamlProblem(f"malformed YAML ({exc})", None) from None
     except RecursionError:

@@ -54,6 +54,7 @@ import attrs
 import trio
 
 from linkops.jsontext import plain_json_string
+from linkops.operations.event_types import OperationEvent, payload
 
 # A subscriber is dropped when it has this many events, or this many output bytes, not yet
 # taken. Events are shared objects, so all subscribers together pin at most one such window.
@@ -138,6 +139,10 @@ class EventHub:
     @property
     def last_id(self) -> int:
         return self._next_id - 1
+
+    def emit(self, event: OperationEvent) -> Event:
+        """Publish one typed event (:mod:`linkops.operations.event_types`)."""
+        return self.publish(event.kind, payload(event))
 
     def publish(self, kind: str, data: dict[str, Any]) -> Event:
         """Number, log (if it fits) and fan out one event. Never blocks."""

@@ -22,6 +22,14 @@ from typing import Any
 
 from linkops.db import loads
 from linkops.errors import NotFoundError, ValidationError
+from linkops.operations.event_types import (
+    OperationEnd,
+    OperationState,
+    Output,
+    TaskEnd,
+    TaskStart,
+    payload,
+)
 from linkops.operations.events import Event
 from linkops.operations.status import OPERATION_STATUSES
 from linkops.timeutil import parse_iso, to_iso
@@ -197,29 +205,40 @@ def list_operations(conn: sqlite3.Connection, params: Mapping[str, str | None]) 
 
 # -- replay of a finished operation ---------------------------------------------------------
 
-def replay_events(view: Mapping[str, Any]) -> Iterator[Event]:
-    """A finished operation as the event sequence a live subscriber would have seen (ids
-    numbered from 1 in this order; output is one event per stream)."""
+def script_names(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
+    """Display names of the scripts still in the catalogue (for a replay's ``task_start``)."""
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(f"SELECT id, name FROM scripts WHERE id IN ({marks})", ids)
+    return {row["id"]: row["name"] for row in rows}
+
+
+def replay_events(view: Mapping[str, Any], names: Mapping[str, str] | None = None
+                  ) -> Iterator[Event]:
+    """A finished operation as the event sequence a live subscriber would have seen, built
+    with the live stream's constructors (:mod:`linkops.operations.event_types`, which says
+    what legitimately differs); ids numbered from 1 in this order."""
+    names = names or {}
     counter = iter(range(1, 1_000_000_000))
-    yield Event(next(counter), "operation", {
-        "operation_id": view["id"], "status": view["status"], "scripts": view["scripts"],
-        "targets": view["targets"], "concurrency": view["concurrency"],
-        "started": view["started"], "replayed": True,
-    })
+
+    def event(value: Any) -> Event:
+        return Event(next(counter), value.kind, payload(value))
+
+    yield event(OperationState(
+        operation_id=view["id"], status=view["status"], scripts=view["scripts"],
+        targets=view["targets"], flags=view["flags"], concurrency=view["concurrency"],
+        triggered_by=view["triggered_by"], started=view["started"], replayed=True))
     for log in view["logs"]:
         base = {"target": log["target"], "script": log["script"], "position": log["position"]}
         if log["started"] is not None:
-            yield Event(next(counter), "task_start", {**base, "started": log["started"]})
+            yield event(TaskStart(**base, name=names.get(log["script"]),
+                                  started=log["started"]))
         for stream in ("stdout", "stderr"):
             if log[stream]:
-                yield Event(next(counter), "output",
-                            {**base, "stream": stream, "data": log[stream]})
-        yield Event(next(counter), "task_end", {
-            **base, "status": log["status"], "exit_code": log["exit_code"],
-            "duration": log["duration"], "error": log["error"],
-            "remote_killed": log["remote_killed"], "ended": log["ended"],
-        })
-    yield Event(next(counter), "operation_end", {
-        "operation_id": view["id"], "status": view["status"], "result": view["result"],
-        "ended": view["ended"], "duration": view["duration"],
-    })
+                yield event(Output(**base, stream=stream, data=log[stream]))
+        yield event(TaskEnd(
+            **base, status=log["status"], exit_code=log["exit_code"],
+            duration=log["duration"], ended=log["ended"], error=log["error"],
+            remote_killed=log["remote_killed"], output_truncated=log["output_truncated"]))
+    yield event(OperationEnd(
+        operation_id=view["id"], status=view["status"], result=view["result"],
+        ended=view["ended"], duration=view["duration"], error=view["error"]))

@@ -37,6 +37,13 @@ from linkops.db import Database
 from linkops.errors import LinkOpsError
 from linkops.models import Link
 from linkops.operations import store
+from linkops.operations.event_types import (
+    OperationEnd,
+    OperationState,
+    Output,
+    TaskEnd,
+    TaskStart,
+)
 from linkops.operations.events import EventHub
 from linkops.operations.output import TaskOutput
 from linkops.operations.remote import LAUNCH_GRACE, RemoteScript
@@ -61,8 +68,10 @@ class OperationRun:
     """One operation in flight (registry entry of the service)."""
 
     def __init__(self, op_id: str, plan: Plan, *, db: Database, settings: Settings,
-                 ssh: SshManager, hub: EventHub, links: Mapping[str, Link]) -> None:
+                 ssh: SshManager, hub: EventHub, links: Mapping[str, Link],
+                 triggered_by: str | None = None) -> None:
         self.id = op_id
+        self.triggered_by = triggered_by
         self.plan = plan
         self.db = db
         self.settings = settings
@@ -98,13 +107,13 @@ class OperationRun:
             with self.cancel_scope:
                 await self.db.write(store.mark_running(self.id, started_at))
                 self.status = "running"
-                self.hub.publish("operation", {
-                    "operation_id": self.id, "status": "running",
-                    "scripts": [s.id for s in self.plan.scripts],
-                    "targets": [t.id for t in self.plan.targets],
-                    "flags": self.plan.flags, "concurrency": self.plan.concurrency,
-                    "started": started_at,
-                })
+                self.hub.emit(OperationState(
+                    operation_id=self.id, status="running",
+                    scripts=[s.id for s in self.plan.scripts],
+                    targets=[t.id for t in self.plan.targets],
+                    flags=self.plan.flags, concurrency=self.plan.concurrency,
+                    triggered_by=self.triggered_by, started=started_at,
+                ))
                 limiter = trio.CapacityLimiter(self.plan.concurrency)
                 async with trio.open_nursery() as nursery:
                     for target in self.plan.targets:
@@ -139,10 +148,10 @@ class OperationRun:
         self.status = status
         log.info("operation.end", extra={"context": {
             "operation": self.id, "status": status, "duration": duration, "result": result}})
-        self.hub.publish("operation_end", {
-            "operation_id": self.id, "status": status, "result": result,
-            "ended": ended_at, "duration": duration, "error": error,
-        })
+        self.hub.emit(OperationEnd(
+            operation_id=self.id, status=status, result=result, ended=ended_at,
+            duration=duration, error=error,
+        ))
         self.done.set()
 
     # -- one host --------------------------------------------------------------------------
@@ -233,7 +242,7 @@ class OperationRun:
             text = output.feed(stream, chunk)
             if text:
                 await self.hub.paced()  # a live viewer far behind: let it catch up (bounded)
-                self.hub.publish("output", {**base, "stream": stream, "data": text})
+                self.hub.emit(Output(**base, stream=stream, data=text))
 
         async def on_pgid(pgid: int) -> None:
             await self.db.write(store.task_pgid(self.id, target.id, position, pgid))
@@ -259,7 +268,7 @@ class OperationRun:
                                                   started_at)
             raise
         self.statuses[target.id][position] = "running"
-        self.hub.publish("task_start", {**base, "started": started_at, "name": script.name})
+        self.hub.emit(TaskStart(**base, name=script.name, started=started_at))
         self.live[(target.id, position)] = output
         status: str | None = None
         error: str | None = None
@@ -288,7 +297,7 @@ class OperationRun:
             with trio.CancelScope(shield=True):
                 for stream, text in output.finish().items():
                     if text:
-                        self.hub.publish("output", {**base, "stream": stream, "data": text})
+                        self.hub.emit(Output(**base, stream=stream, data=text))
                 outcome = remote.outcome
                 ended_at = now_iso()
                 duration = round(time.monotonic() - t0, 3)
@@ -308,12 +317,12 @@ class OperationRun:
                         "operation": self.id, "target": target.id, "script": script.id,
                         "status": status, "exit_code": outcome.exit_code,
                         "reason": values["error"], "remote_killed": outcome.remote_killed}})
-                self.hub.publish("task_end", {
-                    **base, "status": status, "exit_code": outcome.exit_code,
-                    "duration": duration, "ended": ended_at, "error": values["error"],
-                    "remote_killed": outcome.remote_killed,
-                    "output_truncated": output.truncated,
-                })
+                self.hub.emit(TaskEnd(
+                    **base, status=status, exit_code=outcome.exit_code, duration=duration,
+                    ended=ended_at, error=error or outcome.error,
+                    remote_killed=outcome.remote_killed,
+                    output_truncated=output.truncated,
+                ))
         return status
 
     async def _record_stopped_launch(self, target: Link, position: int,
@@ -352,9 +361,8 @@ class OperationRun:
                 "status": "failed", "error": error, "started_at": now, "ended_at": now,
                 "duration": 0.0}))
             self.statuses[target.id][first] = "failed"
-            self.hub.publish("task_end", {**base, "status": "failed", "exit_code": None,
-                                          "duration": 0.0, "ended": now, "error": error,
-                                          "remote_killed": None})
+            self.hub.emit(TaskEnd(**base, status="failed", exit_code=None, duration=0.0,
+                                  ended=now, error=error, remote_killed=None))
             await self._skip(target, range(first + 1, len(self.plan.scripts)),
                              f"skipped: {error}")
 
@@ -366,7 +374,6 @@ class OperationRun:
         for position in positions:
             self.statuses[target.id][position] = "skipped"
             script = self.plan.scripts[position]
-            self.hub.publish("task_end", {**self._base(target, position, script),
-                                          "status": "skipped", "exit_code": None,
-                                          "duration": None, "error": reason,
-                                          "remote_killed": None})
+            self.hub.emit(TaskEnd(**self._base(target, position, script), status="skipped",
+                                  exit_code=None, duration=None, ended=None, error=reason,
+                                  remote_killed=None))

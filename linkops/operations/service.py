@@ -28,10 +28,12 @@ from typing import Any
 
 import trio
 
+from linkops.api_types import RunRequest
 from linkops.config import Settings
 from linkops.db import Database
 from linkops.errors import ConflictError, NotFoundError, UnavailableError
 from linkops.operations import history, store
+from linkops.operations.event_types import OperationState
 from linkops.operations.events import Event, EventHub, follow, replay
 from linkops.operations.orchestrator import OperationRun
 from linkops.operations.remote import kill_group
@@ -116,7 +118,8 @@ class OperationsService:
 
     # -- commands --------------------------------------------------------------------------
 
-    async def submit(self, body: Mapping[str, Any], triggered_by: str | None) -> str:
+    async def submit(self, body: RunRequest | Mapping[str, Any], triggered_by: str | None
+                     ) -> str:
         """Validate, record ``queued`` and start; returns the operation id.
 
         *Errors*: see :mod:`linkops.operations.validate`; :class:`UnavailableError`
@@ -142,13 +145,13 @@ class OperationsService:
         limit = self.settings.operations.output_buffer_size
         hub = EventHub(task_output_limit=limit,
                        total_output_limit=max(TOTAL_REPLAY_OUTPUT, 2 * limit))
-        hub.publish("operation", {
-            "operation_id": op_id, "status": "queued",
-            "scripts": [s.id for s in plan.scripts], "targets": [t.id for t in plan.targets],
-            "flags": plan.flags, "concurrency": plan.concurrency, "triggered_by": triggered_by,
-        })
+        hub.emit(OperationState(
+            operation_id=op_id, status="queued", scripts=[s.id for s in plan.scripts],
+            targets=[t.id for t in plan.targets], flags=plan.flags,
+            concurrency=plan.concurrency, triggered_by=triggered_by,
+        ))
         op = OperationRun(op_id, plan, db=self.db, settings=self.settings, ssh=self.ssh,
-                          hub=hub, links=links)
+                          hub=hub, links=links, triggered_by=triggered_by)
         self._running[op_id] = op
         log.info("operation.queued", extra={"context": {
             "operation": op_id, "scripts": [s.id for s in plan.scripts],
@@ -249,4 +252,5 @@ class OperationsService:
         if view["status"] not in FINISHED_STATUSES:
             # Known to the database but not running here (e.g. recovered just now).
             view["status"] = "interrupted"
-        return replay(list(history.replay_events(view)), after)
+        names = await self.db.read(lambda c: history.script_names(c, view["scripts"]))
+        return replay(list(history.replay_events(view, names)), after)

@@ -2,10 +2,12 @@
 
 Checks, in this order (the first failing group is reported, with *every* offender in it):
 
-1. shape (400 ``VALIDATION_ERROR``): 1–``max_scripts`` distinct script ids, 1–:data:`MAX_TARGETS`
-   distinct target ids, ``flags`` an object of lists of strings, ``concurrency`` an integer in
-   ``1..[operations] max_concurrency`` (default ``default_concurrency``), ``require_enrollment``
-   a boolean;
+1. shape (400 ``VALIDATION_ERROR``): the body structured as :class:`linkops.api_types.
+   RunRequest` by the strict converter (types, unknown fields, 1–:data:`MAX_TARGETS` distinct
+   targets, distinct scripts; ``details.errors`` lists every problem with its path), then what
+   needs configuration: 1–``max_scripts`` scripts, ids of 1–:data:`ID_MAX` characters,
+   ``flags`` only for listed scripts, ``concurrency`` in ``1..[operations] max_concurrency``
+   (default ``default_concurrency``);
 2. unknown scripts (404 ``SCRIPT_NOT_FOUND``) and unknown targets (404 ``LINK_NOT_FOUND``);
 3. scripts whose text does not start with a bash shebang (400 ``NON_BASH_SCRIPT``; the
    inventory refuses them at sync already, this guards the run itself);
@@ -37,7 +39,9 @@ from typing import Any
 
 import attrs
 
+from linkops.api_types import RunRequest
 from linkops.config import Settings
+from linkops.converters import structure_request
 from linkops.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from linkops.models import FlagSpec, Link
 from linkops.ssh.enrollment import blocked_by_enrollment
@@ -95,54 +99,30 @@ def _bad(message: str, **details: Any) -> ValidationError:
     return ValidationError(message, code="VALIDATION_ERROR", details=details)
 
 
-def _id_list(body: Mapping[str, Any], key: str, limit: int) -> tuple[str, ...]:
-    value = body.get(key)
-    if not isinstance(value, list) or not value:
-        raise _bad(f"{key} must be a non-empty list of ids", field=key)
-    if len(value) > limit:
-        raise _bad(f"{key}: at most {limit} allowed, got {len(value)}", field=key)
-    if not all(isinstance(v, str) and 0 < len(v) <= ID_MAX for v in value):
-        raise _bad(f"{key} must contain only non-empty id strings", field=key)
-    dupes = sorted({v for v in value if value.count(v) > 1})
-    if dupes:
-        raise _bad(f"{key}: duplicate ids {', '.join(dupes)}", field=key, duplicates=dupes)
-    return tuple(value)
+def _ids(key: str, values: Sequence[str], limit: int) -> tuple[str, ...]:
+    if len(values) > limit:
+        raise _bad(f"{key}: at most {limit} allowed, got {len(values)}", field=key)
+    if not all(0 < len(v) <= ID_MAX for v in values):
+        raise _bad(f"{key} must contain only ids of 1-{ID_MAX} characters", field=key)
+    return tuple(values)
 
 
-def parse_request(body: Mapping[str, Any], settings: Settings) -> Request:
-    """Step 1 (shape). *Errors*: :class:`ValidationError` naming the field."""
+def parse_request(body: Any, settings: Settings) -> Request:
+    """Step 1 (shape). *Errors*: :class:`ValidationError` naming the field(s)."""
     ops = settings.operations
-    unknown = sorted(set(body) - {"scripts", "targets", "flags", "concurrency",
-                                  "require_enrollment"})
-    if unknown:
-        raise _bad(f"unknown fields: {', '.join(unknown)}", fields=unknown)
-    scripts = _id_list(body, "scripts", ops.max_scripts)
-    targets = _id_list(body, "targets", MAX_TARGETS)
-    raw_flags = body.get("flags", {})
-    if raw_flags is None:
-        raw_flags = {}
-    if not isinstance(raw_flags, dict):
-        raise _bad("flags must be an object {script: [\"--flag=value\", ...]}", field="flags")
-    flags: dict[str, list[str]] = {}
-    for script, items in raw_flags.items():
+    typed = body if isinstance(body, RunRequest) else structure_request(body, RunRequest)
+    scripts = _ids("scripts", typed.scripts, ops.max_scripts)
+    targets = _ids("targets", typed.targets, MAX_TARGETS)
+    flags = dict(typed.flags or {})
+    for script in flags:
         if script not in scripts:
             raise _bad(f"flags given for {script!r}, which is not among the scripts",
                        field="flags", script=script)
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise _bad(f"flags.{script} must be a list of strings", field="flags", script=script)
-        flags[script] = list(items)
-    concurrency = body.get("concurrency", ops.default_concurrency)
-    if concurrency is None:
-        concurrency = ops.default_concurrency
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-        raise _bad("concurrency must be an integer", field="concurrency")
+    concurrency = ops.default_concurrency if typed.concurrency is None else typed.concurrency
     if not 1 <= concurrency <= ops.max_concurrency:
         raise _bad(f"concurrency must be between 1 and {ops.max_concurrency}",
                    field="concurrency", max=ops.max_concurrency)
-    require = body.get("require_enrollment")
-    if require is not None and not isinstance(require, bool):
-        raise _bad("require_enrollment must be true or false", field="require_enrollment")
-    return Request(scripts, targets, flags, concurrency, require)
+    return Request(scripts, targets, flags, concurrency, typed.require_enrollment)
 
 
 def check_flags(script_id: str, declared: Sequence[str], given: Sequence[str]) -> tuple[

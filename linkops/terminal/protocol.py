@@ -201,6 +201,12 @@ def error(exc: ProtocolError) -> dict[str, Any]:
     return status(exc.pane, "error", exc.message, code=exc.code)
 
 
+def pong() -> dict[str, Any]:
+    """The answer to ``ping``. Server messages are built only by the constructors above
+    (``stdout``, ``status``, ``error``, ``pong``); client messages parse into the attrs types."""
+    return {"pane": None, "type": "pong"}
+
+
 class OutputDecoder:
     """Incremental UTF-8: a character split across reads stays whole; bad bytes → U+FFFD."""
 

@@ -450,7 +450,7 @@ class TerminalService:
     async def handle(self, attachment: Attachment, message: protocol.ClientMessage) -> None:
         """One decoded client message (stdin, resize, ping, flow, ack)."""
         if isinstance(message, protocol.Ping):
-            attachment.send_control({"pane": None, "type": "pong"})
+            attachment.send_control(protocol.pong())
             return
         if isinstance(message, protocol.Flow):
             attachment.enable_flow(message.window)

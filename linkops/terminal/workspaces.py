@@ -33,7 +33,9 @@ from typing import Any, Final
 
 import attrs
 
+from linkops.api_types import AssignPanesRequest
 from linkops.config import TerminalSettings
+from linkops.converters import structure_request, validation_error
 from linkops.db import Database
 from linkops.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from linkops.models import LAYOUT_PANES, PANES, Link
@@ -139,29 +141,22 @@ def validate_layout(layout: Any, max_panes: Any, settings: TerminalSettings) -> 
     return layout, capacity
 
 
-def parse_assignments(body: dict[str, Any]) -> list[Assignment]:
-    """``{panes: [{pane: "A", target: "vps-01"}, …]}`` → assignments (``target`` null clears)."""
-    raw = body.get("panes")
-    if not isinstance(raw, list) or not raw:
-        raise ValidationError("panes must be a non-empty list of {pane, target}",
-                              details={"field": "panes"})
+def parse_assignments(body: Any) -> list[Assignment]:
+    """``{panes: [{pane: "A", target: "vps-01"}, …]}`` → assignments (``target`` null clears).
+
+    The shape is :class:`linkops.api_types.AssignPanesRequest` (the strict converter; every
+    problem with its path in ``details.errors``); a pane listed twice is refused here."""
+    typed = body if isinstance(body, AssignPanesRequest) else structure_request(
+        body, AssignPanesRequest)
     seen: set[str] = set()
     result: list[Assignment] = []
-    for index, item in enumerate(raw):
-        where = f"panes[{index}]"
-        if not isinstance(item, dict):
-            raise ValidationError(f"{where} must be an object", details={"field": where})
-        pane, target = item.get("pane"), item.get("target")
-        if not isinstance(pane, str) or pane not in PANES:
-            raise ValidationError(f"{where}.pane must be one of {', '.join(PANES)}",
-                                  details={"field": f"{where}.pane"})
-        if target is not None and (not isinstance(target, str) or not target):
-            raise ValidationError(f"{where}.target must be a link id or null",
-                                  details={"field": f"{where}.target"})
-        if pane in seen:
-            raise ValidationError(f"pane {pane} is listed twice", details={"field": where})
-        seen.add(pane)
-        result.append(Assignment(pane=pane, target=target or ""))
+    for index, item in enumerate(typed.panes):
+        if item.pane in seen:
+            raise validation_error([(("panes", index), f"pane {item.pane} is listed twice")])
+        if item.target == "":
+            raise validation_error([(("panes", index, "target"), "must be a link id or null")])
+        seen.add(item.pane)
+        result.append(Assignment(pane=item.pane, target=item.target or ""))
     return result
 
 

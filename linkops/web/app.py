@@ -14,10 +14,12 @@ from linkops.web import (
     errors,
     health_routes,
     inventory_routes,
+    openapi,
     operations_routes,
     tables_routes,
     terminal_routes,
 )
+from linkops.web.contract import endpoint
 from linkops.web.hosts import allowed_hosts, host_allowed, host_refused
 
 ROUTES = (
@@ -28,6 +30,7 @@ ROUTES = (
     operations_routes,
     terminal_routes,
     tables_routes,
+    openapi,
 )
 
 # Browsers get a strict policy: our own scripts only, no framing, no inline script. xterm.js
@@ -54,10 +57,12 @@ def create_app(services: Services) -> QuartTrio:
     static_root = bundled_dir("frontend")
 
     @app.get("/")
+    @endpoint("The web UI", auth=False, content_type="text/html", errors=(404,))
     async def index() -> Response:
         return await send_from_directory(static_root, "index.html")
 
     @app.get("/<path:path>")
+    @endpoint("The web UI's static files", auth=False, content_type="*/*", errors=(404,))
     async def static_file(path: str) -> Response:
         if path.startswith("api/"):
             raise NotFound()

@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
 
 from quart import Blueprint, Response, jsonify, request
 
 from linkops import auth_tokens
+from linkops.api_types import LoginRequest, LoginResponse, Me, Success
 from linkops.errors import LinkOpsError
 from linkops.timeutil import to_iso
 from linkops.web.common import (
@@ -24,28 +27,40 @@ from linkops.web.common import (
     client_ip,
     current_session,
     current_user,
-    json_body,
     services,
     session_cookie_name,
 )
+from linkops.web.contract import endpoint
 
 blueprint = Blueprint("auth", __name__)
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _json_only(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """415 unless the body is JSON: a cross-site form can post text/plain, never
+    application/json (login CSRF). Checked before the body is decoded."""
+
+    @wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if request.mimetype != "application/json":
+            raise LinkOpsError(
+                "login takes an application/json body", code="UNSUPPORTED_MEDIA_TYPE",
+                status=415, details={"content_type": request.mimetype or None},
+            )
+        return await fn(*args, **kwargs)
+
+    return wrapper
+
 
 @blueprint.post("/api/auth/login")
-async def login() -> Response:
-    # Only JSON: a cross-site form can post text/plain, never application/json (login CSRF).
-    if request.mimetype != "application/json":
-        raise LinkOpsError(
-            "login takes an application/json body", code="UNSUPPORTED_MEDIA_TYPE", status=415,
-            details={"content_type": request.mimetype or None},
-        )
-    body = await json_body()
-    result = await services().auth.login(
-        body.get("username"),  # type: ignore[arg-type]  # checked by login()
-        body.get("password"),  # type: ignore[arg-type]
-        remote_addr=client_ip(),
-    )
+@_json_only
+@endpoint("Sign in: a bearer token (and the HttpOnly session cookie)", auth=False,
+          request=LoginRequest, response=LoginResponse, errors=(401, 403, 415, 429))
+async def login(body: LoginRequest) -> Response:
+    result = await services().auth.login(body.username, body.password,
+                                         remote_addr=client_ip())
     payload: dict[str, Any] = {
         "success": True,
         "token": result.token,
@@ -68,6 +83,7 @@ async def login() -> Response:
 
 @blueprint.post("/api/auth/logout")
 @authenticated
+@endpoint("Sign out: revokes this token", response=Success)
 async def logout() -> Response:
     await services().auth.revoke(current_session())
     response = jsonify({"success": True})
@@ -81,6 +97,7 @@ async def logout() -> Response:
 
 @blueprint.get("/api/auth/me")
 @authenticated
+@endpoint("The signed-in user", response=Me)
 async def me() -> Response:
     user = current_user()
     return jsonify({
@@ -92,14 +109,18 @@ async def me() -> Response:
 
 @blueprint.post("/api/auth/tokens")
 @authenticated
-async def create_token() -> tuple[Response, int]:
-    body = auth_tokens.parse_create_body(await json_body())
+@endpoint("Create an API token (shown once; role at most the creator's)",
+          request=auth_tokens.CreateTokenBody, response=auth_tokens.CreatedToken,
+          status=201, errors=(403,))
+async def create_token(body: auth_tokens.CreateTokenBody) -> tuple[Response, int]:
     token, secret = await services().auth.create_api_token(current_session(), body)
     return jsonify({**token.to_json(), "token": secret}), 201
 
 
 @blueprint.get("/api/auth/tokens")
 @authenticated
+@endpoint("API tokens: your own (an admin sees all), never a secret",
+          response=auth_tokens.TokenList)
 async def list_tokens() -> Response:
     tokens = await services().auth.list_api_tokens(current_session())
     return jsonify({"tokens": [t.to_json() for t in tokens]})
@@ -107,6 +128,8 @@ async def list_tokens() -> Response:
 
 @blueprint.delete("/api/auth/tokens/<token_id>")
 @authenticated
+@endpoint("Revoke an API token (its live streams end at once)",
+          response=auth_tokens.RevokedToken, errors=(403, 404))
 async def revoke_token(token_id: str) -> Response:
     token = await services().auth.revoke_api_token(current_session(), token_id)
     return jsonify({"success": True, **token.to_json()})

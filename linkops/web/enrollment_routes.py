@@ -6,18 +6,21 @@ the link's client ID file over SSH and stores ``enrolled`` / ``enrollment_verifi
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, jsonify
 
-from linkops.errors import ValidationError
-from linkops.web.common import json_body, operators_only, services
+from linkops.api_types import VerifyRequest, VerifyResult, VerifyResults
+from linkops.web.common import operators_only, services
+from linkops.web.contract import endpoint
 
 blueprint = Blueprint("enrollment", __name__)
 
-MAX_BATCH = 1000
+MAX_BATCH = 1000  # VerifyRequest.targets maxItems
 
 
 @blueprint.post("/api/links/<link_id>/verify")
 @operators_only("verify links")
+@endpoint("Verify one link's enrollment (client ID over SSH)", response=VerifyResult,
+          errors=(404,))
 async def verify_one(link_id: str) -> Response:
     result = await services().enrollment.verify(link_id)
     return jsonify(result.to_dict())
@@ -25,22 +28,11 @@ async def verify_one(link_id: str) -> Response:
 
 @blueprint.post("/api/links/verify")
 @operators_only("verify links")
-async def verify_many() -> Response:
-    targets: list[str] | None = None
-    if await request.get_data(cache=True):
-        body = await json_body()
-        raw = body.get("targets")
-        if raw is not None:
-            if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
-                raise ValidationError(
-                    "targets must be a list of link ids", details={"field": "targets"}
-                )
-            if len(raw) > MAX_BATCH:
-                raise ValidationError(
-                    f"at most {MAX_BATCH} targets per request", details={"field": "targets"}
-                )
-            targets = raw
-    results = await services().enrollment.verify_many(targets)
+@endpoint("Verify many links (all when the body or targets is omitted)",
+          request=VerifyRequest, body_optional=True,
+          response=VerifyResults)
+async def verify_many(body: VerifyRequest) -> Response:
+    results = await services().enrollment.verify_many(body.targets)
     return jsonify(
         {
             "results": [r.to_dict() for r in results],

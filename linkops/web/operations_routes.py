@@ -12,16 +12,17 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
+from linkops.api_types import OBJECT, OperationAccepted, OperationStopped, RunRequest
 from linkops.operations.events import encode_sse, parse_last_event_id, sse_comment
 from linkops.operations.service import OperationsService
 from linkops.web.common import (
     authenticated,
     current_session,
-    json_body,
     query_arg,
     require_role,
     services,
 )
+from linkops.web.contract import QueryParam, encode, endpoint
 
 blueprint = Blueprint("operations", __name__)
 
@@ -38,15 +39,25 @@ def _operations() -> OperationsService:
 
 @blueprint.post("/api/operations/run")
 @authenticated
-async def run_operation() -> tuple[Response, int]:
+@endpoint("Start an operation (scripts × targets)", request=RunRequest,
+          response=OperationAccepted, status=202, errors=(403, 404, 409))
+async def run_operation(body: RunRequest) -> tuple[Response, int]:
     username = _require_runner()
-    body = await json_body()
+    # The service applies the rules that need configuration and the database.
     op_id = await _operations().submit(body, username)
-    return jsonify({"operation_id": op_id, "status": "queued"}), 202
+    return jsonify(encode(OperationAccepted(operation_id=op_id, status="queued"))), 202
+
+
+HISTORY_QUERY = tuple(QueryParam(name, {"type": "string"}, text) for name, text in (
+    ("status", "operation status"), ("from", "ISO-8601 start"), ("to", "ISO-8601 end"),
+    ("limit", "page size"), ("cursor", "next_cursor of the previous page"),
+    ("page", "page number"),
+))
 
 
 @blueprint.get("/api/operations")
 @authenticated
+@endpoint("Operation history, newest first", query=HISTORY_QUERY, response=OBJECT)
 async def list_operations() -> Response:
     params = {name: query_arg(name) for name in ("status", "from", "to", "limit", "cursor",
                                                  "page")}
@@ -55,19 +66,23 @@ async def list_operations() -> Response:
 
 @blueprint.get("/api/operations/<op_id>")
 @authenticated
+@endpoint("One operation with its tasks and logs", response=OBJECT, errors=(404,))
 async def get_operation(op_id: str) -> Response:
     return jsonify(await _operations().detail(op_id))
 
 
 @blueprint.post("/api/operations/<op_id>/stop")
 @authenticated
+@endpoint("Stop a running operation", response=OperationStopped, errors=(403, 404, 409))
 async def stop_operation(op_id: str) -> Response:
     await _operations().stop(op_id, by=_require_runner())
-    return jsonify({"success": True, "operation_id": op_id})
+    return jsonify(encode(OperationStopped(success=True, operation_id=op_id)))
 
 
 @blueprint.get("/api/operations/<op_id>/events")
 @authenticated
+@endpoint("Server-sent events of an operation (resumable with Last-Event-ID)",
+          content_type="text/event-stream", errors=(404,))
 async def operation_events(op_id: str) -> Response:
     after = parse_last_event_id(request.headers.get("Last-Event-ID"))
     svc = services()

@@ -15,22 +15,25 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
-from linkops.web.common import authenticated, current_user, json_body, services
+from linkops.api_types import OBJECT, TableQueryRequest
+from linkops.web.common import authenticated, current_user, services
+from linkops.web.contract import endpoint
 
 blueprint = Blueprint("tables", __name__)
 
 
 @blueprint.post("/api/tables/query")
 @authenticated
-async def query_table() -> Response:
-    body = await json_body()
+@endpoint("Query a declared table", request=TableQueryRequest, response=OBJECT)
+async def query_table(body: TableQueryRequest) -> Response:
     user = current_user()
     # Terminal workspaces, panes and sessions are private: only an admin sees everybody's.
     only_user = None if user.role == "admin" else user.username
-    return jsonify(await services().tables.query(body, only_user=only_user))
+    return jsonify(await services().tables.query(body.to_dict(), only_user=only_user))
 
 
 @blueprint.get("/api/tables")
 @authenticated
+@endpoint("The declared tables and their typed columns", response=OBJECT)
 async def list_tables() -> Response:
     return jsonify({"tables": services().tables.describe()})

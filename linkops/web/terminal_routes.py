@@ -19,6 +19,16 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, websocket
 
+from linkops.api_types import (
+    OBJECT,
+    AssignPanesRequest,
+    CreateWorkspaceRequest,
+    LayoutRequest,
+    PaneResult,
+    WorkspaceDeleted,
+    WorkspaceList,
+    WorkspaceView,
+)
 from linkops.errors import LinkOpsError
 from linkops.terminal.service import TerminalService
 from linkops.terminal.socket import serve_socket
@@ -27,11 +37,11 @@ from linkops.web.common import (
     OPERATOR_ROLES,
     authenticate_websocket,
     current_user,
-    json_body,
     operators_only,
     require_role,
     services,
 )
+from linkops.web.contract import encode, endpoint
 from linkops.web.errors import error_response
 
 blueprint = Blueprint("terminal", __name__)
@@ -54,16 +64,18 @@ def _json(value: Any, status: int = 200) -> Response:
 
 @blueprint.post(BASE)
 @operators_only(ACTION)
-async def create_workspace() -> Response:
-    body = await json_body()
+@endpoint("Create a terminal workspace", request=CreateWorkspaceRequest, response=WorkspaceView,
+          status=201, errors=(403,))
+async def create_workspace(body: CreateWorkspaceRequest) -> Response:
     user = require_role(action="open terminals")
-    workspace = await _terminal().create_workspace(user.username, body.get("layout"),
-                                                   body.get("max_panes"))
+    workspace = await _terminal().create_workspace(user.username, body.layout,
+                                                   body.max_panes)
     return _json(workspace.to_json(), 201)
 
 
 @blueprint.get(BASE)
 @operators_only(ACTION)
+@endpoint("The caller's workspaces", response=WorkspaceList)
 async def list_workspaces() -> Response:
     found = await _terminal().list_workspaces(current_user().username)
     return _json({"workspaces": [w.to_json() for w in found]})
@@ -71,6 +83,8 @@ async def list_workspaces() -> Response:
 
 @blueprint.get(f"{BASE}/<workspace_id>")
 @operators_only(ACTION)
+@endpoint("One workspace (404 for anyone but its owner)", response=WorkspaceView,
+          errors=(404,))
 async def get_workspace(workspace_id: str) -> Response:
     workspace = await _terminal().get_workspace(current_user().username, workspace_id)
     return _json(workspace.to_json())
@@ -78,24 +92,29 @@ async def get_workspace(workspace_id: str) -> Response:
 
 @blueprint.patch(f"{BASE}/<workspace_id>")
 @operators_only(ACTION)
-async def set_layout(workspace_id: str) -> Response:
-    body = await json_body()
+@endpoint("Change a workspace's layout", request=LayoutRequest, response=WorkspaceView,
+          errors=(404,))
+async def set_layout(workspace_id: str, body: LayoutRequest) -> Response:
     workspace = await _terminal().set_layout(current_user().username, workspace_id,
-                                             body.get("layout"))
+                                             body.layout)
     return _json(workspace.to_json())
 
 
 @blueprint.delete(f"{BASE}/<workspace_id>")
 @operators_only(ACTION)
+@endpoint("Delete a workspace (closes its shells)", response=WorkspaceDeleted,
+          errors=(404,))
 async def delete_workspace(workspace_id: str) -> Response:
     await _terminal().delete_workspace(current_user().username, workspace_id)
-    return _json({"success": True, "workspace_id": workspace_id})
+    return _json(encode(WorkspaceDeleted(success=True, workspace_id=workspace_id)))
 
 
 @blueprint.put(f"{BASE}/<workspace_id>/panes")
 @operators_only(ACTION)
-async def assign_panes(workspace_id: str) -> Response:
-    assignments = parse_assignments(await json_body())
+@endpoint("Assign links to panes (target null clears a pane)", request=AssignPanesRequest,
+          response=WorkspaceView, errors=(404, 409))
+async def assign_panes(workspace_id: str, body: AssignPanesRequest) -> Response:
+    assignments = parse_assignments(body)
     workspace = await _terminal().assign_panes(current_user().username, workspace_id,
                                                assignments)
     return _json(workspace.to_json())
@@ -103,6 +122,7 @@ async def assign_panes(workspace_id: str) -> Response:
 
 @blueprint.post(f"{BASE}/<workspace_id>/connect-all")
 @operators_only(ACTION)
+@endpoint("Connect every assigned pane", response=OBJECT, errors=(403, 404))
 async def connect_all(workspace_id: str) -> Response:
     results = await _terminal().connect_all(
         require_role(action="open terminals").username, workspace_id
@@ -112,6 +132,7 @@ async def connect_all(workspace_id: str) -> Response:
 
 @blueprint.post(f"{BASE}/<workspace_id>/panes/<pane>/connect")
 @operators_only(ACTION)
+@endpoint("Open the pane's shell", response=PaneResult, errors=(403, 404, 409, 503))
 async def connect_pane(workspace_id: str, pane: str) -> Response:
     state = await _terminal().connect_pane(
         require_role(action="open terminals").username, workspace_id, pane
@@ -121,12 +142,14 @@ async def connect_pane(workspace_id: str, pane: str) -> Response:
 
 @blueprint.post(f"{BASE}/<workspace_id>/panes/<pane>/disconnect")
 @operators_only(ACTION)
+@endpoint("Close the pane's shell", response=PaneResult, errors=(404,))
 async def disconnect_pane(workspace_id: str, pane: str) -> Response:
     state = await _terminal().disconnect_pane(current_user().username, workspace_id, pane)
     return _json({"workspace_id": workspace_id, **state.to_json()})
 
 
 @blueprint.websocket(f"{BASE}/<workspace_id>/ws")
+@endpoint("Workspace WebSocket (protocol: docs/api.md)", errors=(403, 404))
 async def workspace_socket(workspace_id: str) -> Response | None:
     try:
         session = await authenticate_websocket()
