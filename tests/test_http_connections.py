@@ -88,11 +88,11 @@ async def connect(served: ServeProcess) -> Exchange:
 
 
 def get_health(extra: str = "") -> bytes:
-    return f"GET /api/health HTTP/1.1\r\nHost: t\r\n{extra}\r\n".encode()
+    return f"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode()
 
 
 def post(path: str, length: int, extra: str = "") -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {length}\r\n{extra}\r\n").encode()
 
 

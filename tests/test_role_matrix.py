@@ -61,6 +61,9 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "/api/auth/tokens"): "signed_in",
     ("GET", "/api/auth/tokens"): "signed_in",
     ("DELETE", "/api/auth/tokens/<token_id>"): "signed_in",
+    # The API document describes routes, never data: public like the login page.
+    ("GET", "/api/openapi.json"): "public",
+    ("GET", "/api/docs"): "public",
 }
 ROLES = ("anonymous", "viewer", "operator", "admin")
 

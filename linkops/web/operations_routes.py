@@ -18,8 +18,9 @@ from linkops.operations.service import OperationsService
 from linkops.web.common import (
     authenticated,
     current_session,
+    current_user,
+    operators_only,
     query_arg,
-    require_role,
     services,
 )
 from linkops.web.contract import QueryParam, encode, endpoint
@@ -29,8 +30,8 @@ blueprint = Blueprint("operations", __name__)
 SSE_RETRY_MS = 3000
 
 
-def _require_runner() -> str:
-    return require_role(action="run or stop operations").username
+# Decided before the body is decoded: a viewer gets 403, never a 400 about a body it may not send.
+RUNNERS_ONLY = operators_only("run or stop operations")
 
 
 def _operations() -> OperationsService:
@@ -38,11 +39,11 @@ def _operations() -> OperationsService:
 
 
 @blueprint.post("/api/operations/run")
-@authenticated
+@RUNNERS_ONLY
 @endpoint("Start an operation (scripts × targets)", request=RunRequest,
           response=OperationAccepted, status=202, errors=(403, 404, 409))
 async def run_operation(body: RunRequest) -> tuple[Response, int]:
-    username = _require_runner()
+    username = current_user().username
     # The service applies the rules that need configuration and the database.
     op_id = await _operations().submit(body, username)
     return jsonify(encode(OperationAccepted(operation_id=op_id, status="queued"))), 202
@@ -72,10 +73,10 @@ async def get_operation(op_id: str) -> Response:
 
 
 @blueprint.post("/api/operations/<op_id>/stop")
-@authenticated
+@RUNNERS_ONLY
 @endpoint("Stop a running operation", response=OperationStopped, errors=(403, 404, 409))
 async def stop_operation(op_id: str) -> Response:
-    await _operations().stop(op_id, by=_require_runner())
+    await _operations().stop(op_id, by=current_user().username)
     return jsonify(encode(OperationStopped(success=True, operation_id=op_id)))
 
 
