@@ -37,7 +37,8 @@ from linkops.db import Database
 from linkops.errors import LinkOpsError
 from linkops.models import Link
 from linkops.operations import store
-from linkops.operations.events import EventHub
+from linkops.operations.events import EventHub, groups_payload
+from linkops.operations.groups import EMPTY, Fingerprint, Grouping, TaskResult, task_columns
 from linkops.operations.output import TaskOutput
 from linkops.operations.remote import RemoteScript
 from linkops.operations.status import operation_outcome, result_counts
@@ -80,6 +81,8 @@ class OperationRun:
         self.max_in_flight = 0
         # Output of the tasks running right now, so a view of a running operation shows it.
         self.live: dict[tuple[str, int], TaskOutput] = {}
+        # Output groups so far (SPEC §10.3), folded as each task ends.
+        self.grouping = Grouping([t.id for t in plan.targets])
 
     def stop(self, reason: str = "stopped by user") -> None:
         """Cancel everything (remote processes are killed by the tasks' cleanup)."""
@@ -121,6 +124,8 @@ class OperationRun:
                 await self._finish(t0, error)
 
     async def _finish(self, t0: float, error: str | None) -> None:
+        never_started = [(target, position) for target, statuses in self.statuses.items()
+                         for position, s in enumerate(statuses) if s == "pending"]
         for statuses in self.statuses.values():  # never started: recorded as skipped
             statuses[:] = ["skipped" if s == "pending" else s for s in statuses]
         status = operation_outcome(self.statuses, stopped=self.stop_requested)
@@ -137,6 +142,11 @@ class OperationRun:
         except Exception:
             log.exception("operation.record_failed", extra={"context": {"operation": self.id}})
         self.status = status
+        if never_started:
+            for target_id, position in never_started:
+                self.grouping.add(TaskResult(target_id, self.plan.scripts[position].id,
+                                             position, "skipped", None))
+            self._publish_groups()
         log.info("operation.end", extra={"context": {
             "operation": self.id, "status": status, "duration": duration, "result": result}})
         self.hub.publish("operation_end", {
@@ -281,13 +291,16 @@ class OperationRun:
                 outcome = remote.outcome
                 ended_at = now_iso()
                 duration = round(time.monotonic() - t0, 3)
+                stdout, stderr = output.text("stdout"), output.text("stderr")
+                fingerprint, columns = task_columns(stdout, stderr, target.id, target.host)
                 values = {
                     "status": status, "exit_code": outcome.exit_code,
-                    "stdout": output.text("stdout"), "stderr": output.text("stderr"),
+                    "stdout": stdout, "stderr": stderr,
                     "output_truncated": int(output.truncated), "duration": duration,
                     "ended_at": ended_at, "error": error or outcome.error,
                     "remote_killed": None if outcome.remote_killed is None
                     else int(outcome.remote_killed),
+                    **columns,
                 }
                 await self.db.write(store.task_finished(self.id, target.id, position, values))
                 self.live.pop((target.id, position), None)
@@ -303,6 +316,7 @@ class OperationRun:
                     "remote_killed": outcome.remote_killed,
                     "output_truncated": output.truncated,
                 })
+                self._grouped(target.id, position, status, outcome.exit_code, fingerprint)
         return status
 
     async def _fail_remaining(self, target: Link, first: int, error: str) -> None:
@@ -318,6 +332,7 @@ class OperationRun:
             self.hub.publish("task_end", {**base, "status": "failed", "exit_code": None,
                                           "duration": 0.0, "ended": now, "error": error,
                                           "remote_killed": None})
+            self._grouped(target.id, first, "failed", None)
             await self._skip(target, range(first + 1, len(self.plan.scripts)),
                              f"skipped: {error}")
 
@@ -333,3 +348,18 @@ class OperationRun:
                                           "status": "skipped", "exit_code": None,
                                           "duration": None, "error": reason,
                                           "remote_killed": None})
+            self._grouped(target.id, position, "skipped", None)
+
+    # -- output groups (SPEC §10.3) ----------------------------------------------------------
+
+    def _grouped(self, target: str, position: int, status: str, exit_code: int | None,
+                 fingerprint: Fingerprint = EMPTY) -> None:
+        """A task's end was recorded: fold it into the groups and publish the counts."""
+        self.grouping.add(TaskResult(target, self.plan.scripts[position].id, position,
+                                     status, exit_code, fingerprint))
+        self._publish_groups()
+
+    def _publish_groups(self) -> None:
+        total = len(self.plan.targets) * len(self.plan.scripts)
+        self.hub.publish("groups", groups_payload(self.id, self.grouping.counts(),
+                                                  finished=len(self.grouping), total=total))

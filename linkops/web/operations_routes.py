@@ -1,7 +1,9 @@
-"""``/api/operations*``: run, stop, view, history and the SSE event stream (thin routes).
+"""``/api/operations*``: run, plan, rerun, stop, view, groups, diff, paged output, history
+and the SSE event stream (thin routes).
 
-Authorization: any signed-in user may read; running and stopping operations change machines,
-so they need the ``admin`` or ``operator`` role (a ``viewer`` gets 403 ``FORBIDDEN``).
+Authorization: any signed-in user may read; running, planning, rerunning and stopping
+operations change machines (or prepare to), so they need the ``admin`` or ``operator`` role
+(a ``viewer`` gets 403 ``FORBIDDEN``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from quart import Blueprint, Response, jsonify, request
 
 from linkops.operations.events import encode_sse, parse_last_event_id, sse_comment
+from linkops.operations.requests import output_query
 from linkops.operations.service import OperationsService
 from linkops.web.common import authenticated, json_body, query_arg, require_role, services
 
@@ -36,6 +39,42 @@ async def run_operation() -> tuple[Response, int]:
     body = await json_body()
     op_id = await _operations().submit(body, username)
     return jsonify({"operation_id": op_id, "status": "queued"}), 202
+
+
+@blueprint.post("/api/operations/plan")
+@authenticated
+async def plan_operation() -> Response:
+    username = _require_runner()
+    body = await json_body()
+    return jsonify(await _operations().plan(body, username))
+
+
+@blueprint.post("/api/operations/<op_id>/rerun")
+@authenticated
+async def rerun_operation(op_id: str) -> tuple[Response, int]:
+    username = _require_runner()
+    body = await json_body()
+    return jsonify(await _operations().rerun(op_id, body, username)), 202
+
+
+@blueprint.get("/api/operations/<op_id>/groups")
+@authenticated
+async def operation_groups(op_id: str) -> Response:
+    return jsonify(await _operations().groups(op_id))
+
+
+@blueprint.get("/api/operations/<op_id>/groups/<key>/diff")
+@authenticated
+async def group_diff(op_id: str, key: str) -> Response:
+    against = query_arg("against") or "majority"
+    return jsonify(await _operations().diff(op_id, key, against))
+
+
+@blueprint.get("/api/operations/<op_id>/tasks/<target>/<script>/output")
+@authenticated
+async def task_output(op_id: str, target: str, script: str) -> Response:
+    query = output_query({name: request.args.get(name) for name in request.args})
+    return jsonify(await _operations().output(op_id, target, script, query))
 
 
 @blueprint.get("/api/operations")
