@@ -122,3 +122,23 @@ def test_normalisation_rules() -> None:
     assert normalise("same", "same", "same") == "{link}"
     assert normalise("a\nb", "", "") == "a\nb"
     assert fingerprint("a\n", "", "x", "y") != fingerprint("", "a\n", "x", "y")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(PIECES, max_size=40).map("".join), st.integers(min_value=1, max_value=7))
+def test_blockwise_normalisation_equals_whole_text(text: str, block: int) -> None:
+    """Normalising block by block (cut after newlines) gives the whole-text result, and the
+    fingerprint is that of the whole normalised text."""
+    import linkops.operations.groups as groups
+
+    whole = groups._normalise_block(text, groups._replacer("web-1", "10.0.0.1"),
+                                    "web-1", "10.0.0.1")
+    old = groups._BLOCK
+    groups._BLOCK = block
+    try:
+        assert normalise(text, "web-1", "10.0.0.1") == whole
+        fp = fingerprint(text, text, "web-1", "10.0.0.1")
+    finally:
+        groups._BLOCK = old
+    assert fp.output_hash == groups.output_hash(whole, whole)
+    assert fp.stdout_head == whole[:groups.GROUP_HEAD_CHARS]

@@ -17,10 +17,11 @@ a :class:`Grouping` from the stored fingerprints (small columns, never the outpu
    ``10.0.0.12``, but is in ``from 10.0.0.1.``). The longer of the two is matched first; when
    both are equal the link id wins.
 
-*Fingerprint*: sha256 over both normalised streams (length-prefixed, so no stdout/stderr
-split can collide with another). *Group*: the tasks of one script with equal status, exit
-code and fingerprint; its key is the first 16 hex digits of sha256(script, position, status,
-exit code, fingerprint) — the same in the event, the view and the URL.
+*Fingerprint*: sha256 of the sha256 of each normalised stream (so no stdout/stderr split
+can collide with another), computed block by block without a normalised copy of the
+output. *Group*: the tasks of one script with equal status, exit code and fingerprint; its
+key is the first 16 hex digits of sha256(script, position, status, exit code, fingerprint) —
+the same in the event, the view and the URL.
 
 *Order* (stable whatever order tasks end in): groups largest first, then successful before
 not, then by key; targets within a group in the operation's target order. The *majority* of
@@ -32,7 +33,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -57,26 +58,54 @@ def _replacer(link_id: str, host: str) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![\w.-])(?:{alternatives})(?![\w-]|\.[\w-])")
 
 
-def normalise(text: str, link_id: str, host: str) -> str:
-    """``text`` as compared for grouping (see the module docstring)."""
+# Outputs are normalised in blocks of about this many characters, cut after a newline, so a
+# 50 MB output is hashed without building its normalised copy (a token never spans a line).
+_BLOCK = 256 * 1024
+
+
+def _blocks(text: str) -> Iterator[str]:
+    start = 0
+    while start < len(text):
+        cut = text.find("\n", start + _BLOCK)
+        end = len(text) if cut < 0 else cut + 1
+        yield text[start:end]
+        start = end
+
+
+def _normalise_block(text: str, pattern: re.Pattern[str] | None, link_id: str,
+                     host: str) -> str:
     if "\r\n" in text:
         text = text.replace("\r\n", "\n")
     text = "\n".join(line.rstrip() for line in text.split("\n"))
-    pattern = _replacer(link_id, host)
-    if pattern is None or (link_id not in text and host not in text):
+    if pattern is None or (link_id not in text and (not host or host not in text)):
         return text
     return pattern.sub(lambda m: LINK_PLACEHOLDER if m.group(0) == link_id
                        else HOST_PLACEHOLDER, text)
 
 
-def output_hash(stdout: str, stderr: str) -> str:
-    """The fingerprint of two normalised streams."""
+def normalised_blocks(text: str, link_id: str, host: str) -> Iterator[str]:
+    """:func:`normalise` in pieces (their concatenation is the normalised text)."""
+    pattern = _replacer(link_id, host)
+    for block in _blocks(text):
+        yield _normalise_block(block, pattern, link_id, host)
+
+
+def normalise(text: str, link_id: str, host: str) -> str:
+    """``text`` as compared for grouping (see the module docstring)."""
+    return "".join(normalised_blocks(text, link_id, host))
+
+
+def _stream_hash(blocks: Iterable[str]) -> bytes:
     digest = hashlib.sha256()
-    for text in (stdout, stderr):
-        raw = text.encode("utf-8", "surrogatepass")
-        digest.update(b"%d:" % len(raw))
-        digest.update(raw)
-    return digest.hexdigest()
+    for block in blocks:
+        digest.update(block.encode("utf-8", "surrogatepass"))
+    return digest.digest()
+
+
+def output_hash(stdout: str, stderr: str) -> str:
+    """The fingerprint of two normalised streams (a hash of their two hashes, so no split
+    between stdout and stderr can collide with another)."""
+    return hashlib.sha256(_stream_hash([stdout]) + _stream_hash([stderr])).hexdigest()
 
 
 EMPTY_HASH = output_hash("", "")
@@ -92,12 +121,25 @@ class Fingerprint:
 EMPTY = Fingerprint(EMPTY_HASH, "", "")
 
 
+def _head(blocks: Iterator[str], into: list[str]) -> Iterator[str]:
+    """Pass ``blocks`` through, keeping the first :data:`GROUP_HEAD_CHARS` in ``into``."""
+    kept = 0
+    for block in blocks:
+        if kept < GROUP_HEAD_CHARS:
+            into.append(block[:GROUP_HEAD_CHARS - kept])
+            kept += len(into[-1])
+        yield block
+
+
 def fingerprint(stdout: str, stderr: str, link_id: str, host: str) -> Fingerprint:
+    """Hash and normalised heads of one task's output, in one pass per stream."""
     if not stdout and not stderr:
         return EMPTY
-    out = normalise(stdout, link_id, host)
-    err = normalise(stderr, link_id, host)
-    return Fingerprint(output_hash(out, err), out[:GROUP_HEAD_CHARS], err[:GROUP_HEAD_CHARS])
+    heads: tuple[list[str], list[str]] = ([], [])
+    hashes = [_stream_hash(_head(normalised_blocks(text, link_id, host), into))
+              for text, into in ((stdout, heads[0]), (stderr, heads[1]))]
+    return Fingerprint(hashlib.sha256(hashes[0] + hashes[1]).hexdigest(),
+                       "".join(heads[0]), "".join(heads[1]))
 
 
 def _utf8_len(text: str) -> int:

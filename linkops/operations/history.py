@@ -85,8 +85,9 @@ def _log(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-_CHILDREN = ("(SELECT json_group_array(c.id) FROM (SELECT id FROM operations "
-             "WHERE parent = operations.id ORDER BY seq) AS c) AS children")
+# The reruns of an operation, oldest first (the inner alias keeps `operations` the outer row).
+_CHILDREN = ("(SELECT json_group_array(c.id) FROM (SELECT k.id FROM operations AS k "
+             "WHERE k.parent = operations.id ORDER BY k.seq) AS c) AS children")
 
 
 def _operation_row(conn: sqlite3.Connection, op_id: str) -> Any:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from linkops.converters import error_paths, structure
+from linkops.converters import FieldError, error_paths, structure
 from linkops.errors import ValidationError
 
 T = TypeVar("T")
@@ -24,25 +24,27 @@ DEFAULT_PAGE = 65_536
 MAX_PAGE = 1_048_576
 # Offsets are byte offsets into text kept in SQLite (at most 2 GB); more digits are refused.
 MAX_OFFSET = 2**31
+# A limit above MAX_PAGE is capped; one that does not even fit this is refused.
+MAX_LIMIT = 2**31
 ID_MAX = 128
 
 
 def _one_of(options: tuple[str, ...]) -> Any:
     def check(_: Any, attribute: Any, value: str) -> None:
         if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
+            raise FieldError(f"must be one of {', '.join(options)}", (attribute.name,))
     return check
 
 
 def _optional_id(_: Any, attribute: Any, value: str | None) -> None:
     if value is not None and not 0 < len(value) <= ID_MAX:
-        raise ValueError(f"must be 1–{ID_MAX} characters")
+        raise FieldError(f"must be 1–{ID_MAX} characters", (attribute.name,))
 
 
 def _between(low: int, high: int) -> Any:
     def check(_: Any, attribute: Any, value: int | None) -> None:
         if value is not None and not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}")
+            raise FieldError(f"must be between {low} and {high}", (attribute.name,))
     return check
 
 
@@ -67,11 +69,16 @@ class Confirmation:
 
 @attrs.frozen
 class OutputQuery:
-    """``GET …/tasks/{target}/{script}/output?stream=&offset=&limit=``."""
+    """``GET …/tasks/{target}/{script}/output?stream=&offset=&limit=``; a ``limit`` over
+    :data:`MAX_PAGE` is capped to it (:attr:`page_size`)."""
 
     stream: str = attrs.field(default="stdout", validator=_one_of(STREAMS))
     offset: int = attrs.field(default=0, validator=_between(0, MAX_OFFSET))
-    limit: int = attrs.field(default=DEFAULT_PAGE, validator=_between(1, MAX_PAGE))
+    limit: int = attrs.field(default=DEFAULT_PAGE, validator=_between(1, MAX_LIMIT))
+
+    @property
+    def page_size(self) -> int:
+        return min(self.limit, MAX_PAGE)
 
 
 def _problems(exc: BaseException) -> list[dict[str, str]]:
@@ -90,12 +97,12 @@ def parse(value: Any, cls: type[T]) -> T:
                               details={"problems": problems}) from None
 
 
-_UINT = re.compile(r"[0-9]{1,12}")
+_UINT = re.compile(r"[0-9]{1,10}")
 
 
 def output_query(args: Mapping[str, str | None]) -> OutputQuery:
     """The paging query: integers are plain decimal digits (no sign, no fraction, no
-    exponent, at most 12 digits); anything else is 400 ``VALIDATION_ERROR``."""
+    exponent, at most 10 digits, at most 2**31); anything else is 400 ``VALIDATION_ERROR``."""
     unknown = sorted(set(args) - {"stream", "offset", "limit"})
     values: dict[str, Any] = {}
     problems: list[dict[str, str]] = []

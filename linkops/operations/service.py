@@ -311,17 +311,17 @@ class OperationsService:
                      query: OutputQuery) -> dict[str, Any]:
         """A page of one task's kept output (see ``history.output_page``)."""
         page = await self.db.read(lambda c: history.output_page(
-            c, op_id, target, script, query.stream, query.offset, query.limit))
+            c, op_id, target, script, query.stream, query.offset, query.page_size))
         if page is None:  # running: from memory (what the database gets at its end)
             op = self._running.get(op_id)
             positions = [] if op is None else [
                 i for i, s in enumerate(op.plan.scripts) if s.id == script]
             live = op.live.get((target, positions[0])) if op and positions else None
             text = live.text(query.stream) if live else ""
-            page = history.page_text(text, query.offset, query.limit,
+            page = history.page_text(text, query.offset, query.page_size,
                                      bool(live and live.truncated))
         return {"operation_id": op_id, "target": target, "script": script,
-                "stream": query.stream, **page}
+                "stream": query.stream, "limit": query.page_size, **page}
 
     async def rerun(self, op_id: str, body: Mapping[str, Any],
                     triggered_by: str | None) -> dict[str, Any]:
