@@ -8,7 +8,7 @@ offending field in ``details.problems`` (``[{field, message}]``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -100,14 +100,21 @@ def parse(value: Any, cls: type[T]) -> T:
 _UINT = re.compile(r"[0-9]{1,10}")
 
 
-def output_query(args: Mapping[str, str | None]) -> OutputQuery:
-    """The paging query: integers are plain decimal digits (no sign, no fraction, no
-    exponent, at most 10 digits, at most 2**31); anything else is 400 ``VALIDATION_ERROR``."""
-    unknown = sorted(set(args) - {"stream", "offset", "limit"})
+def output_query(multi: Mapping[str, Sequence[str]]) -> OutputQuery:
+    """The paging query (each parameter's values, as given): integers are plain decimal
+    digits (no sign, no fraction, no exponent, at most 10 digits, at most 2**31); a parameter
+    given twice, an unknown one or anything else is 400 ``VALIDATION_ERROR``."""
+    unknown = sorted(set(multi) - {"stream", "offset", "limit"})
     values: dict[str, Any] = {}
     problems: list[dict[str, str]] = []
     for name in unknown:
-        problems.append({"field": name, "message": "unknown parameter"})
+        problems.append({"field": name[:40], "message": "unknown parameter"})
+    args: dict[str, str] = {}
+    for name, given in multi.items():
+        if len(given) > 1:
+            problems.append({"field": name[:40], "message": "given more than once"})
+        elif given:
+            args[name] = given[0]
     for name in ("offset", "limit"):
         raw = args.get(name)
         if raw is None:

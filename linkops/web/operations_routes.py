@@ -73,7 +73,7 @@ async def group_diff(op_id: str, key: str) -> Response:
 @blueprint.get("/api/operations/<op_id>/tasks/<target>/<script>/output")
 @authenticated
 async def task_output(op_id: str, target: str, script: str) -> Response:
-    query = output_query({name: request.args.get(name) for name in request.args})
+    query = output_query({name: request.args.getlist(name) for name in request.args})
     return jsonify(await _operations().output(op_id, target, script, query))
 
 
