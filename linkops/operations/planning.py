@@ -44,7 +44,7 @@ def canonical_request(request: Request) -> dict[str, Any]:
 
 
 def confirmation(plan: Plan, settings: Settings) -> dict[str, Any] | None:
-    """``{phrase, reason, tags, targets}`` when the run needs a typed confirmation."""
+    """``{phrase, reason}`` when the run needs a typed confirmation, else None."""
     ops = settings.operations
     wanted = set(ops.confirm_tags)
     tagged = [t.id for t in plan.targets if wanted & set(t.tags)]
@@ -54,12 +54,12 @@ def confirmation(plan: Plan, settings: Settings) -> dict[str, Any] | None:
         tags = sorted({tag for t in plan.targets for tag in t.tags if tag in wanted})
         reasons.append(f"targets tagged {', '.join(tags)}: {', '.join(tagged[:20])}"
                        + (f" and {len(tagged) - 20} more" if len(tagged) > 20 else ""))
+    noun = f"{count} target{'s' if count != 1 else ''}"
     if count > ops.confirm_over:
-        reasons.append(f"{count} targets (more than {ops.confirm_over})")
+        reasons.append(f"{noun} (more than {ops.confirm_over})")
     if not reasons:
         return None
-    return {"phrase": f"run on {count} target{'s' if count != 1 else ''}",
-            "reason": "; ".join(reasons)}
+    return {"phrase": f"run on {noun}", "reason": "; ".join(reasons)}
 
 
 def plan_view(plan_id: str, plan: Plan, machines: Mapping[str, Any],
