@@ -6,6 +6,7 @@ of the finished tasks; equal normalised outputs ⇔ same group; independent of e
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hypothesis import given, settings
@@ -131,8 +132,7 @@ def test_blockwise_normalisation_equals_whole_text(text: str, block: int) -> Non
     fingerprint is that of the whole normalised text."""
     import linkops.operations.groups as groups
 
-    whole = groups._normalise_block(text, groups._replacer("web-1", "10.0.0.1"),
-                                    "web-1", "10.0.0.1")
+    whole = groups._normalise_block(text, groups._words("web-1", "10.0.0.1"))
     old = groups._BLOCK
     groups._BLOCK = block
     try:
@@ -142,3 +142,27 @@ def test_blockwise_normalisation_equals_whole_text(text: str, block: int) -> Non
         groups._BLOCK = old
     assert fp.output_hash == groups.output_hash(whole, whole)
     assert fp.stdout_head == whole[:groups.GROUP_HEAD_CHARS]
+
+
+def _regex_reference(text: str, link_id: str, host: str) -> str:
+    """The token rule as the regex docs/api.md describes (the reference implementation)."""
+    words = sorted({w for w in (link_id, host) if w}, key=len, reverse=True)
+    if not words:
+        return text
+    pattern = re.compile(r"(?<![\w.-])(?:" + "|".join(re.escape(w) for w in words)
+                         + r")(?![\w-]|\.[\w-])")
+    return pattern.sub(lambda m: "{link}" if m.group(0) == link_id else "{host}", text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["web-1", "web", "1", ".", "-", "_", " ", "é", "{", "}",
+                                 "link", "10.0.0.1", "0", "x"]), max_size=12).map("".join),
+       st.sampled_from(["web-1", "web", "link", "1", "10.0.0.1"]),
+       st.sampled_from(["10.0.0.1", "web", "web-1", "0.1", ""]))
+def test_token_replacement_matches_the_documented_regex(text: str, link_id: str,
+                                                        host: str) -> None:
+    """The str.find implementation of the placeholder rule equals the regex of the docs."""
+    import linkops.operations.groups as groups
+
+    assert groups._replace_tokens(text, groups._words(link_id, host)) == \
+        _regex_reference(text, link_id, host)

@@ -1,14 +1,19 @@
 -- SPEC §10.3: output groups, paged output, rerun links and plans.
 -- Written once when a task ends (operations/groups.py): the fingerprint of its normalised
 -- output, the normalised heads the groups view shows, the raw heads and kept sizes the
--- operation view shows (so neither reads whole outputs).
-ALTER TABLE operation_logs ADD COLUMN output_hash TEXT;
-ALTER TABLE operation_logs ADD COLUMN norm_stdout_head TEXT;
-ALTER TABLE operation_logs ADD COLUMN norm_stderr_head TEXT;
-ALTER TABLE operation_logs ADD COLUMN stdout_head TEXT;
-ALTER TABLE operation_logs ADD COLUMN stderr_head TEXT;
-ALTER TABLE operation_logs ADD COLUMN stdout_bytes INTEGER;
-ALTER TABLE operation_logs ADD COLUMN stderr_bytes INTEGER;
+-- operation view shows. A table of its own: columns appended to operation_logs would sit
+-- behind stdout/stderr in the record, and SQLite walks a large output's overflow pages to
+-- reach them, so every groups request would read all the outputs after all.
+CREATE TABLE operation_task_outputs (
+    log_id INTEGER PRIMARY KEY REFERENCES operation_logs (id) ON DELETE CASCADE,
+    output_hash TEXT NOT NULL,
+    norm_stdout_head TEXT NOT NULL,
+    norm_stderr_head TEXT NOT NULL,
+    stdout_head TEXT NOT NULL,
+    stderr_head TEXT NOT NULL,
+    stdout_bytes INTEGER NOT NULL,
+    stderr_bytes INTEGER NOT NULL
+);
 -- A rerun's parent operation, and the plan an operation was confirmed with (JSON).
 ALTER TABLE operations ADD COLUMN parent TEXT;
 ALTER TABLE operations ADD COLUMN plan TEXT;

@@ -124,16 +124,18 @@ def operation_detail(conn: sqlite3.Connection, op_id: str, *,
     count = conn.execute("SELECT count(*) FROM operation_logs WHERE operation_id = ?",
                          (op_id,)).fetchone()[0]
     head = view_head_chars(int(count))
-    extra = ", stdout, stderr" if full_output else ""
+    extra = ", l.stdout, l.stderr" if full_output else ""
     rows = conn.execute(
-        "SELECT target, script, position, status, exit_code, output_truncated, duration, "
-        "started_at, ended_at, error, remote_killed, "
-        # Rows from before migration 0006 (or still running) have no stored head/size.
-        "substr(COALESCE(stdout_head, stdout), 1, ?) AS stdout_head, "
-        "substr(COALESCE(stderr_head, stderr), 1, ?) AS stderr_head, "
-        "COALESCE(stdout_bytes, length(CAST(stdout AS BLOB))) AS stdout_bytes, "
-        f"COALESCE(stderr_bytes, length(CAST(stderr AS BLOB))) AS stderr_bytes{extra} "
-        "FROM operation_logs WHERE operation_id = ?", (head, head, op_id))
+        "SELECT l.target, l.script, l.position, l.status, l.exit_code, l.output_truncated, "
+        "l.duration, l.started_at, l.ended_at, l.error, l.remote_killed, "
+        # Rows from before migration 0006 (or not ended yet) have no stored head/size.
+        "substr(COALESCE(o.stdout_head, l.stdout), 1, ?) AS stdout_head, "
+        "substr(COALESCE(o.stderr_head, l.stderr), 1, ?) AS stderr_head, "
+        "COALESCE(o.stdout_bytes, length(CAST(l.stdout AS BLOB))) AS stdout_bytes, "
+        f"COALESCE(o.stderr_bytes, length(CAST(l.stderr AS BLOB))) AS stderr_bytes"
+        f"{extra} "
+        "FROM operation_logs AS l LEFT JOIN operation_task_outputs AS o ON o.log_id = l.id "
+        "WHERE l.operation_id = ?", (head, head, op_id))
     logs = []
     for r in rows:
         log = _log(r)
@@ -153,12 +155,17 @@ def operation_groups(conn: sqlite3.Connection, op_id: str) -> tuple[
     except for finished rows that have none: see :func:`groups.from_rows`)."""
     row = _operation_row(conn, op_id)
     summary = _summary(row)
+    # target…exit_code sit before stdout in the record: no output page is read, except for
+    # ended rows without a fingerprint (skipped ones have no output; see from_rows).
     rows = conn.execute(
-        "SELECT target, script, position, status, exit_code, output_hash, norm_stdout_head, "
-        "norm_stderr_head, "
-        "CASE WHEN output_hash IS NULL THEN stdout END AS stdout, "
-        "CASE WHEN output_hash IS NULL THEN stderr END AS stderr "
-        "FROM operation_logs WHERE operation_id = ?", (op_id,)).fetchall()
+        "SELECT l.target, l.script, l.position, l.status, l.exit_code, o.output_hash, "
+        "o.norm_stdout_head, o.norm_stderr_head, "
+        "CASE WHEN o.output_hash IS NULL AND l.status NOT IN ('pending', 'running') "
+        "THEN l.stdout END AS stdout, "
+        "CASE WHEN o.output_hash IS NULL AND l.status NOT IN ('pending', 'running') "
+        "THEN l.stderr END AS stderr "
+        "FROM operation_logs AS l LEFT JOIN operation_task_outputs AS o ON o.log_id = l.id "
+        "WHERE l.operation_id = ?", (op_id,)).fetchall()
     hosts: dict[str, str] = {}
     if any(r["output_hash"] is None and r["status"] not in UNFINISHED for r in rows):
         hosts = {r["id"]: r["host"] for r in conn.execute("SELECT id, host FROM machines")}

@@ -97,15 +97,19 @@ def task_pgid(op_id: str, target: str, position: int, pgid: int) -> Any:
     return fn
 
 
+# Filled by groups.task_columns at a task's end; kept in operation_task_outputs (0006).
+OUTPUT_COLUMNS = ("output_hash", "norm_stdout_head", "norm_stderr_head", "stdout_head",
+                  "stderr_head", "stdout_bytes", "stderr_bytes")
+
+
 def task_finished(op_id: str, target: str, position: int, values: dict[str, Any]) -> Any:
     """``values``: status, exit_code, stdout, stderr, output_truncated, duration, started_at,
-    ended_at, error, remote_killed (any subset)."""
+    ended_at, error, remote_killed (any subset); with all of :data:`OUTPUT_COLUMNS` also the
+    task's output fingerprint, heads and sizes (SPEC §10.3), in the same transaction."""
     allowed = ("status", "exit_code", "stdout", "stderr", "output_truncated", "duration",
-               "started_at", "ended_at", "error", "remote_killed",
-               # written once at the end by groups.task_columns (SPEC §10.3)
-               "output_hash", "norm_stdout_head", "norm_stderr_head", "stdout_head",
-               "stderr_head", "stdout_bytes", "stderr_bytes")
+               "started_at", "ended_at", "error", "remote_killed")
     keys = [k for k in allowed if k in values]
+    fingerprinted = all(k in values for k in OUTPUT_COLUMNS)
 
     def fn(conn: sqlite3.Connection) -> None:
         sets = ", ".join(f"{k} = ?" for k in keys)
@@ -114,6 +118,13 @@ def task_finished(op_id: str, target: str, position: int, values: dict[str, Any]
             "WHERE operation_id = ? AND target = ? AND position = ?",
             [values[k] for k in keys] + [op_id, target, position],
         )
+        if fingerprinted:
+            conn.execute(
+                f"INSERT OR REPLACE INTO operation_task_outputs (log_id, "
+                f"{', '.join(OUTPUT_COLUMNS)}) SELECT id, {', '.join('?' * len(OUTPUT_COLUMNS))} "
+                "FROM operation_logs WHERE operation_id = ? AND target = ? AND position = ?",
+                [values[k] for k in OUTPUT_COLUMNS] + [op_id, target, position],
+            )
     return fn
 
 
