@@ -164,3 +164,29 @@ async def test_view_of_a_500_task_operation_stays_under_200_kb(
         page = (await ops_client.get(
             f"/api/operations/{op_id}/tasks/web-499/report/output")).json()
         assert page["data"].startswith("report of web-499 (10.1.1.249)")
+
+
+async def test_rows_without_a_fingerprint_are_grouped_from_their_output(
+        ops_client: httpx.AsyncClient, ops_server_db: Database, ops_ssh_env: SshEnv) -> None:
+    """Operations recorded before migration 0006 have no stored fingerprint: their groups
+    (and the view's heads and sizes) come from the stored output itself."""
+    seed_links(ops_server_db, ops_ssh_env, ["ops-01", "ops-02", "ops-03"])
+    links = tuple(ops_ssh_env.links[t] for t in ("ops-01", "ops-02", "ops-03"))
+    plan = Plan(scripts=(PlannedScript("old", "old", BASH, "0" * 64, ()),), targets=links,
+                flags={}, concurrency=3, require_enrollment=False)
+    op_id = ops_server_db.write_sync(lambda c: store.insert_operation(c, plan, "tester"))
+    for link in links:
+        text = "same\n" if link.id != "ops-03" else "other\n"
+        ops_server_db.write_sync(store.task_finished(op_id, link.id, 0, {
+            "status": "success", "exit_code": 0, "stdout": f"{link.id}: {text}",
+            "stderr": "", "ended_at": now_iso()}))
+    ops_server_db.write_sync(store.finish_operation(op_id, "success", {}, now_iso(), 1.0))
+    with trio.fail_after(30):
+        body = (await ops_client.get(f"/api/operations/{op_id}/groups")).json()
+        (script,) = body["script_groups"]
+        assert [(g["count"], g["targets"]) for g in script["groups"]] == [
+            (2, ["ops-01", "ops-02"]), (1, ["ops-03"])]
+        assert script["groups"][0]["stdout_head"] == "{link}: same\n"
+        view = (await ops_client.get(f"/api/operations/{op_id}")).json()
+        assert view["logs"][0]["stdout_head"] == "ops-01: same\n"
+        assert view["logs"][0]["stdout_bytes"] == len("ops-01: same\n")

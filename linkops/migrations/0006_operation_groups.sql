@@ -14,6 +14,9 @@ CREATE TABLE operation_task_outputs (
     stdout_bytes INTEGER NOT NULL,
     stderr_bytes INTEGER NOT NULL
 );
+-- Covers the groups query: the task columns it needs come from the index alone, never from
+-- the large rows that hold the outputs.
+CREATE INDEX operation_logs_tasks ON operation_logs (operation_id, target, position, script, status, exit_code);
 -- A rerun's parent operation, and the plan an operation was confirmed with (JSON).
 ALTER TABLE operations ADD COLUMN parent TEXT;
 ALTER TABLE operations ADD COLUMN plan TEXT;

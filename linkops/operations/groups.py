@@ -340,7 +340,7 @@ def from_rows(rows: Iterable[Mapping[str, Any]], targets: Sequence[str],
             continue
         digest = row["output_hash"]
         if digest is None:
-            fp = fingerprint(row["stdout"] or "", row["stderr"] or "", row["target"],
+            fp = fingerprint(row.get("stdout") or "", row.get("stderr") or "", row["target"],
                              hosts.get(row["target"], ""))
         else:
             fp = Fingerprint(digest, row["norm_stdout_head"] or "", row["norm_stderr_head"] or "")

@@ -155,19 +155,28 @@ def operation_groups(conn: sqlite3.Connection, op_id: str) -> tuple[
     except for finished rows that have none: see :func:`groups.from_rows`)."""
     row = _operation_row(conn, op_id)
     summary = _summary(row)
-    # target…exit_code sit before stdout in the record: no output page is read, except for
-    # ended rows without a fingerprint (skipped ones have no output; see from_rows).
-    rows = conn.execute(
-        "SELECT l.target, l.script, l.position, l.status, l.exit_code, o.output_hash, "
-        "o.norm_stdout_head, o.norm_stderr_head, "
-        "CASE WHEN o.output_hash IS NULL AND l.status NOT IN ('pending', 'running') "
-        "THEN l.stdout END AS stdout, "
-        "CASE WHEN o.output_hash IS NULL AND l.status NOT IN ('pending', 'running') "
-        "THEN l.stderr END AS stderr "
-        "FROM operation_logs AS l LEFT JOIN operation_task_outputs AS o ON o.log_id = l.id "
-        "WHERE l.operation_id = ?", (op_id,)).fetchall()
+    # From the covering index operation_logs_tasks and the small fingerprint rows: no output
+    # is read, except for ended rows without a fingerprint (from before migration 0006).
+    rows = [dict(r) for r in conn.execute(
+        "SELECT l.id, l.target, l.script, l.position, l.status, l.exit_code, o.output_hash, "
+        "o.norm_stdout_head, o.norm_stderr_head "
+        "FROM operation_logs AS l INDEXED BY operation_logs_tasks "
+        "LEFT JOIN operation_task_outputs AS o ON o.log_id = l.id "
+        "WHERE l.operation_id = ?", (op_id,))]
+    bare = [r["id"] for r in rows if r["output_hash"] is None and r["status"] not in UNFINISHED]
+    if bare:
+        outputs: dict[int, sqlite3.Row] = {}
+        for chunk in range(0, len(bare), 500):
+            ids = bare[chunk:chunk + 500]
+            outputs.update((r["id"], r) for r in conn.execute(
+                f"SELECT id, stdout, stderr FROM operation_logs "
+                f"WHERE id IN ({','.join('?' * len(ids))})", ids))
+        for r in rows:
+            found = outputs.get(r["id"])
+            if found is not None:
+                r["stdout"], r["stderr"] = found["stdout"], found["stderr"]
     hosts: dict[str, str] = {}
-    if any(r["output_hash"] is None and r["status"] not in UNFINISHED for r in rows):
+    if bare:
         hosts = {r["id"]: r["host"] for r in conn.execute("SELECT id, host FROM machines")}
     grouping, unfinished = from_rows(rows, summary["targets"], hosts)
     return summary, grouping, unfinished
