@@ -212,3 +212,32 @@ async def test_a_viewer_may_read_groups_and_output_but_not_plan_or_rerun(
                 r = await http.post(path, json=payload)
                 assert r.status_code == 403 and _code(r) == "FORBIDDEN", (path, r.text)
         assert (await ops_client.get(f"/api/operations/{op_id}")).json()["children"] == []
+
+
+async def test_a_rerun_on_a_prod_target_is_planned_and_confirmed_too(
+        ops_client: httpx.AsyncClient, ops_server_db: Database, ops_ssh_env: SshEnv) -> None:
+    seed_links(ops_server_db, ops_ssh_env, ["ops-16", "ops-17"])
+    seed_script(ops_server_db, "flaky", BASH + '[ "$LINKOPS_SANDBOX_HOST" = ops-17 ] && exit 9'
+                "\necho fine\n")
+    with trio.fail_after(60):
+        r = await ops_client.post("/api/operations/run",
+                                  json={"scripts": ["flaky"], "targets": ["ops-16", "ops-17"]})
+        parent = r.json()["operation_id"]
+        await _wait(ops_client, parent)
+        # ops-17 is production now
+        await ops_server_db.execute("UPDATE machines SET tags = '[\"prod\"]' "
+                                    "WHERE id = 'ops-17'")
+        url = f"/api/operations/{parent}/rerun"
+        r = await ops_client.post(url, json={"which": "failed"})
+        assert r.status_code == 409 and _code(r) == "CONFIRMATION_REQUIRED"
+        run = r.json()["error"]["details"]["run"]
+        assert run["targets"] == ["ops-17"]
+        plan = (await ops_client.post("/api/operations/plan", json=run)).json()
+        r = await ops_client.post(url, json={"which": "failed", "plan_id": plan["plan_id"],
+                                             "confirm": "run on 2 targets"})
+        assert r.status_code == 409 and _code(r) == "CONFIRMATION_REQUIRED"
+        r = await ops_client.post(url, json={"which": "failed", "plan_id": plan["plan_id"],
+                                             "confirm": plan["confirm"]["phrase"]})
+        assert r.status_code == 202, r.text
+        child = await _wait(ops_client, r.json()["operation_id"])
+        assert child["parent"] == parent and child["plan"]["plan_id"] == plan["plan_id"]
