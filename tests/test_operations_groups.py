@@ -73,7 +73,7 @@ async def test_identical_output_folds_into_one_group_and_diffs_against_the_major
         assert diff["against"] == same["key"] and diff["group"] == odd["key"]
         assert "+disk almost full\n" in diff["stdout"]
         assert diff["stdout"].startswith(f"--- stdout of {same['key']}")
-        assert diff["stderr"] == ""
+        assert diff["stderr"] == "" and diff["cut"] is False
         assert "=== stdout ===" in diff["diff"] and "=== stderr ===\n(identical)" in diff["diff"]
         r = await ops_client.get(f"/api/operations/{op_id}/groups/{failed['key']}/diff",
                                  params={"against": odd["key"]})

@@ -51,6 +51,8 @@ from linkops.timeutil import now_iso
 log = logging.getLogger("linkops.operations")
 
 CLIENT_ID_TIMEOUT = 15.0
+# Fingerprinting more output than this (~1 ms of CPU) at a task's end runs in a thread.
+INLINE_FINGERPRINT_CHARS = 256 * 1024
 
 
 def _cancelled_here() -> bool:
@@ -292,7 +294,7 @@ class OperationRun:
                 ended_at = now_iso()
                 duration = round(time.monotonic() - t0, 3)
                 stdout, stderr = output.text("stdout"), output.text("stderr")
-                fingerprint, columns = task_columns(stdout, stderr, target.id, target.host)
+                fingerprint, columns = await self._fingerprint(target, stdout, stderr)
                 values = {
                     "status": status, "exit_code": outcome.exit_code,
                     "stdout": stdout, "stderr": stderr,
@@ -351,6 +353,15 @@ class OperationRun:
             self._grouped(target.id, position, "skipped", None)
 
     # -- output groups (SPEC §10.3) ----------------------------------------------------------
+
+    async def _fingerprint(self, target: Link, stdout: str,
+                           stderr: str) -> tuple[Fingerprint, dict[str, Any]]:
+        """``groups.task_columns``; a large output is normalised in a worker thread so the
+        event loop (every other operation, every stream) does not wait for it."""
+        if len(stdout) + len(stderr) <= INLINE_FINGERPRINT_CHARS:
+            return task_columns(stdout, stderr, target.id, target.host)
+        return await trio.to_thread.run_sync(task_columns, stdout, stderr, target.id,
+                                             target.host)
 
     def _grouped(self, target: str, position: int, status: str, exit_code: int | None,
                  fingerprint: Fingerprint = EMPTY) -> None:

@@ -56,6 +56,28 @@ SHUTDOWN_WAIT = 6.0
 TOTAL_REPLAY_OUTPUT = 8 * 1024 * 1024
 
 
+# The diff compares at most this many lines of each stream of each side (`cut` says so).
+DIFF_MAX_LINES = 20_000
+
+
+def _unified(base: Mapping[str, str], changed: Mapping[str, str], label_a: str,
+             label_b: str) -> dict[str, Any]:
+    parts: dict[str, str] = {}
+    text = []
+    cut = False
+    for stream in ("stdout", "stderr"):
+        old = base[stream].splitlines(keepends=True)
+        new = changed[stream].splitlines(keepends=True)
+        cut = cut or len(old) > DIFF_MAX_LINES or len(new) > DIFF_MAX_LINES
+        lines = difflib.unified_diff(old[:DIFF_MAX_LINES], new[:DIFF_MAX_LINES],
+                                     fromfile=f"{stream} of {label_a}",
+                                     tofile=f"{stream} of {label_b}")
+        parts[stream] = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+        text.append(f"=== {stream} ===\n" + (parts[stream] or "(identical)\n"))
+    return {"stdout": parts["stdout"], "stderr": parts["stderr"], "diff": "".join(text),
+            "cut": cut}
+
+
 class OperationsService:
     """See the module docstring."""
 
@@ -286,18 +308,11 @@ class OperationsService:
         base, changed = await self.db.read(read)
         label_a = f"{other.key} ({other.count} × {other.status}, e.g. {theirs})"
         label_b = f"{group.key} ({group.count} × {group.status}, e.g. {mine})"
-        parts: dict[str, str] = {}
-        text = []
-        for stream in ("stdout", "stderr"):
-            lines = difflib.unified_diff(
-                base[stream].splitlines(keepends=True), changed[stream].splitlines(keepends=True),
-                fromfile=f"{stream} of {label_a}", tofile=f"{stream} of {label_b}")
-            parts[stream] = "".join(line if line.endswith("\n") else line + "\n"
-                                    for line in lines)
-            text.append(f"=== {stream} ===\n" + (parts[stream] or "(identical)\n"))
+        # difflib is CPU-bound (and superlinear on long, different texts): a worker thread,
+        # on at most DIFF_MAX_LINES lines of each side.
+        result = await trio.to_thread.run_sync(_unified, base, changed, label_a, label_b)
         return {"operation_id": op_id, "group": group.key, "against": other.key,
-                "script": group.script, "stdout": parts["stdout"], "stderr": parts["stderr"],
-                "diff": "".join(text)}
+                "script": group.script, **result}
 
     @staticmethod
     def _group(grouping: Grouping, op_id: str, key: str) -> Group:
