@@ -358,10 +358,16 @@ class OperationRun:
                            stderr: str) -> tuple[Fingerprint, dict[str, Any]]:
         """``groups.task_columns``; a large output is normalised in a worker thread so the
         event loop (every other operation, every stream) does not wait for it."""
-        if len(stdout) + len(stderr) <= INLINE_FINGERPRINT_CHARS:
-            return task_columns(stdout, stderr, target.id, target.host)
-        return await trio.to_thread.run_sync(task_columns, stdout, stderr, target.id,
-                                             target.host)
+        try:
+            if len(stdout) + len(stderr) <= INLINE_FINGERPRINT_CHARS:
+                return task_columns(stdout, stderr, target.id, target.host)
+            return await trio.to_thread.run_sync(task_columns, stdout, stderr, target.id,
+                                                 target.host)
+        except Exception:  # a bug here must not lose the task's end: no columns, and
+            # GET …/groups fingerprints the row from its stored output instead
+            log.exception("operation.fingerprint_failed", extra={"context": {
+                "operation": self.id, "target": target.id}})
+            return EMPTY, {}
 
     def _grouped(self, target: str, position: int, status: str, exit_code: int | None,
                  fingerprint: Fingerprint = EMPTY) -> None:
