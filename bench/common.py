@@ -242,7 +242,9 @@ class ServerProcess:
             "git": {"local_path": self.root / "git-repo", "sync_interval_minutes": 0},
             "ssh": {"keys_directory": key.parent, "known_hosts_path": known_hosts,
                     "default_key": KEY_NAME, "connection_timeout": 30, "max_retries": 2},
-            "operations": {"max_concurrency": 100, "script_timeout": 600},
+            # Fan-out to 100+ targets measures the run itself, not the confirmation step.
+            "operations": {"max_concurrency": 100, "script_timeout": 600,
+                           "confirm_over": 100000},
             "health": {"check_interval_minutes": 100000},
             "logging": {"path": self.root / "log" / "linkops.log", "level": "WARNING"},
         }

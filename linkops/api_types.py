@@ -51,6 +51,11 @@ class RunRequest:
                                    minimum=1))
     require_enrollment: bool | None = attrs.field(
         default=None, metadata=doc("stricter than [security] enrollment_required, never looser"))
+    plan_id: str | None = attrs.field(
+        default=None, metadata=doc("POST /api/operations/plan's plan_id (needed when the plan "
+                                   "asks for confirmation)"))
+    confirm: str | None = attrs.field(
+        default=None, metadata=doc("the plan's confirm.phrase, typed by the operator"))
 
 
 @attrs.frozen

@@ -107,6 +107,10 @@ class OperationsSettings:
     script_timeout: float = 300.0
     output_buffer_size: int = 1_048_576
     max_scripts: int = 10
+    # SPEC §10.3: a run needs a plan and its typed phrase when a target carries one of these
+    # tags or there are more than confirm_over targets.
+    confirm_tags: tuple[str, ...] = ("prod",)
+    confirm_over: int = 50
 
 
 @attrs.frozen
@@ -266,6 +270,7 @@ def validate(s: Settings) -> None:
     )
     o = s.operations
     _require(o.max_concurrency >= 1, "[operations] max_concurrency", "must be at least 1")
+    _require(o.confirm_over >= 0, "[operations] confirm_over", "must be 0 or more")
     _require(
         1 <= o.default_concurrency <= o.max_concurrency,
         "[operations] default_concurrency",

@@ -122,7 +122,7 @@ class OpsHarness:
         with trio.fail_after(timeout):
             op_id = await self.submit(body)
             await self.service.wait(op_id)
-            return op_id, await self.service.detail(op_id)
+            return op_id, await self.service.detail(op_id, full_output=True)
 
     async def remote(self, host: str, command: str) -> str:
         """Run a shell command on a fleet host (for checks such as pgrep)."""

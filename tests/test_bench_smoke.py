@@ -13,7 +13,7 @@ from pathlib import Path
 
 import trio
 
-from bench import fanout_bench, streaming_bench, terminal_bench
+from bench import fanout_bench, groups_bench, streaming_bench, terminal_bench
 from bench.common import ServerProcess, Table, client_files, fleet_links
 from linkops.sandbox import Sandbox
 
@@ -86,3 +86,23 @@ async def test_terminal_latency_and_throughput_are_measured(tmp_path: Path) -> N
     assert got.rates[0] > 0 and got.paramiko[0] > 0 and got.paramiko_1k[0] > 0
     assert got.flood_rate > 0 and size > 2**19
 
+
+
+async def test_groups_bench_measures_the_endpoint_and_the_grouping_cost(tmp_path: Path) -> None:
+    def work() -> tuple[list[float], list[float], dict[str, float]]:
+        with Sandbox(tmp_path / "fleet", hosts=1, prefix="smokegrp") as fleet, \
+                ServerProcess(tmp_path / "server", fleet) as server:
+            op_id = groups_bench.populate(server.db_path, 60)
+            groups = groups_bench.request_latency(server, f"/api/operations/{op_id}/groups", 3)
+            view = groups_bench.request_latency(server, f"/api/operations/{op_id}", 3)
+        return groups, view, groups_bench.grouping_cpu(60)
+
+    with trio.fail_after(90):
+        groups, view, cpu = await trio.to_thread.run_sync(work, abandon_on_cancel=True)
+    assert len(groups) == len(view) == 3 and all(0 < t < 10 for t in groups + view)
+    # 60 tasks: the common output, variants 5 and 17 and 29 and 41 and 53, and one failure
+    assert cpu["groups"] == 7
+    assert 0 < cpu["sha256"] < cpu["per_task"] < 0.05
+    table = Table("smoke")
+    groups_bench.report(table, groups, view, cpu, 60)
+    assert "GET …/groups, 60 tasks" in table.render() and len(table.rows) == 2

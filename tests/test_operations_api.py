@@ -55,13 +55,17 @@ async def test_run_returns_202_and_view_has_every_log(
         assert view["commit_hash"] == commit  # the last *successful* sync
         assert view["started"] and view["ended"] and view["duration"] >= 0
         assert len(view["logs"]) == 4
-        keys = {"target", "script", "status", "exit_code", "stdout", "stderr", "duration",
-                "started", "ended", "error", "remote_killed"}
+        keys = {"target", "script", "status", "exit_code", "stdout_head", "stderr_head",
+                "stdout_bytes", "stderr_bytes", "duration", "started", "ended", "error",
+                "remote_killed"}
         assert all(keys <= set(log) for log in view["logs"])
+        # heads and sizes only: the whole output is paged (SPEC §10.3)
+        assert not any({"stdout", "stderr"} & set(log) for log in view["logs"])
+        assert view["parent"] is None and view["children"] == [] and view["plan"] is None
         hello = [g for g in view["logs"] if g["script"] == "hello"]
-        assert all(g["stdout"] == "hi --who=you\n" for g in hello)
+        assert all(g["stdout_head"] == "hi --who=you\n" for g in hello)
         bye = [g for g in view["logs"] if g["script"] == "bye"]
-        assert all(g["exit_code"] == 4 and g["stderr"] == "bye\n" for g in bye)
+        assert all(g["exit_code"] == 4 and g["stderr_head"] == "bye\n" for g in bye)
         # finished: stop is a conflict
         r = await ops_client.post(f"/api/operations/{view['id']}/stop")
         assert r.status_code == 409 and r.json()["error"]["code"] == "OPERATION_FINISHED"

@@ -51,6 +51,6 @@ async def test_runs_and_stops_behind_a_bastion(jump_ops: OpsHarness) -> None:
             await trio.sleep(0.05)
         await jump_ops.service.stop(op_id)
         assert await jump_ops.service.wait(op_id) == "stopped"
-        log = (await jump_ops.service.detail(op_id))["logs"][0]
+        log = (await jump_ops.service.detail(op_id, full_output=True))["logs"][0]
         assert log["remote_killed"] is True
         assert await no_process(jump_ops, inner[0], marker)

@@ -135,7 +135,7 @@ async def test_stop_kills_remote_process_group(ops: OpsHarness) -> None:
                   if e.kind == "output" and "started" in e.data["data"]) < 2:
             await trio.sleep(0.05)
         assert not await no_process(ops, "ops-06", marker)
-        running = await ops.service.detail(op_id)
+        running = await ops.service.detail(op_id, full_output=True)
         assert running["status"] == "running"
         assert [g["stdout"] for g in running["logs"] if g["script"] == "long"] == ["started\n"] * 2
         t0 = time.monotonic()
@@ -143,7 +143,7 @@ async def test_stop_kills_remote_process_group(ops: OpsHarness) -> None:
         status = await ops.service.wait(op_id)
         assert time.monotonic() - t0 < 5
         assert status == "stopped"
-        view = await ops.service.detail(op_id)
+        view = await ops.service.detail(op_id, full_output=True)
         for log in view["logs"]:
             if log["script"] == "long":
                 assert log["status"] == "stopped", repr(log)
@@ -202,7 +202,7 @@ async def test_stop_escalates_to_kill_when_term_is_ignored(ops: OpsHarness) -> N
         assert await ops.service.wait(op_id) == "stopped"
         elapsed = time.monotonic() - t0
         assert 1.5 <= elapsed < 6, elapsed  # TERM ignored: the grace period passed, then KILL
-        log = (await ops.service.detail(op_id))["logs"][0]
+        log = (await ops.service.detail(op_id, full_output=True))["logs"][0]
         assert log["status"] == "stopped" and log["remote_killed"] is True
         assert await no_process(ops, "ops-03", marker)
 
@@ -238,7 +238,7 @@ async def test_host_lost_mid_script_fails_the_task(ops: OpsHarness, ops_fleet: S
         finally:
             await trio.to_thread.run_sync(ops_fleet.start_host, "ops-18")
         assert status == "partial"
-        by = {g["target"]: g for g in (await ops.service.detail(op_id))["logs"]}
+        by = {g["target"]: g for g in (await ops.service.detail(op_id, full_output=True))["logs"]}
         assert by["ops-17"]["status"] == "success"
         lost = by["ops-18"]
         assert lost["status"] == "failed" and lost["stdout"].startswith("up\n")

@@ -266,7 +266,7 @@ async def test_property_16_31_33_execution_is_captured_and_stored(ops: OpsHarnes
             specs.append((out, err, codes))
         op_id, view = call(ops.run, {"scripts": [f"p{i}" for i in range(count)],
                                      "targets": targets, "concurrency": 3})
-        stored = call(ops.service.detail, op_id)
+        stored = call(ops.service.detail, op_id, full_output=True)
         assert stored == view and view["ended"] is not None
         assert len(view["logs"]) == len(targets) * count
         per_target: dict[str, list[str]] = {}

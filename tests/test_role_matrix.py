@@ -62,6 +62,11 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/api/auth/tokens"): "signed_in",
     ("DELETE", "/api/auth/tokens/<token_id>"): "signed_in",
     # The API document describes routes, never data: public like the login page.
+    ("POST", "/api/operations/plan"): "operator",
+    ("POST", "/api/operations/<op_id>/rerun"): "operator",
+    ("GET", "/api/operations/<op_id>/groups"): "signed_in",
+    ("GET", "/api/operations/<op_id>/groups/<key>/diff"): "signed_in",
+    ("GET", "/api/operations/<op_id>/tasks/<target>/<script>/output"): "signed_in",
     ("GET", "/api/openapi.json"): "public",
     ("GET", "/api/docs"): "public",
 }

@@ -242,4 +242,6 @@ async def test_split_characters_and_invalid_bytes_in_the_stream(
         assert len(chunks) >= 2  # it really came in pieces
         assert "".join(chunks) == "a€\ufffd\ufffdb\n"
         view = (await ops_client.get(f"/api/operations/{op_id}")).json()
-        assert view["logs"][0]["stdout"] == "a€\ufffd\ufffdb\n"
+        assert view["logs"][0]["stdout_head"] == "a€\ufffd\ufffdb\n"
+        page = (await ops_client.get(f"/api/operations/{op_id}/tasks/ops-19/bytes/output")).json()
+        assert page["data"] == "a€\ufffd\ufffdb\n" and page["next_offset"] is None

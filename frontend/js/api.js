@@ -170,6 +170,10 @@ export const operation = (id) => request("GET", `/api/operations/${enc(id)}`);
 export const runOperation = (body) => request("POST", "/api/operations/run", body);
 export const stopOperation = (id) => request("POST", `/api/operations/${enc(id)}/stop`, {});
 export const operationEventsUrl = (id) => `/api/operations/${enc(id)}/events`;
+// One page of a task's kept output: {data, offset, next_offset, total, truncated}.
+export const taskOutput = (id, target, script, stream, offset = 0, limit = 1048576) =>
+  request("GET", `/api/operations/${enc(id)}/tasks/${enc(target)}/${enc(script)}/output` +
+    `?stream=${enc(stream)}&offset=${enc(offset)}&limit=${enc(limit)}`);
 
 // ---- tables -------------------------------------------------------------------------------
 export const tableQuery = (table, opts = {}) =>

@@ -312,7 +312,7 @@ async function openOperationNow(id, known) {
   tick = setInterval(renderSummary, 1000);
   markSelectedRow();
   if (detail && !ACTIVE.has(String(detail.status))) {
-    renderStoredLogs(detail);
+    await renderStoredLogs(detail);
     return;
   }
   follow(id);
@@ -433,14 +433,39 @@ function runAgain() {
   });
 }
 
-function renderStoredLogs(detail) {
+// The view carries each log's head and size only; the whole kept output is paged in.
+async function fetchWholeOutput(id, entry, stream) {
+  const size = entry[`${stream}_bytes`];
+  const head = entry[`${stream}_head`] || "";
+  if (!size || new TextEncoder().encode(head).length >= size) return head;
+  const parts = [];
+  let offset = 0;
+  while (offset !== null && offset !== undefined) {
+    const page = await api.taskOutput(id, entry.target, entry.script, stream, offset);
+    parts.push(page.data || "");
+    offset = page.next_offset;
+  }
+  return parts.join("");
+}
+
+async function renderStoredLogs(detail) {
+  const mine = current;
   for (const entry of detail.logs || []) {
     const { target, script } = entry;
-    if (entry.stdout) current.log.append(target, script, "stdout", entry.stdout);
-    if (entry.stderr) current.log.append(target, script, "stderr", entry.stderr);
-    current.log.setStatus(target, script, taskStatus(entry.status), entry.exit_code);
+    for (const stream of ["stdout", "stderr"]) {
+      let text;
+      try {
+        text = await fetchWholeOutput(detail.id, entry, stream);
+      } catch (err) {
+        showError(err, `Loading the output of ${target}`);
+        text = entry[`${stream}_head`] || "";
+      }
+      if (current !== mine) return; // another operation was opened meanwhile
+      if (text) mine.log.append(target, script, stream, text);
+    }
+    mine.log.setStatus(target, script, taskStatus(entry.status), entry.exit_code);
   }
-  current.log.finish(detail.status);
+  mine.log.finish(detail.status);
   renderSummary();
 }
 

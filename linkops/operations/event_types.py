@@ -13,7 +13,8 @@ operation (and nothing else — ``tests/test_prop_event_replay.py``):
   after task, so the text of each stream is equal but not its chunking or interleaving;
 - live, the ``operation`` event comes twice (``queued``, then ``running`` with ``started``);
   the replay sends it once, with the final status, ``started`` and ``replayed: true``;
-- live output beyond the replay limit is only in the database; its notice event is live-only.
+- live output beyond the replay limit is only in the database; its notice event is live-only;
+- ``groups`` events are live-only (the groups endpoint answers for a finished operation).
 """
 
 from __future__ import annotations
@@ -85,8 +86,22 @@ class OperationEnd:
     error: str | None
 
 
-OperationEvent = OperationState | TaskStart | Output | TaskEnd | OperationEnd
-EVENT_TYPES: tuple[type[Any], ...] = (OperationState, TaskStart, Output, TaskEnd, OperationEnd)
+@attrs.frozen
+class Groups:
+    """Counts per output group (SPEC §10.3), after every task end. Live only: the replay of a
+    finished operation has none (``GET /api/operations/{id}/groups`` has the same facts)."""
+
+    kind: ClassVar[str] = "groups"
+    operation_id: str
+    finished: int
+    total: int
+    # Grouping.counts(): [{script, groups: [{key, status, exit_code, count}]}]
+    script_groups: list[dict[str, Any]]
+
+
+OperationEvent = OperationState | TaskStart | Output | TaskEnd | OperationEnd | Groups
+EVENT_TYPES: tuple[type[Any], ...] = (OperationState, TaskStart, Output, TaskEnd, OperationEnd,
+                                      Groups)
 
 
 def payload(event: OperationEvent) -> dict[str, Any]:

@@ -14,6 +14,10 @@ last one).
     task_end       {target, script, position, status, exit_code, duration, ended, error,
                     remote_killed, output_truncated?}   (also for skipped tasks)
     operation_end  {operation_id, status, result, ended, duration, error}
+    groups         {operation_id, finished, total, script_groups: [{script, position,
+                    majority, more, groups: [{key, status, exit_code, count}]}]}
+                   (after every task_end, and once before operation_end when tasks that
+                   never started were recorded skipped; see operations/groups.py)
 
 *Replay log* (what a late or reconnecting subscriber gets): every lifecycle event is kept. Output
 events are kept while the task's kept output stays under ``task_output_limit`` bytes and the
@@ -67,7 +71,7 @@ HEARTBEAT_SECONDS = 15.0
 OUTPUT_NOTICE = "[linkops: live output beyond the replay limit is not replayed; " \
     "the full (bounded) output is in the operation's logs]\n"
 
-EVENT_KINDS = ("operation", "task_start", "output", "task_end", "operation_end")
+EVENT_KINDS = ("operation", "task_start", "output", "task_end", "groups", "operation_end")
 
 
 @attrs.frozen

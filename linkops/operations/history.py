@@ -31,15 +31,23 @@ from linkops.operations.event_types import (
     payload,
 )
 from linkops.operations.events import Event
+from linkops.operations.groups import UNFINISHED, Grouping, from_rows, normalise
 from linkops.operations.status import OPERATION_STATUSES
 from linkops.timeutil import parse_iso, to_iso
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
-LOG_FIELDS = ("target", "script", "position", "status", "exit_code", "stdout", "stderr",
-              "output_truncated", "duration", "started_at", "ended_at", "error",
-              "remote_killed")
+LOG_FIELDS = ("target", "script", "position", "status", "exit_code", "stdout_head",
+              "stderr_head", "stdout_bytes", "stderr_bytes", "output_truncated", "duration",
+              "started_at", "ended_at", "error", "remote_killed")
+# The operation view carries each log's head, not its output (SPEC §10.3): the heads of all
+# logs together get about this many characters (each stream between the two bounds below),
+# so a 500-task view stays well under 200 KB; the whole output is paged from
+# GET …/tasks/{target}/{script}/output.
+VIEW_HEAD_BUDGET = 32_000
+VIEW_HEAD_MIN = 32
+VIEW_HEAD_MAX = 2048
 
 
 def _summary(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,6 +68,8 @@ def _summary(row: Mapping[str, Any]) -> dict[str, Any]:
         "duration": row["duration"],
         "result": loads(row["result"], {}),
         "error": row["error"],
+        "parent": row["parent"],
+        "children": loads(row["children"], []) if "children" in row.keys() else [],
     }
 
 
@@ -70,8 +80,10 @@ def _log(row: Mapping[str, Any]) -> dict[str, Any]:
         "position": row["position"],
         "status": row["status"],
         "exit_code": row["exit_code"],
-        "stdout": row["stdout"],
-        "stderr": row["stderr"],
+        "stdout_head": row["stdout_head"],
+        "stderr_head": row["stderr_head"],
+        "stdout_bytes": row["stdout_bytes"],
+        "stderr_bytes": row["stderr_bytes"],
         "output_truncated": bool(row["output_truncated"]),
         "duration": row["duration"],
         "started": row["started_at"],
@@ -81,23 +93,188 @@ def _log(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def operation_detail(conn: sqlite3.Connection, op_id: str) -> dict[str, Any]:
-    """The full view of one operation, every log row included (target order, then script).
+# The reruns of an operation, oldest first (the inner alias keeps `operations` the outer row).
+_CHILDREN = ("(SELECT json_group_array(c.id) FROM (SELECT k.id FROM operations AS k "
+             "WHERE k.parent = operations.id ORDER BY k.seq) AS c) AS children")
 
-    *Errors*: :class:`NotFoundError` (``OPERATION_NOT_FOUND``).
-    """
-    row = conn.execute("SELECT * FROM operations WHERE id = ?", (op_id,)).fetchone()
+
+def _operation_row(conn: sqlite3.Connection, op_id: str) -> Any:
+    row = conn.execute(f"SELECT *, {_CHILDREN} FROM operations WHERE id = ?",
+                       (op_id,)).fetchone()
     if row is None:
         raise NotFoundError(f"no operation {op_id}", code="OPERATION_NOT_FOUND",
                             details={"operation_id": op_id})
+    return row
+
+
+def view_head_chars(logs: int) -> int:
+    """Characters of head per stream and log in the operation view (see VIEW_HEAD_BUDGET)."""
+    return max(VIEW_HEAD_MIN, min(VIEW_HEAD_MAX, VIEW_HEAD_BUDGET // max(2 * logs, 1)))
+
+
+def operation_detail(conn: sqlite3.Connection, op_id: str, *,
+                     full_output: bool = False) -> dict[str, Any]:
+    """One operation with every log row (target order, then script), ``parent``,
+    ``children`` and the ``plan`` it was confirmed with.
+
+    Each log carries ``stdout_head``/``stderr_head`` (at most :func:`view_head_chars`
+    characters) and the kept sizes ``stdout_bytes``/``stderr_bytes`` (UTF-8); with
+    ``full_output`` (internal callers: replay, tests) also the whole kept ``stdout`` and
+    ``stderr``.
+
+    *Errors*: :class:`NotFoundError` (``OPERATION_NOT_FOUND``).
+    """
+    row = _operation_row(conn, op_id)
     view = _summary(row)
+    view["plan"] = loads(row["plan"])
     targets = view["targets"]
     order = {t: i for i, t in enumerate(targets)}
-    logs = [_log(r) for r in conn.execute(
-        "SELECT * FROM operation_logs WHERE operation_id = ?", (op_id,))]
+    count = conn.execute("SELECT count(*) FROM operation_logs WHERE operation_id = ?",
+                         (op_id,)).fetchone()[0]
+    head = view_head_chars(int(count))
+    extra = ", l.stdout, l.stderr" if full_output else ""
+    rows = conn.execute(
+        "SELECT l.target, l.script, l.position, l.status, l.exit_code, l.output_truncated, "
+        "l.duration, l.started_at, l.ended_at, l.error, l.remote_killed, "
+        # Rows from before migration 0006 (or not ended yet) have no stored head/size.
+        "substr(COALESCE(o.stdout_head, l.stdout), 1, ?) AS stdout_head, "
+        "substr(COALESCE(o.stderr_head, l.stderr), 1, ?) AS stderr_head, "
+        "COALESCE(o.stdout_bytes, length(CAST(l.stdout AS BLOB))) AS stdout_bytes, "
+        f"COALESCE(o.stderr_bytes, length(CAST(l.stderr AS BLOB))) AS stderr_bytes"
+        f"{extra} "
+        "FROM operation_logs AS l LEFT JOIN operation_task_outputs AS o ON o.log_id = l.id "
+        "WHERE l.operation_id = ?", (head, head, op_id))
+    logs = []
+    for r in rows:
+        log = _log(r)
+        if full_output:
+            log["stdout"], log["stderr"] = r["stdout"], r["stderr"]
+        logs.append(log)
     logs.sort(key=lambda log: (order.get(log["target"], len(order)), log["position"]))
     view["logs"] = logs
     return view
+
+
+# -- output groups (SPEC §10.3) ---------------------------------------------------------------
+
+def operation_groups(conn: sqlite3.Connection, op_id: str) -> tuple[
+        dict[str, Any], Grouping, list[dict[str, Any]]]:
+    """``(summary, grouping, unfinished)`` from the stored fingerprints (no outputs read,
+    except for finished rows that have none: see :func:`groups.from_rows`)."""
+    row = _operation_row(conn, op_id)
+    summary = _summary(row)
+    # From the covering index operation_logs_tasks and the small fingerprint rows: no output
+    # is read, except for ended rows without a fingerprint (from before migration 0006).
+    rows = [dict(r) for r in conn.execute(
+        "SELECT l.id, l.target, l.script, l.position, l.status, l.exit_code, o.output_hash, "
+        "o.norm_stdout_head, o.norm_stderr_head "
+        "FROM operation_logs AS l INDEXED BY operation_logs_tasks "
+        "LEFT JOIN operation_task_outputs AS o ON o.log_id = l.id "
+        "WHERE l.operation_id = ?", (op_id,))]
+    bare = [r["id"] for r in rows if r["output_hash"] is None and r["status"] not in UNFINISHED]
+    if bare:
+        outputs: dict[int, sqlite3.Row] = {}
+        for chunk in range(0, len(bare), 500):
+            ids = bare[chunk:chunk + 500]
+            outputs.update((r["id"], r) for r in conn.execute(
+                f"SELECT id, stdout, stderr FROM operation_logs "
+                f"WHERE id IN ({','.join('?' * len(ids))})", ids))
+        for r in rows:
+            found = outputs.get(r["id"])
+            if found is not None:
+                r["stdout"], r["stderr"] = found["stdout"], found["stderr"]
+    hosts: dict[str, str] = {}
+    if bare:
+        hosts = {r["id"]: r["host"] for r in conn.execute("SELECT id, host FROM machines")}
+    grouping, unfinished = from_rows(rows, summary["targets"], hosts)
+    return summary, grouping, unfinished
+
+
+def task_output(conn: sqlite3.Connection, op_id: str, target: str,
+                script: str) -> dict[str, Any]:
+    """One task's whole kept output, normalised for grouping (for the diff)."""
+    row = conn.execute(
+        "SELECT l.stdout, l.stderr, l.status, m.host FROM operation_logs AS l "
+        "LEFT JOIN machines AS m ON m.id = l.target "
+        "WHERE l.operation_id = ? AND l.target = ? AND l.script = ?",
+        (op_id, target, script)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no task {target}/{script} in {op_id}", code="TASK_NOT_FOUND",
+                            details={"operation_id": op_id, "target": target,
+                                     "script": script})
+    host = row["host"] or ""
+    return {"stdout": normalise(row["stdout"], target, host),
+            "stderr": normalise(row["stderr"], target, host)}
+
+
+def _char_len(lead: int) -> int:
+    return 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else \
+        4 if lead >> 3 == 0b11110 else 1
+
+
+def _page(read: Any, size: int, offset: int, limit: int, truncated: bool) -> dict[str, Any]:
+    """A page of ``size`` bytes of UTF-8 read by ``read(offset, n)``: it starts on the first
+    character boundary at or after ``offset`` and ends on one, holding at most ``limit`` bytes
+    (or one whole character when ``limit`` is smaller than it)."""
+    if offset >= size:
+        return {"data": "", "offset": size, "next_offset": None, "total": size,
+                "truncated": truncated}
+    raw: bytes = read(offset, min(limit + 4, size - offset))
+    start = 0
+    while start < min(len(raw), 3) and raw[start] & 0xC0 == 0x80:
+        start += 1  # inside a character: begin at the next one
+    end = min(start + limit, len(raw))
+    if offset + end < size:
+        # Back off to the start of the character the cut would split.
+        cut = end
+        while cut > start and raw[cut] & 0xC0 == 0x80:
+            cut -= 1
+        end = cut if cut > start else min(start + _char_len(raw[start]), len(raw))
+    body = raw[start:end]
+    stop = offset + end
+    return {"data": body.decode("utf-8", "replace"), "offset": offset + start,
+            "next_offset": stop if stop < size else None, "total": size,
+            "truncated": truncated}
+
+
+def output_page(conn: sqlite3.Connection, op_id: str, target: str, script: str,
+                stream: str, offset: int, limit: int) -> dict[str, Any] | None:
+    """A page of a finished task's kept output, read with SQLite incremental blob I/O (only
+    the page is read, however large the output). Offsets are UTF-8 byte offsets into the kept
+    text; a page starts and ends on character boundaries (``offset`` in the answer is where it
+    really starts). None while the task runs (the caller serves it from memory).
+
+    *Errors*: :class:`NotFoundError` (``OPERATION_NOT_FOUND``, ``TASK_NOT_FOUND``).
+    """
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(stream)
+    if conn.execute("SELECT 1 FROM operations WHERE id = ?", (op_id,)).fetchone() is None:
+        raise NotFoundError(f"no operation {op_id}", code="OPERATION_NOT_FOUND",
+                            details={"operation_id": op_id})
+    row = conn.execute(
+        "SELECT id, status, output_truncated "
+        "FROM operation_logs WHERE operation_id = ? AND target = ? AND script = ?",
+        (op_id, target, script)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no task {target}/{script} in {op_id}", code="TASK_NOT_FOUND",
+                            details={"operation_id": op_id, "target": target,
+                                     "script": script})
+    if row["status"] == "running":
+        return None
+    truncated = bool(row["output_truncated"])
+    with conn.blobopen("operation_logs", stream, int(row["id"]), readonly=True) as blob:
+        size = len(blob)
+
+        def read(at: int, n: int) -> bytes:
+            blob.seek(at)
+            return blob.read(n)
+        return _page(read, size, offset, limit, truncated)
+
+
+def page_text(text: str, offset: int, limit: int, truncated: bool) -> dict[str, Any]:
+    """The same page over text held in memory (a running task's output so far)."""
+    raw = text.encode("utf-8", "surrogatepass")
+    return _page(lambda o, n: raw[o:o + n], len(raw), offset, limit, truncated)
 
 
 def operation_status(conn: sqlite3.Connection, op_id: str) -> str | None:
@@ -187,7 +364,7 @@ def list_operations(conn: sqlite3.Connection, params: Mapping[str, str | None]) 
         offset = (page_number - 1) * limit
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(
-        f"SELECT * FROM operations {clause} ORDER BY created_at DESC, seq DESC "
+        f"SELECT *, {_CHILDREN} FROM operations {clause} ORDER BY created_at DESC, seq DESC "
         "LIMIT ? OFFSET ?",
         [*args, limit + 1, offset],
     ).fetchall()

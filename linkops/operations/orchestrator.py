@@ -38,6 +38,7 @@ from linkops.errors import LinkOpsError
 from linkops.models import Link
 from linkops.operations import store
 from linkops.operations.event_types import (
+    Groups,
     OperationEnd,
     OperationState,
     Output,
@@ -45,6 +46,7 @@ from linkops.operations.event_types import (
     TaskStart,
 )
 from linkops.operations.events import EventHub
+from linkops.operations.groups import EMPTY, Fingerprint, Grouping, TaskResult, task_columns
 from linkops.operations.output import TaskOutput
 from linkops.operations.remote import LAUNCH_GRACE, RemoteScript
 from linkops.operations.status import operation_outcome, result_counts
@@ -57,6 +59,8 @@ from linkops.timeutil import now_iso
 log = logging.getLogger("linkops.operations")
 
 CLIENT_ID_TIMEOUT = 15.0
+# Fingerprinting more output than this (~1 ms of CPU) at a task's end runs in a thread.
+INLINE_FINGERPRINT_CHARS = 256 * 1024
 
 
 def _cancelled_here() -> bool:
@@ -89,6 +93,8 @@ class OperationRun:
         self.max_in_flight = 0
         # Output of the tasks running right now, so a view of a running operation shows it.
         self.live: dict[tuple[str, int], TaskOutput] = {}
+        # Output groups so far (SPEC §10.3), folded as each task ends.
+        self.grouping = Grouping([t.id for t in plan.targets])
 
     def stop(self, reason: str = "stopped by user") -> None:
         """Cancel everything (remote processes are killed by the tasks' cleanup)."""
@@ -130,6 +136,8 @@ class OperationRun:
                 await self._finish(t0, error)
 
     async def _finish(self, t0: float, error: str | None) -> None:
+        never_started = [(target, position) for target, statuses in self.statuses.items()
+                         for position, s in enumerate(statuses) if s == "pending"]
         for statuses in self.statuses.values():  # never started: recorded as skipped
             statuses[:] = ["skipped" if s == "pending" else s for s in statuses]
         status = operation_outcome(self.statuses, stopped=self.stop_requested)
@@ -146,6 +154,11 @@ class OperationRun:
         except Exception:
             log.exception("operation.record_failed", extra={"context": {"operation": self.id}})
         self.status = status
+        if never_started:
+            for target_id, position in never_started:
+                self.grouping.add(TaskResult(target_id, self.plan.scripts[position].id,
+                                             position, "skipped", None))
+            self._publish_groups()
         log.info("operation.end", extra={"context": {
             "operation": self.id, "status": status, "duration": duration, "result": result}})
         self.hub.emit(OperationEnd(
@@ -301,13 +314,16 @@ class OperationRun:
                 outcome = remote.outcome
                 ended_at = now_iso()
                 duration = round(time.monotonic() - t0, 3)
+                stdout, stderr = output.text("stdout"), output.text("stderr")
+                fingerprint, columns = await self._fingerprint(target, stdout, stderr)
                 values = {
                     "status": status, "exit_code": outcome.exit_code,
-                    "stdout": output.text("stdout"), "stderr": output.text("stderr"),
+                    "stdout": stdout, "stderr": stderr,
                     "output_truncated": int(output.truncated), "duration": duration,
                     "ended_at": ended_at, "error": error or outcome.error,
                     "remote_killed": None if outcome.remote_killed is None
                     else int(outcome.remote_killed),
+                    **columns,
                 }
                 await self.db.write(store.task_finished(self.id, target.id, position, values))
                 self.live.pop((target.id, position), None)
@@ -323,6 +339,7 @@ class OperationRun:
                     remote_killed=outcome.remote_killed,
                     output_truncated=output.truncated,
                 ))
+                self._grouped(target.id, position, status, outcome.exit_code, fingerprint)
         return status
 
     async def _record_stopped_launch(self, target: Link, position: int,
@@ -347,9 +364,9 @@ class OperationRun:
         log.warning("operation.task_end", extra={"context": {
             "operation": self.id, "target": target.id, "script": script.id,
             "status": "stopped", "reason": error, "remote_killed": outcome.remote_killed}})
-        self.hub.publish("task_end", {**base, "status": "stopped", "exit_code": None,
-                                      "duration": 0.0, "ended": ended_at, "error": error,
-                                      "remote_killed": outcome.remote_killed})
+        self.hub.emit(TaskEnd(**base, status="stopped", exit_code=None, duration=0.0,
+                              ended=ended_at, error=error, remote_killed=outcome.remote_killed))
+        self._grouped(target.id, position, "stopped", None)
 
     async def _fail_remaining(self, target: Link, first: int, error: str) -> None:
         """The task at ``first`` failed before running (connection, client ID); skip the rest."""
@@ -363,6 +380,7 @@ class OperationRun:
             self.statuses[target.id][first] = "failed"
             self.hub.emit(TaskEnd(**base, status="failed", exit_code=None, duration=0.0,
                                   ended=now, error=error, remote_killed=None))
+            self._grouped(target.id, first, "failed", None)
             await self._skip(target, range(first + 1, len(self.plan.scripts)),
                              f"skipped: {error}")
 
@@ -377,3 +395,33 @@ class OperationRun:
             self.hub.emit(TaskEnd(**self._base(target, position, script), status="skipped",
                                   exit_code=None, duration=None, ended=None, error=reason,
                                   remote_killed=None))
+            self._grouped(target.id, position, "skipped", None)
+
+    # -- output groups (SPEC §10.3) ----------------------------------------------------------
+
+    async def _fingerprint(self, target: Link, stdout: str,
+                           stderr: str) -> tuple[Fingerprint, dict[str, Any]]:
+        """``groups.task_columns``; a large output is normalised in a worker thread so the
+        event loop (every other operation, every stream) does not wait for it."""
+        try:
+            if len(stdout) + len(stderr) <= INLINE_FINGERPRINT_CHARS:
+                return task_columns(stdout, stderr, target.id, target.host)
+            return await trio.to_thread.run_sync(task_columns, stdout, stderr, target.id,
+                                                 target.host)
+        except Exception:  # a bug here must not lose the task's end: no columns, and
+            # GET …/groups fingerprints the row from its stored output instead
+            log.exception("operation.fingerprint_failed", extra={"context": {
+                "operation": self.id, "target": target.id}})
+            return EMPTY, {}
+
+    def _grouped(self, target: str, position: int, status: str, exit_code: int | None,
+                 fingerprint: Fingerprint = EMPTY) -> None:
+        """A task's end was recorded: fold it into the groups and publish the counts."""
+        self.grouping.add(TaskResult(target, self.plan.scripts[position].id, position,
+                                     status, exit_code, fingerprint))
+        self._publish_groups()
+
+    def _publish_groups(self) -> None:
+        total = len(self.plan.targets) * len(self.plan.scripts)
+        self.hub.emit(Groups(operation_id=self.id, finished=len(self.grouping), total=total,
+                             script_groups=self.grouping.counts()))

@@ -27,13 +27,20 @@ def latest_commit(conn: sqlite3.Connection) -> str | None:
     return active_commit(conn)
 
 
-def insert_operation(conn: sqlite3.Connection, plan: Plan, triggered_by: str | None) -> str:
-    """Record ``plan`` as ``queued`` with one ``pending`` log row per task; returns its id."""
+def insert_operation(conn: sqlite3.Connection, plan: Plan, triggered_by: str | None, *,
+                     parent: str | None = None,
+                     confirmed_plan: dict[str, Any] | None = None) -> str:
+    """Record ``plan`` as ``queued`` with one ``pending`` log row per task; returns its id.
+
+    ``parent``: the operation this one reruns; ``confirmed_plan``: the stored plan
+    (``POST /api/operations/plan``) the run was made with, kept with the operation.
+    """
     now = now_iso()
     cur = conn.execute(
         "INSERT INTO operations (id, status, scripts, targets, flags, concurrency, "
-        "require_enrollment, triggered_by, commit_hash, script_hashes, created_at, result) "
-        "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}')",
+        "require_enrollment, triggered_by, commit_hash, script_hashes, created_at, result, "
+        "parent, plan) "
+        "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?, ?)",
         (
             f"pending-{now}",
             dumps([s.id for s in plan.scripts]),
@@ -45,6 +52,8 @@ def insert_operation(conn: sqlite3.Connection, plan: Plan, triggered_by: str | N
             latest_commit(conn),
             dumps(plan.script_hashes),
             now,
+            parent,
+            None if confirmed_plan is None else dumps(confirmed_plan),
         ),
     )
     seq = int(cur.lastrowid or 0)
@@ -88,12 +97,19 @@ def task_pgid(op_id: str, target: str, position: int, pgid: int) -> Any:
     return fn
 
 
+# Filled by groups.task_columns at a task's end; kept in operation_task_outputs (0006).
+OUTPUT_COLUMNS = ("output_hash", "norm_stdout_head", "norm_stderr_head", "stdout_head",
+                  "stderr_head", "stdout_bytes", "stderr_bytes")
+
+
 def task_finished(op_id: str, target: str, position: int, values: dict[str, Any]) -> Any:
     """``values``: status, exit_code, stdout, stderr, output_truncated, duration, started_at,
-    ended_at, error, remote_killed (any subset)."""
+    ended_at, error, remote_killed (any subset); with all of :data:`OUTPUT_COLUMNS` also the
+    task's output fingerprint, heads and sizes (SPEC §10.3), in the same transaction."""
     allowed = ("status", "exit_code", "stdout", "stderr", "output_truncated", "duration",
                "started_at", "ended_at", "error", "remote_killed")
     keys = [k for k in allowed if k in values]
+    fingerprinted = all(k in values for k in OUTPUT_COLUMNS)
 
     def fn(conn: sqlite3.Connection) -> None:
         sets = ", ".join(f"{k} = ?" for k in keys)
@@ -102,6 +118,13 @@ def task_finished(op_id: str, target: str, position: int, values: dict[str, Any]
             "WHERE operation_id = ? AND target = ? AND position = ?",
             [values[k] for k in keys] + [op_id, target, position],
         )
+        if fingerprinted:
+            conn.execute(
+                f"INSERT OR REPLACE INTO operation_task_outputs (log_id, "
+                f"{', '.join(OUTPUT_COLUMNS)}) SELECT id, {', '.join('?' * len(OUTPUT_COLUMNS))} "
+                "FROM operation_logs WHERE operation_id = ? AND target = ? AND position = ?",
+                [values[k] for k in OUTPUT_COLUMNS] + [op_id, target, position],
+            )
     return fn
 
 
@@ -169,3 +192,18 @@ def recover_interrupted(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             (now, now, op_id),
         )
     return orphans
+
+
+# -- plans (POST /api/operations/plan) --------------------------------------------------------
+
+def insert_plan(plan_id: str, created_by: str | None, expires_at: str,
+                request: dict[str, Any], plan: dict[str, Any]) -> Any:
+    """Keep a plan until it expires (expired ones are deleted on the way)."""
+    def fn(conn: sqlite3.Connection) -> None:
+        now = now_iso()
+        conn.execute("DELETE FROM operation_plans WHERE expires_at < ?", (now,))
+        conn.execute(
+            "INSERT INTO operation_plans (id, created_by, created_at, expires_at, request, "
+            "plan) VALUES (?, ?, ?, ?, ?, ?)",
+            (plan_id, created_by, now, expires_at, dumps(request), dumps(plan)))
+    return fn

@@ -1,7 +1,9 @@
-"""``/api/operations*``: run, stop, view, history and the SSE event stream (thin routes).
+"""``/api/operations*``: run, plan, rerun, stop, view, groups, diff, paged output, history
+and the SSE event stream (thin routes).
 
-Authorization: any signed-in user may read; running and stopping operations change machines,
-so they need the ``admin`` or ``operator`` role (a ``viewer`` gets 403 ``FORBIDDEN``).
+Authorization: any signed-in user may read; running, planning, rerunning and stopping
+operations change machines (or prepare to), so they need the ``admin`` or ``operator`` role
+(a ``viewer`` gets 403 ``FORBIDDEN``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from quart import Blueprint, Response, jsonify, request
 
 from linkops.api_types import OBJECT, OperationAccepted, OperationStopped, RunRequest
 from linkops.operations.events import encode_sse, parse_last_event_id, sse_comment
+from linkops.operations.requests import RerunBody, output_query
 from linkops.operations.service import OperationsService
 from linkops.web.common import (
     authenticated,
@@ -54,6 +57,56 @@ HISTORY_QUERY = tuple(QueryParam(name, {"type": "string"}, text) for name, text 
     ("limit", "page size"), ("cursor", "next_cursor of the previous page"),
     ("page", "page number"),
 ))
+
+
+OUTPUT_QUERY = (
+    QueryParam("stream", {"enum": ["stdout", "stderr"]}, "which stream (default stdout)"),
+    QueryParam("offset", {"type": "integer", "minimum": 0}, "UTF-8 byte offset"),
+    QueryParam("limit", {"type": "integer", "minimum": 1}, "bytes per page (capped)"),
+)
+
+
+@blueprint.post("/api/operations/plan")
+@RUNNERS_ONLY
+@endpoint("Plan a run: resolved targets, script hashes, commit, and the confirmation asked",
+          request=RunRequest, response=OBJECT, errors=(403, 404))
+async def plan_operation(body: RunRequest) -> Response:
+    return jsonify(await _operations().plan(body, current_user().username))
+
+
+@blueprint.post("/api/operations/<op_id>/rerun")
+@RUNNERS_ONLY
+@endpoint("Rerun the failed, unfinished or one group's targets as a child operation",
+          request=RerunBody, response=OBJECT, status=202, errors=(403, 404, 409))
+async def rerun_operation(op_id: str, body: RerunBody) -> tuple[Response, int]:
+    return jsonify(await _operations().rerun(op_id, body, current_user().username)), 202
+
+
+@blueprint.get("/api/operations/<op_id>/groups")
+@authenticated
+@endpoint("Output groups: tasks with equal normalised output folded", response=OBJECT,
+          errors=(404,))
+async def operation_groups(op_id: str) -> Response:
+    return jsonify(await _operations().groups(op_id))
+
+
+@blueprint.get("/api/operations/<op_id>/groups/<key>/diff")
+@authenticated
+@endpoint("Unified diff of a group's normalised output against another group",
+          query=(QueryParam("against", {"type": "string"}, "majority (default) or a group key"),),
+          response=OBJECT, errors=(404,))
+async def group_diff(op_id: str, key: str) -> Response:
+    against = query_arg("against") or "majority"
+    return jsonify(await _operations().diff(op_id, key, against))
+
+
+@blueprint.get("/api/operations/<op_id>/tasks/<target>/<script>/output")
+@authenticated
+@endpoint("A page of one task's stored output", query=OUTPUT_QUERY, response=OBJECT,
+          errors=(404,))
+async def task_output(op_id: str, target: str, script: str) -> Response:
+    query = output_query({name: request.args.getlist(name) for name in request.args})
+    return jsonify(await _operations().output(op_id, target, script, query))
 
 
 @blueprint.get("/api/operations")
