@@ -53,9 +53,10 @@ class RunRequest:
         default=None, metadata=doc("stricter than [security] enrollment_required, never looser"))
     plan_id: str | None = attrs.field(
         default=None, metadata=doc("POST /api/operations/plan's plan_id (needed when the plan "
-                                   "asks for confirmation)"))
+                                   "asks for confirmation)", minLength=1, maxLength=128))
     confirm: str | None = attrs.field(
-        default=None, metadata=doc("the plan's confirm.phrase, typed by the operator"))
+        default=None, metadata=doc("the plan's confirm.phrase, typed by the operator",
+                                   maxLength=1000))
 
 
 @attrs.frozen

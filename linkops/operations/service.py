@@ -401,7 +401,14 @@ class OperationsService:
         """``POST /api/operations/plan``: validate the run body exactly as ``run`` does and
         answer what it would do (see :mod:`linkops.operations.planning`); the plan is kept
         for :data:`planning.PLAN_TTL`."""
-        request, plan, scripts, machines, commit = await self._validated(body)
+        typed = body if isinstance(body, RunRequest) else structure_request(body, RunRequest)
+        if typed.plan_id is not None or typed.confirm is not None:
+            raise ValidationError("a plan takes the body of run, without plan_id or confirm",
+                                  details={"errors": [
+                                      {"path": f"$.{name}", "message": "not allowed in a plan"}
+                                      for name in ("plan_id", "confirm")
+                                      if getattr(typed, name) is not None]})
+        request, plan, scripts, machines, commit = await self._validated(typed)
         known = self.ssh.known_hosts
 
         def host_key_known(host: str, port: int) -> bool:
