@@ -526,8 +526,14 @@ def test_terminal_action_on_a_link_uses_a_free_pane(app: WebDriver) -> None:
     """Panes A and B are live: the Links action opens a third pane instead of replacing one
     (issue 16; the details are in test_browser_terminal_ui.py)."""
     open_tab(app, "links")
-    row = app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-docker-01"]')
-    row.find_element(By.CSS_SELECTOR, '[data-action="terminal"]').click()
+    # The table is (re)drawn when the links arrive: find and click the row's action in one
+    # go, again if the row was replaced meanwhile (wait_for retries a stale element).
+    def click_terminal_action() -> bool:
+        app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-docker-01"] '
+                                          '[data-action="terminal"]').click()
+        return True
+
+    wait_for("the terminal action of vm-docker-01", click_terminal_action)
     wait_for("the terminal tab", lambda: app.find_element(By.ID, "panel-terminal").is_displayed())
     wait_for("pane C on vm-docker-01", lambda: app.execute_script(
         "return document.querySelector('.pane-target[data-pane=\"C\"]').value")

@@ -4,8 +4,11 @@ connection. See linkops/web/connections.py and docs/decisions/http-connections.m
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -126,6 +129,35 @@ async def test_keep_alive_still_reuses_the_connection(served: ServeProcess) -> N
         assert conn.statuses() == [200, 200]
         await conn.read_to_close(1)
         assert not conn.closed
+
+
+def _server_sockets(served: ServeProcess) -> int:
+    assert served.proc is not None
+    fd_dir = Path(f"/proc/{served.proc.pid}/fd")
+    count = 0
+    for fd in fd_dir.iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
+async def test_kept_alive_connections_the_client_closes_are_released(
+        served: ServeProcess) -> None:
+    """The hostile side of shielding the close: 20 clients that each make one kept-alive
+    request and hang up must not leave 20 sockets in CLOSE-WAIT on the server (a descriptor
+    leak any client could drive to the process limit)."""
+    with trio.fail_after(30):
+        before = _server_sockets(served)
+        for _ in range(20):
+            conn = await connect(served)
+            await conn.send(get_health())
+            await conn.read_until(statuses=1, seconds=5)
+            assert conn.statuses() == [200]
+            conn.sock.close()
+        with trio.move_on_after(10):
+            while _server_sockets(served) > before:
+                await trio.sleep(0.1)
+        assert _server_sockets(served) <= before, "closed keep-alive connections leaked"
 
 
 async def test_413_then_a_second_request_is_answered_or_closed(served: ServeProcess) -> None:

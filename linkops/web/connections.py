@@ -11,8 +11,9 @@ is in docs/decisions/http-connections.md:
    by cancelling the nursery the sending task runs in, so ``send_eof()``/``aclose()`` are
    cancelled at their first checkpoint and the socket stays open until the client gives up
    (hypercorn issue #330 describes the symptom; plain hypercorn with an ASGI app that does
-   not cancel itself closes fine). We shield each ``send``: Hypercorn already shields the
-   socket write itself, so this only lets the close finish.
+   not cancel itself closes fine). We shield the sends of a response that ends its
+   connection: Hypercorn already shields the socket write itself, so this only lets the close
+   finish. (Shielding every send leaked kept-alive connections: see ``__call__``.)
 2. **An unread body is not announced.** A response sent before the app received the whole
    request body (413, an early 401, a 405 to a POST) leaves h11 waiting for the rest of that
    body, so a reused connection would feed the next request into it. Like Go's net/http, we
@@ -55,6 +56,15 @@ def _declared_body(scope: Scope) -> int | None:
     return 0
 
 
+def _client_closes(scope: Scope) -> bool:
+    """HTTP/1.0 (no keep-alive here) or ``Connection: close``: the response ends it."""
+    if scope.get("http_version") == "1.0":
+        return True
+    headers: Any = scope.get("headers", ())
+    return any(name.lower() == b"connection" and b"close" in value.lower()
+               for name, value in headers)
+
+
 class CloseDelimitedConnections:
     """Wraps the Quart-Trio app for Hypercorn; WebSocket and lifespan scopes pass through."""
 
@@ -68,6 +78,12 @@ class CloseDelimitedConnections:
             await self.app(scope, receive, send)
             return
         declared = _declared_body(scope)
+        # Only a connection that ends with this response needs its last send shielded. A
+        # kept-alive one must not be: after its response quart-trio cancels the request's
+        # nursery, and that cancellation is what ends the app's part of the exchange — with a
+        # shield there the connection was never released, and every socket the client closed
+        # stayed in CLOSE-WAIT (tests/test_http_connections.py, the keep-alive leak test).
+        closing = _client_closes(scope)
         body_complete = trio.Event()
         if declared == 0:
             body_complete.set()
@@ -86,12 +102,21 @@ class CloseDelimitedConnections:
                     # Quart-Trio keeps receiving (and discarding) the body meanwhile.
                     with trio.move_on_after(DRAIN_SECONDS):
                         await body_complete.wait()
-            if message["type"] == "http.response.start" and not body_complete.is_set():
-                headers = [(n, v) for n, v in message.get("headers", ())
-                           if n.lower() != b"connection"]
-                message = cast(ASGISendEvent,
-                               {**message, "headers": [*headers, (b"connection", b"close")]})
-            with trio.CancelScope(shield=True):
+            nonlocal closing
+            if message["type"] == "http.response.start":
+                if not body_complete.is_set():
+                    headers = [(n, v) for n, v in message.get("headers", ())
+                               if n.lower() != b"connection"]
+                    message = cast(ASGISendEvent,
+                                   {**message, "headers": [*headers, (b"connection", b"close")]})
+                    closing = True
+                elif any(n.lower() == b"connection" and b"close" in v.lower()
+                         for n, v in message.get("headers", ())):
+                    closing = True
+            if closing:
+                with trio.CancelScope(shield=True):
+                    await send(message)
+            else:
                 await send(message)
 
         await self.app(scope, tracked_receive, shielded_send)
