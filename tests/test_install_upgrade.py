@@ -50,7 +50,7 @@ def next_release_wheel(out: Path) -> tuple[Path, str, int]:
     current = old.split('__version__ = "')[1].split('"')[0]
     version = f"{current}.post1"
     init.write_text(old.replace(f'"{current}"', f'"{version}"'))
-    number = len(migrations()) + 1
+    number = migrations()[-1][0] + 1
     (tree / f"linkops/migrations/{number:04d}_upgrade_probe.sql").write_text(
         "CREATE TABLE upgrade_probe (note TEXT NOT NULL);\n"
         "INSERT INTO upgrade_probe (note) VALUES ('migrated at start');\n"

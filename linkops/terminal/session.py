@@ -34,6 +34,7 @@ import trio
 from linkops.errors import LinkOpsError
 from linkops.terminal import protocol
 from linkops.terminal.buffers import Outbox, Scrollback
+from linkops.terminal.recording import Recorder
 
 log = logging.getLogger("linkops.terminal")
 
@@ -98,6 +99,8 @@ class PaneSession:
         self.finished = trio.Event()
         self.bytes_out = 0
         self._input_bytes = 0
+        # Set by the service right after creation when the session is recorded (recording.py).
+        self.recorder: Recorder | None = None
 
     # -- attach / detach (called from the Trio thread, never awaits) -----------------------
 
@@ -130,10 +133,14 @@ class PaneSession:
         if not self._enqueue(("stdin", raw)):
             return False
         self._input_bytes += len(raw)
+        if self.recorder is not None:
+            self.recorder.input(data)
         return True
 
     def resize(self, cols: int, rows: int) -> bool:
         self.cols, self.rows = cols, rows
+        if self.recorder is not None:
+            self.recorder.resize(cols, rows)
         return self._enqueue(("resize", (cols, rows)))
 
     def _enqueue(self, item: InputItem) -> bool:
@@ -205,6 +212,8 @@ class PaneSession:
         # Scrollback first, then the socket: attach() snapshots the scrollback, so a chunk
         # queued to an outbox that is closed meanwhile is not lost for the next socket.
         self.scrollback.append(text)
+        if self.recorder is not None:
+            self.recorder.output(text)  # never waits (recording.py)
         outbox = self._outbox
         if outbox is not None:
             await outbox.put_output(text)
