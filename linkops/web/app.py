@@ -15,6 +15,7 @@ from linkops.web import (
     health_routes,
     inventory_routes,
     operations_routes,
+    recording_routes,
     tables_routes,
     terminal_routes,
 )
@@ -26,6 +27,7 @@ ROUTES = (
     enrollment_routes,
     operations_routes,
     terminal_routes,
+    recording_routes,
     tables_routes,
 )
 

@@ -1,0 +1,57 @@
+"""Terminal session recordings over HTTP (SPEC §10.4; thin: decode, authorize, call).
+
+- ``GET /api/terminal/recordings?target=&user=&from=&to=&cursor=`` →
+  ``{recordings: [...], next_cursor}`` (newest first; a user's own, an admin's everyone's)
+- ``GET /api/terminal/recordings/search?q=TEXT`` → ``{hits: [{recording_id, target, user,
+  started, offset_seconds, line}]}`` from the FTS5 index
+- ``GET /api/terminal/recordings/{id}`` → the ``.cast`` file (``application/x-asciicast``),
+  audited; 404 for anyone but its owner and admins
+
+A ``viewer`` gets 403 ``FORBIDDEN`` on all three: recordings show what was on operators'
+screens, which a read-only role is not meant to see.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, jsonify
+
+from linkops.terminal.recording_index import RecordingIndex, Viewer
+from linkops.web.common import authenticated, query_arg, require_role, services
+
+blueprint = Blueprint("recordings", __name__)
+
+BASE = "/api/terminal/recordings"
+
+
+def _caller() -> tuple[RecordingIndex, Viewer]:
+    user = require_role(action="read terminal recordings")
+    index = RecordingIndex(services().db, services().terminal.recordings)
+    return index, Viewer(username=user.username, admin=user.role == "admin")
+
+
+@blueprint.get(BASE)
+@authenticated
+async def list_recordings() -> Response:
+    index, viewer = _caller()
+    page = await index.list(viewer, target=query_arg("target"), user=query_arg("user"),
+                            start=query_arg("from"), end=query_arg("to"),
+                            cursor=query_arg("cursor"))
+    return jsonify(page)
+
+
+@blueprint.get(f"{BASE}/search")
+@authenticated
+async def search_recordings() -> Response:
+    index, viewer = _caller()
+    return jsonify(await index.search(viewer, query_arg("q") or ""))
+
+
+@blueprint.get(f"{BASE}/<int:recording_id>")
+@authenticated
+async def get_recording(recording_id: int) -> Response:
+    index, viewer = _caller()
+    row, data = await index.read(viewer, recording_id)
+    response = Response(data, status=200, mimetype="application/x-asciicast")
+    response.headers["Content-Disposition"] = f'inline; filename="recording-{row["id"]}.cast"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
