@@ -55,6 +55,7 @@ from linkops.models import Link
 from linkops.ssh.bridge import SshConnection, SshManager
 from linkops.ssh.enrollment import check_client_id
 from linkops.terminal import protocol
+from linkops.terminal.broadcast import Broadcaster
 from linkops.terminal.buffers import Attachment
 from linkops.terminal.recording import Recordings
 from linkops.terminal.session import PaneSession
@@ -107,6 +108,7 @@ class TerminalService:
                                     enrollment_required=settings.security.enrollment_required)
         self.ssh = ssh
         self.recordings = Recordings(db, settings)
+        self.broadcast = Broadcaster(db, self)
         self._runtimes: dict[str, _Runtime] = {}
         self._nursery: trio.Nursery | None = None
         self._closing = False
@@ -450,6 +452,9 @@ class TerminalService:
             return
         if isinstance(message, protocol.Ack):
             attachment.ack(message.chars)
+            return
+        if isinstance(message, protocol.Broadcast):
+            await self.broadcast.send(attachment, message)
             return
         runtime = self._runtimes.get(attachment.workspace_id)
         session = None if runtime is None else runtime.sessions.get(message.pane)

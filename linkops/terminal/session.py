@@ -137,6 +137,12 @@ class PaneSession:
             self.recorder.input(data)
         return True
 
+    def can_accept(self, size: int) -> bool:
+        """Whether :meth:`write` of ``size`` bytes would be queued now (broadcast.py checks
+        every pane before writing to any)."""
+        return (self._input_bytes + size <= INPUT_LIMIT_BYTES
+                and self._input_send.statistics().current_buffer_used < INPUT_QUEUE)
+
     def resize(self, cols: int, rows: int) -> bool:
         self.cols, self.rows = cols, rows
         if self.recorder is not None:
