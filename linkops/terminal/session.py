@@ -112,7 +112,8 @@ class PaneSession:
         """
         self._outbox = outbox
         outbox.put_message(protocol.status(self.pane, "connected", f"connected to {self.target}",
-                                           target=self.target, cols=self.cols, rows=self.rows))
+                                           target=self.target, cols=self.cols, rows=self.rows,
+                                           recording=self.recorder is not None))
         outbox.put_replay(self.scrollback.snapshot())
 
     def detach(self, outbox: Outbox) -> None:
