@@ -16,6 +16,11 @@ the writer task. The writer gathers events for :data:`BATCH_SECONDS`, then in a 
 text lines for the search index; the lines go to SQLite in one batch through the database's
 writer. So the terminal never waits for the disk.
 
+*Indexing* costs CPU (Python text extraction, FTS5 tokenizing) that the terminal needs, so
+each batch indexes at most :data:`INDEX_BUDGET_CHARS` of output: typed commands and their
+answers are always indexed, a flood (``cat`` of a big file) is in the file in full but in the
+index only in part.
+
 *Falling behind*: when more than :data:`QUEUE_LIMIT_CHARS` of events wait (the disk or the
 writer is slower than the shell), or a write fails (disk full, I/O error), the recording is
 *cut*: a marker event ``[t, "m", "linkops: recording cut (…)"]`` is written where it stopped
@@ -60,7 +65,13 @@ log = logging.getLogger("linkops.terminal")
 TERM: Final = "xterm-256color"
 # Events waiting for the writer beyond this many characters: the recorder is behind → cut.
 QUEUE_LIMIT_CHARS: Final = 8 * 1024 * 1024
-BATCH_SECONDS: Final = 0.1
+BATCH_SECONDS: Final = 0.25
+# Index lines go to SQLite at most this often (or when this many wait, or at the end).
+INDEX_SECONDS: Final = 1.0
+INDEX_LINES: Final = 2000
+# Output characters per batch that go to the search index; the rest of a flood is recorded
+# but not indexed (at most ~2 MB/s of text is indexed per pane).
+INDEX_BUDGET_CHARS: Final = 512 * 1024
 FINISH_SECONDS: Final = 5.0
 RETENTION_INTERVAL: Final = 600.0
 # How many recent line starts are remembered for truncating back on a full disk.
@@ -85,6 +96,7 @@ class CastFile:
         self.size = 0
         self.last_time = 0.0
         self.cut: str | None = None
+        self.unindexed = 0  # output characters left out of the search index (floods)
         self._starts: deque[int] = deque(maxlen=_LINE_HISTORY)
         self._text = LineAssembler()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -133,10 +145,23 @@ class CastFile:
             os.lseek(self._fd, good, os.SEEK_SET)
             cut = f"write failed: {os.strerror(exc.errno or errno.EIO)}"
             chunk_events = []
+        budget = INDEX_BUDGET_CHARS
+        skipping = False
         for t, code, data in chunk_events:
             self.last_time = t
-            if code == "o":
+            if code != "o":
+                continue
+            if budget > 0:
+                budget -= len(data)
                 lines.extend(self._text.feed(t, data))
+            else:
+                # A flood: in the file in full, in the search index only its first part per
+                # batch (indexing costs CPU the terminal needs; see the module docstring).
+                if not skipping:
+                    lines.extend(self._text.flush())
+                    self._text.drop()
+                    skipping = True
+                self.unindexed += len(data)
         if cut is not None:
             lines.extend(self._text.flush())
             self._cut(cut)
@@ -202,6 +227,8 @@ class Recorder:
         self.recording_id: int | None = None
         self.cut: str | None = None
         self.finished = trio.Event()
+        self._lines: list[tuple[float, str]] = []
+        self._indexed_at = trio.current_time()
 
     # -- the pane's calls (Trio thread, never wait) ----------------------------------------
 
@@ -287,8 +314,12 @@ class Recorder:
             lines += await trio.to_thread.run_sync(cast.cut_now, self._behind, self.cut)
         await self._index(lines)
 
-    async def _index(self, lines: list[tuple[float, str]]) -> None:
-        if lines and self.recording_id is not None:
+    async def _index(self, lines: list[tuple[float, str]], *, final: bool = False) -> None:
+        self._lines.extend(lines)
+        now = trio.current_time()
+        due = final or len(self._lines) >= INDEX_LINES or now - self._indexed_at >= INDEX_SECONDS
+        if due and self._lines and self.recording_id is not None:
+            lines, self._lines, self._indexed_at = self._lines, [], now
             try:
                 await self._owner.index_lines(self.recording_id, lines)
             except sqlite3.Error as exc:  # the index is best effort; the file is the record
@@ -301,7 +332,7 @@ class Recorder:
         try:
             if self.cut is None and self._pending:
                 await self._write_batch(cast)
-            await self._index(await trio.to_thread.run_sync(cast.finish))
+            await self._index(await trio.to_thread.run_sync(cast.finish), final=True)
         except OSError as exc:
             log.warning("terminal.recording_failed", extra={"context": {
                 "target": self.target, "error": repr(exc)}})

@@ -31,13 +31,23 @@ _UNFINISHED: Final = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*|[PX^_][^\
 # Other control characters (not \n \r \b \t) carry no text.
 _CONTROLS: Final = re.compile(r"[\x00-\x07\x0b\x0c\x0e-\x1f\x7f]")
 MAX_LINE_CHARS: Final = 1000
+# Base64, hex dumps, minified code: nobody searches for a 65-character "word", and indexing
+# random tokens is what makes a full-text index slow and large. Such runs are left out.
+_NOISE: Final = re.compile(r"[^\s]{65,}")
 # A line that never ends (a progress bar without \n) is indexed once it is this long.
 _PENDING_LIMIT: Final = 4 * MAX_LINE_CHARS
 
 
 def _render(raw: str) -> str:
     """One line's raw characters (no escapes, no \\n) as the screen would show them."""
-    text = raw.replace("\t", " ")
+    text = raw.strip()
+    if "\r" in text or "\b" in text or "\t" in text:
+        text = _overwrite(text).strip()
+    return text[:MAX_LINE_CHARS]
+
+
+def _overwrite(text: str) -> str:
+    text = text.replace("\t", " ")
     if "\r" in text:
         # Text after a carriage return overwrites from column 0; keep the visible result.
         screen = ""
@@ -53,7 +63,7 @@ def _render(raw: str) -> str:
             else:
                 out.append(ch)
         text = "".join(out)
-    return text.strip()[:MAX_LINE_CHARS]
+    return text
 
 
 class LineAssembler:
@@ -62,33 +72,43 @@ class LineAssembler:
     def __init__(self) -> None:
         self._carry = ""        # an escape sequence split across two events
         self._line = ""         # the current line so far (escapes removed)
-        self._offset = 0.0
+        self._offset = 0.0      # the last event's offset (for flush)
 
     def feed(self, offset: float, data: str) -> list[tuple[float, str]]:
+        self._offset = offset
         text = self._carry + data
         self._carry = ""
-        tail = _UNFINISHED.search(text)
-        if tail is not None and tail.group():
-            self._carry = tail.group()[:256]
-            text = text[: tail.start()]
-        text = _CONTROLS.sub("", _ESCAPES.sub("", text))
-        done: list[tuple[float, str]] = []
+        if "\x1b" in text or "\x9b" in text:
+            tail = _UNFINISHED.search(text, max(0, len(text) - 300))
+            if tail is not None and tail.group():
+                self._carry = tail.group()[:256]
+                text = text[: tail.start()]
+            text = _ESCAPES.sub("", text)
+        text = _NOISE.sub("", _CONTROLS.sub("", text))
         parts = text.split("\n")
-        self._offset = offset
-        for index, part in enumerate(parts):
-            self._line += part
-            last = index == len(parts) - 1
-            if not last or len(self._line) > _PENDING_LIMIT:
-                self._finish(done)
+        self._line += parts[0]
+        if len(parts) == 1:
+            if len(self._line) > _PENDING_LIMIT:
+                return self.flush_at(offset)
+            return []
+        first = self._line
+        self._line = parts[-1]
+        done = [(offset, line) for line in
+                map(_render, [p for p in [first, *parts[1:-1]] if p and not p.isspace()])
+                if line]
+        if len(self._line) > _PENDING_LIMIT:
+            done.extend(self.flush_at(offset))
         return done
+
+    def flush_at(self, offset: float) -> list[tuple[float, str]]:
+        line = _render(self._line)
+        self._line = ""
+        return [(offset, line)] if line else []
+
+    def drop(self) -> None:
+        """Forget the line in progress (output that is not indexed comes next)."""
+        self._line = ""
+        self._carry = ""
 
     def flush(self) -> list[tuple[float, str]]:
-        done: list[tuple[float, str]] = []
-        self._finish(done)
-        return done
-
-    def _finish(self, done: list[tuple[float, str]]) -> None:
-        line = _render(self._line)
-        if line:
-            done.append((self._offset, line))
-        self._line = ""
+        return self.flush_at(self._offset)
