@@ -8,7 +8,7 @@ own settings (recordings on a tiny tmpfs, ``record_input``, a small size cap…)
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -49,9 +49,11 @@ class RecEnv:
 @asynccontextmanager
 async def recording_env(fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery,
                         metadata: dict[str, dict[str, Any]] | None = None,
+                        before_start: Callable[[Database], object] | None = None,
                         **terminal: Any) -> AsyncIterator[RecEnv]:
     """The service with ``[terminal]`` overrides ``terminal``; ``metadata`` sets a link's
-    ``machines.metadata`` (e.g. ``{"sbx-02": {"recording": False}}``)."""
+    ``machines.metadata`` (e.g. ``{"sbx-02": {"recording": False}}``); ``before_start`` gets
+    the migrated database before the service opens it."""
     ssh_env = make_ssh_env(fleet, tmp_path / "sshenv")
     path = write_config(
         tmp_path,
@@ -73,6 +75,8 @@ async def recording_env(fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery,
         for link_id, value in (metadata or {}).items():
             db.write_sync(lambda c, i=link_id, v=value: c.execute(
                 "UPDATE machines SET metadata = ? WHERE id = ?", (json.dumps(v), i)))
+        if before_start is not None:
+            before_start(db)
     finally:
         db.close()
     running = await start_service(nursery, settings)

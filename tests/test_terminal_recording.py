@@ -17,7 +17,9 @@ import httpx
 import pytest
 import trio
 
+from linkops.db import Database
 from linkops.sandbox import Sandbox
+from linkops.timeutil import now_iso
 from tests.fixtures_recording import finished_recordings, read_cast, recording_env
 
 pytestmark = pytest.mark.usefixtures("sandbox_fleet")
@@ -210,3 +212,41 @@ async def test_full_disk_cuts_the_recording_with_its_marker_and_the_pane_keeps_w
         result = await trio.run_process([ASCIINEMA, "cat", str(path)], capture_stdout=True,
                                         capture_stderr=True, stdin=subprocess.DEVNULL)
         assert result.returncode == 0, result.stderr
+
+
+async def test_unusable_recordings_path_leaves_terminals_working(
+        sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with trio.fail_after(60):
+        async with recording_env(sandbox_fleet, tmp_path, nursery,
+                                 recordings_path=blocker / "rec") as env:
+            term = env.term
+            ws_id = await term.workspace("grid2x1", A="sbx-01")
+            await term.connect_all(ws_id)
+            async with term.socket(ws_id) as sock:
+                await sock.stdin("A", "echo works-$((2*4))\r")
+                await sock.until_output("A", "works-8")
+            await _disconnect(term.http, ws_id)
+            await trio.sleep(0.5)
+            assert await term.db.fetchall("SELECT id FROM terminal_recordings") == []
+            r = await term.http.get("/api/health")
+            assert r.status_code == 200
+
+
+async def test_recordings_left_open_by_a_dead_process_are_ended_at_start(
+        sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery) -> None:
+    def leftover(db: Database) -> None:
+        (tmp_path / "recordings").mkdir(mode=0o700)
+        (tmp_path / "recordings" / "old.cast").write_text('{"version": 2}\n')
+        db.write_sync(lambda c: c.execute(
+            "INSERT INTO terminal_recordings (workspace_id, pane, target, username, path,"
+            " started_at, width, height) VALUES ('w', 'A', 'sbx-01', 'admin', 'old.cast',"
+            " ?, 80, 24)", (now_iso(),)))  # recent: retention (30 days) keeps it
+
+    with trio.fail_after(30):
+        async with recording_env(sandbox_fleet, tmp_path, nursery,
+                                 before_start=leftover) as env:
+            (row,) = await finished_recordings(env.term.db)
+    assert row["cut_reason"] == "interrupted: the service stopped"
+    assert row["bytes"] == len('{"version": 2}\n')

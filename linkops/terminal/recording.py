@@ -70,8 +70,8 @@ BATCH_SECONDS: Final = 0.25
 INDEX_SECONDS: Final = 1.0
 INDEX_LINES: Final = 2000
 # Output characters per batch that go to the search index; the rest of a flood is recorded
-# but not indexed (at most ~2 MB/s of text is indexed per pane).
-INDEX_BUDGET_CHARS: Final = 512 * 1024
+# but not indexed (at most ~1 MB/s of text is indexed per pane).
+INDEX_BUDGET_CHARS: Final = 256 * 1024
 FINISH_SECONDS: Final = 5.0
 RETENTION_INTERVAL: Final = 600.0
 # How many recent line starts are remembered for truncating back on a full disk.
@@ -361,8 +361,14 @@ class Recordings:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        if self.enabled:
-            await trio.to_thread.run_sync(self._make_directory)
+        try:
+            if self.enabled:
+                await trio.to_thread.run_sync(self._make_directory)
+            await self._close_interrupted()
+        except (OSError, sqlite3.Error) as exc:
+            # Recording trouble never stops the terminals: each recorder then fails alone.
+            log.warning("terminal.recordings_unavailable", extra={"context": {
+                "path": str(self.directory), "error": repr(exc)}})
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
@@ -396,6 +402,9 @@ class Recordings:
         async def run() -> None:
             try:
                 await recorder.run()
+            except Exception as exc:  # a database error: lose the recording, not the service
+                log.warning("terminal.recording_failed", extra={"context": {
+                    "target": recorder.target, "error": repr(exc)}})
             finally:
                 self.active.discard(recorder)
 
@@ -432,6 +441,30 @@ class Recordings:
             "UPDATE terminal_recordings SET ended_at = ?, bytes = ?, duration = ?,"
             " cut_reason = ? WHERE id = ?",
             (now_iso(), size, round(duration, 3), cut, recording_id))
+
+    async def _close_interrupted(self) -> None:
+        """Recordings left open by a process that died: end them with their file's size, so
+        retention sees them and the list does not show them as live forever."""
+        rows = await self.db.fetchall(
+            "SELECT id, path FROM terminal_recordings WHERE ended_at IS NULL")
+        if not rows:
+            return
+
+        def sizes() -> list[int]:
+            found = []
+            for row in rows:
+                try:
+                    found.append(self.file_path(str(row["path"])).stat().st_size)
+                except FileNotFoundError:
+                    found.append(0)
+            return found
+
+        measured = await trio.to_thread.run_sync(sizes)
+        now = now_iso()
+        await self.db.write(lambda c: c.executemany(
+            "UPDATE terminal_recordings SET ended_at = ?, bytes = ?,"
+            " cut_reason = 'interrupted: the service stopped' WHERE id = ? AND ended_at IS NULL",
+            [(now, size, int(row["id"])) for row, size in zip(rows, measured, strict=True)]))
 
     # -- retention ----------------------------------------------------------------------------
 
