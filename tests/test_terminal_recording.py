@@ -17,9 +17,13 @@ import httpx
 import pytest
 import trio
 
+from linkops import config
 from linkops.db import Database
+from linkops.models import Enrollment, Link
 from linkops.sandbox import Sandbox
+from linkops.terminal.recording import QUEUE_LIMIT_CHARS, Recordings
 from linkops.timeutil import now_iso
+from tests.fixtures_core import write_config
 from tests.fixtures_recording import finished_recordings, read_cast, recording_env
 
 pytestmark = pytest.mark.usefixtures("sandbox_fleet")
@@ -250,3 +254,35 @@ async def test_recordings_left_open_by_a_dead_process_are_ended_at_start(
             (row,) = await finished_recordings(env.term.db)
     assert row["cut_reason"] == "interrupted: the service stopped"
     assert row["bytes"] == len('{"version": 2}\n')
+
+
+async def test_a_burst_faster_than_the_writer_cuts_with_a_marker(tmp_path: Path) -> None:
+    """More output waiting than the recorder may queue: the recording is cut ("recorder fell
+    behind") with its marker; the calls made by the pane never wait or fail."""
+    settings = config.load(write_config(tmp_path), check=False)
+    db = Database(settings.database.path)
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                recordings = Recordings(db, settings)
+                await nursery.start(recordings.run)
+                link = Link(id="sbx-01", type="vps", host="127.0.0.1", port=22, user="root",
+                            enrollment=Enrollment(clientId="LINKOPS-x"))
+                recorder = recordings.start(link=link, workspace_id="w", pane="A",
+                                            username="admin", session_id=1, cols=80, rows=24)
+                assert recorder is not None
+                chunk = "x" * 65536 + "\r\n"
+                t0 = time.perf_counter()
+                for _ in range(QUEUE_LIMIT_CHARS // len(chunk) + 10):  # no checkpoint: a burst
+                    recorder.output(chunk)
+                assert time.perf_counter() - t0 < 5  # the pane's calls never wait on the disk
+                recorder.close()
+                await recorder.finished.wait()
+                nursery.cancel_scope.cancel()
+        (row,) = await db.fetchall("SELECT * FROM terminal_recordings")
+        assert row["cut_reason"] == "recorder fell behind the terminal"
+        _, events = read_cast(recordings.directory / row["path"])
+        assert events[-1][1] == "m" and "fell behind" in events[-1][2]
+        assert sum(len(e[2]) for e in events if e[1] == "o") <= QUEUE_LIMIT_CHARS
+    finally:
+        db.close()
