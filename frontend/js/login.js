@@ -27,7 +27,7 @@ function lockedMessage(details) {
 /** Where to go after login: only our own tabs (never an arbitrary URL from the query). */
 function nextLocation() {
   const next = new URLSearchParams(location.search).get("next") || "";
-  return /^#(overview|links|operations|terminal)$/.test(next) ? `./${next}` : "./";
+  return /^#(overview|links|operations|terminal|recordings)$/.test(next) ? `./${next}` : "./";
 }
 
 form.addEventListener("submit", async (ev) => {
