@@ -4,11 +4,16 @@ socket's own workspace; bad requests get a structured error and write nothing; a
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
+from linkops.terminal.protocol import Broadcast, ProtocolError, parse_client_message
 from tests.fixtures_terminal import TermEnv, TermSocket
+from tests.strategies import PROP
 
 pytestmark = pytest.mark.usefixtures("sandbox_fleet")
 
@@ -74,3 +79,26 @@ async def test_broadcast_reaches_exactly_the_listed_panes_of_its_own_workspace(
         assert details["panes"] == ["A", "C"] and details["workspace_id"] == ws_id
         assert details["targets"] == ["sbx-01", "sbx-03"]
         assert details["bytes"] == len("echo bc-$((20+22))-$(hostname)\r")
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=12)
+
+
+@PROP
+@given(panes=st.one_of(_JSON, st.lists(st.sampled_from(["A", "B", "C", "D", "E", "a", ""]),
+                                        max_size=6)),
+       data=_JSON)
+def test_any_broadcast_frame_is_parsed_or_refused_with_a_code(panes: Any, data: Any) -> None:
+    """A broadcast frame with any panes/data is either a Broadcast naming distinct panes of the
+    workspace with string data, or a ProtocolError with a code — never another exception."""
+    frame = json.dumps({"type": "broadcast", "panes": panes, "data": data})
+    try:
+        message = parse_client_message(frame, ("A", "B", "C"))
+    except ProtocolError as exc:
+        assert exc.code in ("UNKNOWN_PANE", "INVALID_MESSAGE") and exc.close_code is None
+        return
+    assert isinstance(message, Broadcast) and isinstance(message.data, str)
+    assert message.panes and len(set(message.panes)) == len(message.panes)
+    assert set(message.panes) <= {"A", "B", "C"}

@@ -8,6 +8,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 from hypothesis import given
@@ -103,6 +104,14 @@ async def test_search_finds_typed_output_at_its_offset_and_only_for_its_owner(
             r = await term.http.get("/api/terminal/recordings", params={"to": "2000-01-01"})
             assert r.json()["recordings"] == []
 
+            # No credential (or a revoked one): 401 before anything is read.
+            async with httpx.AsyncClient(base_url=term.base) as anon:
+                for path in ("/api/terminal/recordings", f"/api/terminal/recordings/{row['id']}",
+                             "/api/terminal/recordings/search?q=zebra42quokka"):
+                    r = await anon.get(path)
+                    assert r.status_code == 401, path
+                    r = await anon.get(path, headers={"Authorization": "Bearer forged.token.x"})
+                    assert r.status_code == 401, path
             # Hostile input: a structured 400 or a 200, never a 500.
             for q in HOSTILE:
                 r = await env.carol.get("/api/terminal/recordings/search", params={"q": q})
