@@ -4,7 +4,6 @@ but never the session."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import subprocess
@@ -23,7 +22,7 @@ from linkops.models import Enrollment, Link
 from linkops.sandbox import Sandbox
 from linkops.terminal.recording import QUEUE_LIMIT_CHARS, Recordings
 from linkops.timeutil import now_iso
-from tests.fixtures_core import write_config
+from tests.fixtures_core import require_root, write_config
 from tests.fixtures_recording import finished_recordings, read_cast, recording_env
 
 pytestmark = pytest.mark.usefixtures("sandbox_fleet")
@@ -179,8 +178,8 @@ async def test_retention_by_age_then_total_size_oldest_first(
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs: the recordings' disk fills after a few screens of output."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.fail("the full-disk test needs root (mount -t tmpfs)")
+    require_root("a full disk: mount -t tmpfs -o size=64k")
+    assert shutil.which("mount") is not None, "the full-disk test needs mount(8)"
     mountpoint = tmp_path / "tiny"
     mountpoint.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs",
