@@ -123,7 +123,9 @@ async def test_search_finds_typed_output_at_its_offset_and_only_for_its_owner(
                 r = await env.carol.get("/api/terminal/recordings", params=params)
                 assert r.status_code == 400 and "error" in r.json(), params
             for path in ("/api/terminal/recordings/999999", "/api/terminal/recordings/-1",
-                         "/api/terminal/recordings/..%2f..%2fetc%2fpasswd"):
+                         "/api/terminal/recordings/..%2f..%2fetc%2fpasswd",
+                         "/api/terminal/recordings/%C2%B2", "/api/terminal/recordings/1.0",
+                         "/api/terminal/recordings/" + "9" * 40, "/api/terminal/recordings/x"):
                 r = await env.carol.get(path)
                 assert r.status_code == 404, path
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
+from linkops.errors import NotFoundError
 from linkops.terminal.recording_index import RecordingIndex, Viewer
 from linkops.web.common import authenticated, query_arg, require_role, services
 
@@ -46,11 +47,15 @@ async def search_recordings() -> Response:
     return jsonify(await index.search(viewer, query_arg("q") or ""))
 
 
-@blueprint.get(f"{BASE}/<int:recording_id>")
+@blueprint.get(f"{BASE}/<recording_id>")
 @authenticated
-async def get_recording(recording_id: int) -> Response:
+async def get_recording(recording_id: str) -> Response:
     index, viewer = _caller()
-    row, data = await index.read(viewer, recording_id)
+    # Any string reaches here (so the role check always runs first); only a row id can exist.
+    if not (recording_id.isascii() and recording_id.isdigit()) or len(recording_id) > 18:
+        raise NotFoundError(f"recording {recording_id[:40]!r} not found",
+                            code="RECORDING_NOT_FOUND")
+    row, data = await index.read(viewer, int(recording_id))
     response = Response(data, status=200, mimetype="application/x-asciicast")
     response.headers["Content-Disposition"] = f'inline; filename="recording-{row["id"]}.cast"'
     response.headers["Cache-Control"] = "no-store"
