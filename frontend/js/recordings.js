@@ -157,14 +157,20 @@ async function openPlayer(id, offset, title) {
   box.dataset.recording = String(id);
   box.dataset.offset = String(offset);
   // The hit's offset is the moment its line was complete on the screen: show that frame
-  // (paused); play continues from there.
-  player = AP.create({ data: cast }, screen, { startAt: offset, preload: true, fit: "width" });
+  // (the poster, drawn once the recording is loaded), then seek there once the player is
+  // ready, so Play continues from that moment.
   box.dataset.ready = "false";
-  try {
-    await player.seek(offset);
-  } catch {
-    // seek before the player is ready: it starts at startAt anyway
-  }
-  box.dataset.ready = "true";
+  player = AP.create({ data: cast }, screen, {
+    startAt: offset, preload: true, poster: `npt:${offset}`, fit: "width",
+  });
+  const current = player;
+  current.addEventListener("ready", async () => {
+    try {
+      await current.seek(offset);
+    } catch {
+      // the poster already shows the moment
+    }
+    if (player === current) box.dataset.ready = "true";
+  });
   box.scrollIntoView({ block: "nearest" });
 }
