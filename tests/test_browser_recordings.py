@@ -98,8 +98,12 @@ def test_broadcast_toggle_types_into_two_panes_and_recordings_replay_at_a_hit(
     hits[0].click()
     wait_for("the player", lambda: attr(app, "#rec-player", "data-ready") == "true",
              timeout=30)
-    wait_for("the screen at the hit", lambda: "pangolin42word" in player_text(app),
-             timeout=30)
+    try:
+        wait_for("the screen at the hit", lambda: "pangolin42word" in player_text(app),
+                 timeout=30)
+    except AssertionError as exc:
+        screenshot(app, "recordings-player-failed")
+        raise AssertionError(f"{exc}; the player shows {player_text(app)!r}") from None
     # The moment of the hit, not the end of the recording: the later screen is not shown.
     assert "laterscreen2" not in player_text(app)
     screenshot(app, "recordings-player")

@@ -56,7 +56,8 @@ async def test_search_finds_typed_output_at_its_offset_and_only_for_its_owner(
             offset = hits[0]["offset_seconds"]
             output = [e for e in events if e[1] == "o"]
             assert any(abs(e[0] - offset) < 0.001 for e in output)
-            assert "zebra42quokka" in "".join(e[2] for e in output if e[0] <= offset + 0.001)
+            # (rounded up to the ms: a player at exactly that moment has drawn the line)
+            assert "zebra42quokka" in "".join(e[2] for e in output if e[0] <= offset)
             # Prefix search works; a word never typed is not found.
             r = await env.carol.get("/api/terminal/recordings/search", params={"q": "zebra42*"})
             assert [h["recording_id"] for h in r.json()["hits"]] == [row["id"]]

@@ -41,6 +41,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import os
 import secrets
 import sqlite3
@@ -430,7 +431,9 @@ class Recordings:
         return await self.db.write(insert)
 
     async def index_lines(self, recording_id: int, lines: list[tuple[float, str]]) -> None:
-        rows = [(recording_id, round(offset, 3), line) for offset, line in lines]
+        # Rounded *up* to the millisecond: a player asked for that moment has drawn the event
+        # that completed the line (rounding down could land just before it).
+        rows = [(recording_id, math.ceil(offset * 1000) / 1000, line) for offset, line in lines]
         await self.db.write(lambda c: c.executemany(
             "INSERT INTO terminal_recording_lines (recording_id, offset_seconds, line)"
             " VALUES (?,?,?)", rows))
