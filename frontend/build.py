@@ -54,6 +54,17 @@ FILES: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
     ("swagger-ui-dist/swagger-ui-bundle.js.map", "swagger-ui/swagger-ui-bundle.js.map", None),
     ("swagger-ui-dist/swagger-ui.css", "swagger-ui/swagger-ui.css", None),
     ("swagger-ui-dist/LICENSE", "swagger-ui/LICENSE", None),
+    # The Recordings view's player (a classic script defining window.AsciinemaPlayer, loaded
+    # on demand by js/recordings.js; its terminal emulator is WebAssembly, hence the CSP's
+    # 'wasm-unsafe-eval', see docs/security.md).
+    (
+        "asciinema-player/dist/bundle/asciinema-player.min.js",
+        "asciinema-player/asciinema-player.min.js",
+        None,
+    ),
+    ("asciinema-player/dist/bundle/asciinema-player.css", "asciinema-player/asciinema-player.css",
+     None),
+    ("asciinema-player/LICENSE", "asciinema-player/LICENSE", None),
 )
 STAMP = VENDOR / "versions.json"
 

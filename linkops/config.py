@@ -121,6 +121,17 @@ class TerminalSettings:
     websocket_ping_interval: float = 30.0
     reattach_grace_seconds: float = 60.0
     scrollback_bytes: int = 65_536
+    # Session recordings (SPEC §10.4, docs/configuration.md): asciicast v2 files, output and
+    # resizes only unless record_input (typed secrets are not kept by default).
+    recording: bool = True
+    record_input: bool = False
+    # Empty: a "recordings" directory beside the database.
+    recordings_path: Path | None = None
+    recording_retention_days: float = 30.0
+    # One recording is cut (with a marker event) when it reaches this size.
+    recording_max_mb: float = 100.0
+    # All recordings together: beyond this the oldest are deleted first.
+    recordings_total_max_mb: float = 10_240.0
 
 
 @attrs.frozen
@@ -289,6 +300,11 @@ def validate(s: Settings) -> None:
     _require(
         t.websocket_ping_interval > 0, "[terminal] websocket_ping_interval", "must be positive"
     )
+    _require(t.recording_retention_days > 0, "[terminal] recording_retention_days",
+             "must be positive")
+    _require(t.recording_max_mb > 0, "[terminal] recording_max_mb", "must be positive")
+    _require(t.recordings_total_max_mb >= t.recording_max_mb,
+             "[terminal] recordings_total_max_mb", "must be at least recording_max_mb")
     _require(
         s.health.check_interval_minutes > 0, "[health] check_interval_minutes", "must be positive"
     )
@@ -315,6 +331,11 @@ def validate(s: Settings) -> None:
         "[ssh] keys_directory",
         f"{keys} is not a readable directory",
     )
+
+
+def recordings_dir(s: Settings) -> Path:
+    """Where session recordings live (``[terminal] recordings_path`` or beside the database)."""
+    return s.terminal.recordings_path or s.database.path.parent / "recordings"
 
 
 def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:

@@ -52,12 +52,11 @@ def migrations() -> list[tuple[int, str, str]]:
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
     found.sort()
-    # Numbers are reserved per change and may arrive out of order on a branch, so a gap is
-    # allowed; a number used twice is not.
-    versions = [version for version, _, _ in found]
-    for (version, name, _), previous in zip(found[1:], versions, strict=False):
+    # Numbers are reserved per change and may land out of order, so gaps are allowed; a
+    # number used twice is not (one of the two would never run).
+    for (version, name, _), (previous, other, _) in zip(found[1:], found, strict=False):
         if version == previous:
-            raise RuntimeError(f"migration number {version:04d} is used twice ({name})")
+            raise RuntimeError(f"migrations {other} and {name} share the number {version:04d}")
     return found
 
 

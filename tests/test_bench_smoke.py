@@ -13,7 +13,7 @@ from pathlib import Path
 
 import trio
 
-from bench import fanout_bench, groups_bench, streaming_bench, terminal_bench
+from bench import fanout_bench, groups_bench, recording_bench, streaming_bench, terminal_bench
 from bench.common import ServerProcess, Table, client_files, fleet_links
 from linkops.sandbox import Sandbox
 
@@ -106,3 +106,21 @@ async def test_groups_bench_measures_the_endpoint_and_the_grouping_cost(tmp_path
     table = Table("smoke")
     groups_bench.report(table, groups, view, cpu, 60)
     assert "GET …/groups, 60 tasks" in table.render() and len(table.rows) == 2
+
+
+async def test_recording_bench_compares_on_off_and_times_search(tmp_path: Path) -> None:
+    with Sandbox(tmp_path / "fleet", hosts=1, prefix="smokerec") as fleet:
+        with trio.fail_after(120):
+            got = await recording_bench.on_off(fleet, tmp_path, rounds=1,
+                                               flood_bytes=256 * 1024, samples=3)
+    for mode in ("on", "off"):
+        (throughput,) = got[mode]["throughput"]
+        assert 10_000 < throughput < 10_000_000_000, (mode, throughput)  # chars/s
+        assert len(got[mode]["echo"]) == 3 and all(0 < t < 10 for t in got[mode]["echo"])
+    db_path = tmp_path / "search.db"
+    with trio.fail_after(120):
+        plan = await trio.to_thread.run_sync(recording_bench.generate, db_path, 1.0)
+        timings = await recording_bench.search_p95(db_path, plan, 3)
+    assert plan["recordings"] >= 1
+    assert timings and all(len(v) == 3 and all(0 < t < 10 for t in v)
+                           for v in timings.values())

@@ -114,14 +114,14 @@ def test_tabs_work_from_the_keyboard(app: WebDriver) -> None:
     assert focused.get_attribute("id") == "tab-links"
     assert focused.get_attribute("aria-selected") == "true"
     focused.send_keys(Keys.END)
-    wait_for("the terminal tab", lambda: app.find_element(By.ID, "panel-terminal").is_displayed())
+    wait_for("the last tab", lambda: app.find_element(By.ID, "panel-recordings").is_displayed())
     app.switch_to.active_element.send_keys(Keys.HOME)
     wait_for("the overview tab", lambda: app.find_element(By.ID, "panel-overview").is_displayed())
     assert app.find_element(By.ID, "tab-links").get_attribute("tabindex") == "-1"
     assert app.find_element(By.ID, "panel-links").get_attribute("hidden") is not None
 
 
-@pytest.mark.parametrize("tab", ["overview", "links", "operations", "terminal"])
+@pytest.mark.parametrize("tab", ["overview", "links", "operations", "terminal", "recordings"])
 def test_layout_fits_1280_without_horizontal_scroll(app: WebDriver, tab: str) -> None:
     open_tab(app, tab)
     wait_for("the page to settle", lambda: app.execute_script(

@@ -13,9 +13,10 @@ import * as overview from "./overview.js";
 import * as linksView from "./links.js";
 import * as operations from "./operations.js";
 import * as terminal from "./terminal.js";
+import * as recordings from "./recordings.js";
 import { store } from "./store.js";
 
-const TABS = { overview, links: linksView, operations, terminal };
+const TABS = { overview, links: linksView, operations, terminal, recordings };
 const GIT_POLL_MS = 30000;
 
 // Test and debugging hook (read-only use): the live xterm.js instances per pane, the store.

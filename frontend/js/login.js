@@ -29,7 +29,7 @@ function nextLocation() {
   const next = new URLSearchParams(location.search).get("next") || "";
   // A tab, optionally with the one thing it shows (#operations/OP-10001, #links/vm-web-01);
   // nothing else, so `next` cannot become an open redirect.
-  return /^#(overview|links|operations|terminal)(\/[A-Za-z0-9._~%-]{1,200})?$/.test(next) ? `./${next}` : "./";
+  return /^#(overview|links|operations|terminal|recordings)(\/[A-Za-z0-9._~%-]{1,200})?$/.test(next) ? `./${next}` : "./";
 }
 
 form.addEventListener("submit", async (ev) => {

@@ -53,6 +53,7 @@ export function init() {
   }
   $("#term-connect-all").addEventListener("click", connectAllPanes);
   $("#term-disconnect-all").addEventListener("click", disconnectAllPanes);
+  $("#term-broadcast").addEventListener("click", toggleBroadcast);
   for (const p of PANES) panes[p] = buildPane(p);
   $("#term-grid").append(...PANES.map((p) => panes[p].el));
   // Moving between panes from the keyboard also works from a pane's header (the terminals
@@ -162,6 +163,38 @@ function buildPane(p) {
   return pane;
 }
 
+// ---- broadcast input (issue #18) ----------------------------------------------------------
+// With the toolbar's Broadcast toggle on, what is typed into any receiving pane goes to every
+// live visible pane in one {type: "broadcast", panes, data} message; each receiving pane is
+// outlined and labelled BROADCAST so nobody types into production by surprise.
+
+let broadcasting = false;
+
+function broadcastPanes() {
+  return visiblePanes().filter((p) => ["connected", "enrolled"].includes(panes[p].status));
+}
+
+function toggleBroadcast() {
+  broadcasting = !broadcasting;
+  $("#term-broadcast").setAttribute("aria-pressed", String(broadcasting));
+  markBroadcast();
+}
+
+function markBroadcast() {
+  const receiving = broadcasting ? broadcastPanes() : [];
+  for (const p of PANES) {
+    if (!panes[p]) continue;
+    if (receiving.includes(p)) panes[p].el.dataset.broadcast = "true";
+    else delete panes[p].el.dataset.broadcast;
+  }
+}
+
+function sendInput(p, data) {
+  const receiving = broadcasting ? broadcastPanes() : [];
+  if (receiving.length > 1 && receiving.includes(p)) send({ type: "broadcast", panes: receiving, data });
+  else send({ pane: p, type: "stdin", data });
+}
+
 function visiblePanes() {
   return PANES.slice(0, LAYOUTS[layout]);
 }
@@ -193,7 +226,7 @@ function ensureTerm(p) {
   const view = createTerminal(pane.body, {
     onData: (data) => {
       if (pane.replaying > 0 && TERMINAL_REPLY.test(data)) return; // answers to old output
-      send({ pane: p, type: "stdin", data });
+      sendInput(p, data);
     },
     // The replay is drawn at its recorded size; the PTY keeps the pane's real size meanwhile.
     onResize: (cols, rows) => {
@@ -235,7 +268,9 @@ function setPaneStatus(pane, status, message = "") {
   pane.el.dataset.status = status;
   const live = status === "connected" || status === "enrolled" || status === "connecting";
   pane.disconnectBtn.disabled = !live;
+  if (status !== "connected" && status !== "enrolled") delete pane.el.dataset.recording;
   updateSummary();
+  markBroadcast();
 }
 
 function updateSummary() {
@@ -279,6 +314,7 @@ function applyLayout() {
     panes[p].maxBtn.disabled = vis.size === 1;
   }
   updateSummary();
+  markBroadcast();
 }
 
 function toggleMaximise(p) {
@@ -419,6 +455,7 @@ function onMessage(raw, ws) {
     // The server reports a pane that never had a session as "closed"; it is simply unused.
     if (st === "closed" && pane.status === "idle") st = "idle";
     setPaneStatus(pane, st, msg.message || "");
+    if (st === "connected") pane.el.dataset.recording = msg.recording ? "true" : "false";
     const cols = Number(msg.cols);
     const rows = Number(msg.rows);
     pane.recorded = cols > 0 && rows > 0 ? { cols, rows } : null;

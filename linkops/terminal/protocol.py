@@ -8,6 +8,7 @@ One socket carries every pane of a workspace. Each frame is one JSON object (tex
       {"type": "ping"}                                            (keeps an idle socket open)
       {"type": "flow", "window": 262144}                          (opt-in flow control)
       {"type": "ack", "chars": 32768}                             (output processed)
+      {"type": "broadcast", "panes": ["A", "C"], "data": "uptime\r"} (same input, each pane)
     server → client
       {"pane": "A", "type": "stdout", "data": "…"}                ("replay": true for scrollback)
       {"pane": "A", "type": "status", "data": "connecting|enrolled|connected|closed|error",
@@ -102,7 +103,32 @@ class Ack:
     chars: int
 
 
-ClientMessage = Stdin | Resize | Ping | Flow | Ack
+@attrs.frozen
+class Broadcast:
+    """The same input to each of ``panes`` (distinct names of this workspace, in order)."""
+
+    panes: tuple[str, ...]
+    data: str
+
+
+ClientMessage = Stdin | Resize | Ping | Flow | Ack | Broadcast
+
+
+def _broadcast(message: dict[str, Any], panes: tuple[str, ...]) -> Broadcast:
+    names = message.get("panes")
+    data = message.get("data")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ProtocolError("INVALID_MESSAGE", "broadcast needs panes: a non-empty list of "
+                            "pane names")
+    unknown = [n for n in names if n not in panes]
+    if unknown:
+        raise ProtocolError("UNKNOWN_PANE", f"unknown pane(s) {', '.join(map(repr, unknown))}"
+                            f" (this workspace has {', '.join(panes)}); nothing was sent")
+    if len(set(names)) != len(names):
+        raise ProtocolError("INVALID_MESSAGE", "broadcast panes must be distinct")
+    if not isinstance(data, str):
+        raise ProtocolError("INVALID_MESSAGE", "broadcast data must be a string")
+    return Broadcast(panes=tuple(names), data=data)
 
 
 def _count(value: Any, name: str) -> int:
@@ -148,10 +174,12 @@ def parse_client_message(raw: str | bytes, panes: tuple[str, ...] = PANES) -> Cl
         return Flow(window=min(max(window, MIN_FLOW_WINDOW), MAX_FLOW_WINDOW))
     if kind == "ack":
         return Ack(chars=_count(message.get("chars"), "chars"))
+    if kind == "broadcast":
+        return _broadcast(message, panes)
     pane = message.get("pane")
     if kind not in ("stdin", "resize"):
         raise ProtocolError("UNKNOWN_TYPE", f"unknown message type {kind!r} (expected stdin, "
-                            "resize, ping, flow or ack)",
+                            "resize, ping, flow, ack or broadcast)",
                             pane=pane if isinstance(pane, str) else None)
     if not isinstance(pane, str) or pane not in panes:
         raise ProtocolError("UNKNOWN_PANE", f"unknown pane {pane!r} (this workspace has "

@@ -55,7 +55,9 @@ from linkops.models import Link
 from linkops.ssh.bridge import SshConnection, SshManager
 from linkops.ssh.enrollment import check_client_id
 from linkops.terminal import protocol
+from linkops.terminal.broadcast import Broadcaster
 from linkops.terminal.buffers import Attachment
+from linkops.terminal.recording import Recordings
 from linkops.terminal.session import PaneSession
 from linkops.terminal.workspaces import (
     Assignment,
@@ -105,6 +107,8 @@ class TerminalService:
         self.store = WorkspaceStore(db, settings.terminal,
                                     enrollment_required=settings.security.enrollment_required)
         self.ssh = ssh
+        self.recordings = Recordings(db, settings)
+        self.broadcast = Broadcaster(db, self)
         self._runtimes: dict[str, _Runtime] = {}
         self._nursery: trio.Nursery | None = None
         self._closing = False
@@ -116,6 +120,7 @@ class TerminalService:
         if recovered:
             log.info("terminal.recovered", extra={"context": {"closed_sessions": recovered}})
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.recordings.run)
             self._nursery = nursery
             task_status.started()
             try:
@@ -342,6 +347,9 @@ class TerminalService:
             workspace_id=workspace.id, pane=pane, target=target, username=owner,
             connection=conn, shell=shell, audit_id=audit_id, cols=state.cols, rows=state.rows,
             scrollback_chars=self.terminal.scrollback_bytes, on_closed=self._session_closed)
+        session.recorder = self.recordings.start(
+            link=link, workspace_id=workspace.id, pane=pane, username=owner,
+            session_id=audit_id, cols=state.cols, rows=state.rows)
         runtime.sessions[pane] = session
         log.info("terminal.session_open", extra={"context": {
             "workspace": workspace.id, "pane": pane, "target": target, "user": owner}})
@@ -388,6 +396,8 @@ class TerminalService:
         runtime = self._runtimes.get(session.workspace_id)
         if runtime is not None and runtime.sessions.get(session.pane) is session:
             del runtime.sessions[session.pane]
+        if session.recorder is not None:
+            session.recorder.close()
         # Recorded before it is reported: whoever sees "closed" finds the audit row closed.
         try:
             await self.store.close_session(session.audit_id, session.workspace_id,
@@ -457,6 +467,9 @@ class TerminalService:
             return
         if isinstance(message, protocol.Ack):
             attachment.ack(message.chars)
+            return
+        if isinstance(message, protocol.Broadcast):
+            await self.broadcast.send(attachment, message)
             return
         runtime = self._runtimes.get(attachment.workspace_id)
         session = None if runtime is None else runtime.sessions.get(message.pane)

@@ -34,6 +34,7 @@ import trio
 from linkops.errors import LinkOpsError
 from linkops.terminal import protocol
 from linkops.terminal.buffers import Outbox, Scrollback
+from linkops.terminal.recording import Recorder
 
 log = logging.getLogger("linkops.terminal")
 
@@ -99,6 +100,8 @@ class PaneSession:
         self.finished = trio.Event()
         self.bytes_out = 0
         self._input_bytes = 0
+        # Set by the service right after creation when the session is recorded (recording.py).
+        self.recorder: Recorder | None = None
 
     # -- attach / detach (called from the Trio thread, never awaits) -----------------------
 
@@ -110,7 +113,8 @@ class PaneSession:
         """
         self._outbox = outbox
         outbox.put_message(protocol.status(self.pane, "connected", f"connected to {self.target}",
-                                           target=self.target, cols=self.cols, rows=self.rows))
+                                           target=self.target, cols=self.cols, rows=self.rows,
+                                           recording=self.recorder is not None))
         outbox.put_replay(self.scrollback.snapshot())
 
     def detach(self, outbox: Outbox) -> None:
@@ -131,10 +135,20 @@ class PaneSession:
         if not self._enqueue(("stdin", raw)):
             return False
         self._input_bytes += len(raw)
+        if self.recorder is not None:
+            self.recorder.input(data)
         return True
+
+    def can_accept(self, size: int) -> bool:
+        """Whether :meth:`write` of ``size`` bytes would be queued now (broadcast.py checks
+        every pane before writing to any)."""
+        return (self._input_bytes + size <= INPUT_LIMIT_BYTES
+                and self._input_send.statistics().current_buffer_used < INPUT_QUEUE)
 
     def resize(self, cols: int, rows: int) -> bool:
         self.cols, self.rows = cols, rows
+        if self.recorder is not None:
+            self.recorder.resize(cols, rows)
         return self._enqueue(("resize", (cols, rows)))
 
     def _enqueue(self, item: InputItem) -> bool:
@@ -207,6 +221,8 @@ class PaneSession:
         # Scrollback first, then the socket: attach() snapshots the scrollback, so a chunk
         # queued to an outbox that is closed meanwhile is not lost for the next socket.
         self.scrollback.append(text)
+        if self.recorder is not None:
+            self.recorder.output(text)  # never waits (recording.py)
         outbox = self._outbox
         if outbox is not None:
             await outbox.put_output(text)

@@ -16,6 +16,7 @@ from linkops.web import (
     inventory_routes,
     openapi,
     operations_routes,
+    recording_routes,
     tables_routes,
     terminal_routes,
 )
@@ -29,14 +30,17 @@ ROUTES = (
     enrollment_routes,
     operations_routes,
     terminal_routes,
+    recording_routes,
     tables_routes,
     openapi,
 )
 
 # Browsers get a strict policy: our own scripts only, no framing, no inline script. xterm.js
-# sets inline styles, hence 'unsafe-inline' for styles alone.
+# sets inline styles, hence 'unsafe-inline' for styles alone. The recordings player runs its
+# terminal emulator as WebAssembly: 'wasm-unsafe-eval' allows compiling WebAssembly only (not
+# eval of JavaScript), and only our own files can ask for it.
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; font-src 'self' data:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 )

@@ -1,0 +1,269 @@
+"""Session recordings: what recording costs the terminal, and how fast search answers.
+
+*Recording on vs off* (:func:`on_off`, same run): the real service in this process, real sshd
+(a 1-host sandbox fleet), a real WebSocket client; rounds alternate ``[terminal] recording =
+on`` and ``off`` (a fresh service each, so neither mode gets a warmer machine). Per mode:
+throughput of ``head -c N /dev/urandom | base64`` in one pane (characters/s received) and
+keystroke echo latency (``echo`` + Enter to its output), p50. Goals (SPEC §10.4 / issue #18):
+throughput with recording within 5 % of without, echo p50 within 1 ms.
+
+*Search* (:func:`search_p95`): a database filled with generated recordings — N MB of plain
+text lines (words from a fixed vocabulary plus a rare marker per recording) through the same
+FTS5 schema the service uses — then searches as an admin and as a user who owns a small share
+of the recordings: a rare word, a common word, two words, a prefix. Goal: p95 < 100 ms over
+1 GB of text. ``--quick`` (or ``CI=true``): 8 MB, 2 rounds; full: 1 GB, 4 rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from trio_websocket import open_websocket_url
+
+from bench.common import Table, percentile, quick_mode
+from linkops import config, server
+from linkops.config import DatabaseSettings, Settings
+from linkops.db import Database
+from linkops.sandbox import Sandbox
+from linkops.terminal.recording import Recordings
+from linkops.terminal.recording_index import RecordingIndex, Viewer
+
+MB = 1024 * 1024
+
+
+# == recording on vs off ==========================================================================
+
+async def _one_mode(fleet: Sandbox, root: Path, recording: bool, flood_bytes: int,
+                    samples: int) -> tuple[float, list[float]]:
+    from tests.fixtures_core import add_admin, login, write_config
+    from tests.fixtures_sandbox import fleet_links, insert_machines, make_ssh_env
+
+    env = make_ssh_env(fleet, root / "sshenv")
+    settings = config.load(write_config(
+        root, ssh={"keys_directory": env.keys_dir, "known_hosts_path": env.known_hosts,
+                   "default_key": fleet.key_path.name},
+        terminal={"recording": "on" if recording else "off", "recording_max_mb": 4096,
+                  "recordings_total_max_mb": 8192},
+        logging={"level": "WARNING"}))
+    add_admin(settings)
+    db = Database(settings.database.path)
+    try:
+        insert_machines(db, fleet_links(fleet).values())
+        db.write_sync(lambda c: c.execute("UPDATE machines SET enrolled = 1"))
+    finally:
+        db.close()
+    async with trio.open_nursery() as nursery:
+        running: server.Running = await nursery.start(
+            lambda task_status: server.run(settings, handle_signals=False,
+                                           task_status=task_status))
+        base = f"http://{running.binds[0].removeprefix('http://')}"
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            token = await login(http)
+            http.headers["Authorization"] = f"Bearer {token}"
+            http.cookies.clear()
+            r = await http.post("/api/terminal/workspaces", json={"layout": "single"})
+            ws_id = r.json()["workspace_id"]
+            await http.put(f"/api/terminal/workspaces/{ws_id}/panes", json={"panes": [
+                {"pane": "A", "target": sorted(fleet.hosts)[0]}]})
+            r = await http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+            assert all(p["status"] == "connected" for p in r.json()["panes"]), r.text
+            url = base.replace("http://", "ws://") + f"/api/terminal/workspaces/{ws_id}/ws"
+            async with open_websocket_url(
+                    url, extra_headers=[(b"Authorization", f"Bearer {token}".encode())],
+                    max_message_size=1 << 24) as ws:
+                tail = ""
+                chars = 0
+
+                async def until(needle: str) -> None:
+                    nonlocal tail, chars
+                    while needle not in tail:
+                        msg = json.loads(await ws.get_message())
+                        if msg.get("type") == "stdout":
+                            chars += len(msg["data"])
+                            tail = (tail + msg["data"])[-4096:]
+
+                async def stdin(data: str) -> None:
+                    await ws.send_message(json.dumps({"pane": "A", "type": "stdin",
+                                                      "data": data}))
+
+                await stdin("echo ready-$((1+1))\r")
+                await until("ready-2\r\n")
+                echo: list[float] = []
+                for i in range(samples):
+                    tail = ""
+                    t0 = time.perf_counter()
+                    await stdin(f"echo e{i}-$((1+{i}))\r")
+                    await until(f"e{i}-{1 + i}\r\n")
+                    echo.append(time.perf_counter() - t0)
+                tail, chars = "", 0
+                t0 = time.perf_counter()
+                await stdin(f"head -c {flood_bytes} /dev/urandom | base64 -w 76; "
+                            "echo flood-$((4*4))\r")
+                await until("flood-16\r\n")
+                throughput = chars / (time.perf_counter() - t0)
+        running.stop.set()
+    if recording:
+        assert any(config.recordings_dir(settings).iterdir()), "nothing was recorded"
+    return throughput, echo
+
+
+async def on_off(fleet: Sandbox, root: Path, *, rounds: int, flood_bytes: int,
+                 samples: int) -> dict[str, dict[str, list[float]]]:
+    """``{"on"|"off": {"throughput": [chars/s per round], "echo": [seconds]}}``."""
+    found: dict[str, dict[str, list[float]]] = {
+        mode: {"throughput": [], "echo": []} for mode in ("on", "off")}
+    for i in range(rounds):
+        order = ("on", "off") if i % 2 == 0 else ("off", "on")
+        for mode in order:
+            throughput, echo = await _one_mode(fleet, root / f"{mode}-{i}", mode == "on",
+                                               flood_bytes, samples)
+            found[mode]["throughput"].append(throughput)
+            found[mode]["echo"].extend(echo)
+    return found
+
+
+# == search over generated recordings ==============================================================
+
+VOCABULARY_SIZE = 20_000
+LINE_WORDS = 9
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
+
+
+def _vocabulary(rng: random.Random) -> list[str]:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return ["".join(rng.choice(letters) for _ in range(rng.randint(3, 9)))
+            for _ in range(VOCABULARY_SIZE)]
+
+
+def generate(db_path: Path, text_mb: float, *, per_recording_mb: float = 2.0,
+             seed: int = 18) -> dict[str, Any]:
+    """Fill a new database with ``text_mb`` MB of indexed lines; returns what to search."""
+    rng = random.Random(seed)
+    words = _vocabulary(rng)
+    db = Database(db_path)
+    recordings = max(1, int(text_mb / per_recording_mb))
+    per = int(text_mb * MB / recordings)
+    markers: list[tuple[str, str]] = []
+    try:
+        for rec in range(recordings):
+            user = USERS[rec % len(USERS)]
+            marker = f"marker{rec:06d}x"
+
+            def add(conn: sqlite3.Connection, rec: int = rec, user: str = user,
+                    marker: str = marker) -> None:
+                cur = conn.execute(
+                    "INSERT INTO terminal_recordings (workspace_id, pane, target, username,"
+                    " path, started_at, ended_at, width, height) VALUES"
+                    " ('w', 'A', ?, ?, ?, ?, ?, 80, 24)",
+                    (f"host-{rec % 50:02d}", user, f"gen-{rec}.cast",
+                     f"2026-11-{1 + rec % 28:02d}T10:00:00.000000Z",
+                     f"2026-11-{1 + rec % 28:02d}T11:00:00.000000Z"))
+                rid = cur.lastrowid
+                size, offset, rows = 0, 0.0, []
+                while size < per:
+                    line = " ".join(rng.choice(words) for _ in range(LINE_WORDS))
+                    if not rows:
+                        line += " " + marker
+                    offset += 0.05
+                    rows.append((rid, round(offset, 3), line))
+                    size += len(line) + 1
+                conn.executemany("INSERT INTO terminal_recording_lines (recording_id,"
+                                 " offset_seconds, line) VALUES (?,?,?)", rows)
+
+            db.write_sync(add)
+            markers.append((marker, user))
+        db.write_sync(lambda c: c.execute(
+            "INSERT INTO terminal_recording_fts (terminal_recording_fts) VALUES ('optimize')"))
+    finally:
+        db.close()
+    return {"words": words, "markers": markers, "recordings": recordings}
+
+
+async def search_p95(db_path: Path, plan: dict[str, Any], queries: int = 100,
+                     seed: int = 7) -> dict[str, list[float]]:
+    """Time ``queries`` searches per kind; ``{kind: [seconds]}``. Checks rare-word hits."""
+    rng = random.Random(seed)
+    db = Database(db_path)
+    settings = Settings(database=DatabaseSettings(path=db_path))
+    index = RecordingIndex(db, Recordings(db, settings))
+    words: list[str] = plan["words"]
+    markers: list[tuple[str, str]] = plan["markers"]
+    timings: dict[str, list[float]] = {}
+    try:
+        kinds = {
+            "rare word (admin)": lambda: (rng.choice(markers)[0], Viewer("admin", True)),
+            "rare word (owner)": lambda: (lambda m: (m[0], Viewer(m[1], False)))(
+                rng.choice(markers)),
+            "common word (admin)": lambda: (rng.choice(words), Viewer("admin", True)),
+            "two words (user)": lambda: (f"{rng.choice(words)} {rng.choice(words)}",
+                                         Viewer(rng.choice(USERS), False)),
+            "prefix (admin)": lambda: (rng.choice(words)[:3] + "*", Viewer("admin", True)),
+        }
+        for kind, make in kinds.items():
+            found = timings[kind] = []
+            for _ in range(queries):
+                q, viewer = make()
+                t0 = time.perf_counter()
+                result = await index.search(viewer, q)
+                found.append(time.perf_counter() - t0)
+                if kind.startswith("rare"):
+                    assert result["hits"], (kind, q)
+    finally:
+        db.close()
+    return timings
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def run(quick: bool) -> Table:
+    table = Table("recordings: cost to the terminal, search speed")
+    with tempfile.TemporaryDirectory(prefix="linkops-recbench-") as tmp:
+        root = Path(tmp)
+        with Sandbox(root / "fleet", hosts=1, prefix="recb") as fleet:
+            got = trio.run(lambda: on_off(
+                fleet, root, rounds=2 if quick else 4,
+                flood_bytes=(4 if quick else 32) * MB, samples=20 if quick else 60))
+        on_t = statistics.median(got["on"]["throughput"])
+        off_t = statistics.median(got["off"]["throughput"])
+        ratio = on_t / off_t
+        table.add("throughput, recording on vs off", f"{on_t / 1e6:.1f} MB/s",
+                  f"{off_t / 1e6:.1f} MB/s", f"{ratio:.3f}", ">= 0.95", ratio >= 0.95)
+        on_p50 = statistics.median(got["on"]["echo"])
+        off_p50 = statistics.median(got["off"]["echo"])
+        table.add("echo p50, recording on vs off", _ms(on_p50), _ms(off_p50),
+                  f"+{_ms(on_p50 - off_p50)}", "<= +1 ms", on_p50 - off_p50 <= 0.001)
+        text_mb = 8 if quick else 1024
+        db_path = root / "search.db"
+        t0 = time.perf_counter()
+        plan = generate(db_path, text_mb)
+        print(f"  generated {text_mb} MB of text in {plan['recordings']} recordings "
+              f"({time.perf_counter() - t0:.1f} s, database "
+              f"{db_path.stat().st_size / MB:.0f} MB)", flush=True)
+        timings = trio.run(search_p95, db_path, plan, 40 if quick else 100)
+        everything: list[float] = []
+        for kind, samples in timings.items():
+            everything.extend(samples)
+            table.add(f"search p95, {kind}, {text_mb} MB", _ms(percentile(samples, 95)))
+        p95 = percentile(everything, 95)
+        table.add(f"search p95, all kinds, {text_mb} MB", _ms(p95), goal="< 100 ms (1 GB)",
+                  met=p95 < 0.1)
+    return table
+
+
+def main() -> None:
+    run(quick_mode()).print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""Session recordings on the real sshd fleet (SPEC §10.4): asciicast v2 files that the
+asciinema tool itself accepts, cap, retention, opt-out, and a full disk that cuts the recording
+but never the session."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from linkops import config
+from linkops.db import Database
+from linkops.models import Enrollment, Link
+from linkops.sandbox import Sandbox
+from linkops.terminal.recording import QUEUE_LIMIT_CHARS, Recordings
+from linkops.timeutil import now_iso
+from tests.fixtures_core import require_root, write_config
+from tests.fixtures_recording import finished_recordings, read_cast, recording_env
+
+pytestmark = pytest.mark.usefixtures("sandbox_fleet")
+
+ASCIINEMA = str(Path(sys.executable).with_name("asciinema"))
+
+
+async def _disconnect(http: httpx.AsyncClient, ws_id: str, pane: str = "A") -> None:
+    r = await http.post(f"/api/terminal/workspaces/{ws_id}/panes/{pane}/disconnect")
+    assert r.status_code == 200, r.text
+
+
+async def test_typed_session_becomes_an_asciicast_that_asciinema_accepts(
+        sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery) -> None:
+    with trio.fail_after(60):
+        async with recording_env(sandbox_fleet, tmp_path, nursery) as env:
+            term = env.term
+            ws_id = await term.workspace("grid2x1", A="sbx-01")
+            await term.connect_all(ws_id)
+            async with term.socket(ws_id) as sock:
+                await sock.until_status("A", "connected")
+                await sock.send({"pane": "A", "type": "resize", "cols": 101, "rows": 33})
+                await sock.stdin("A", "echo secret-typed-$((6*7))-word\r")
+                await sock.until_output("A", "secret-typed-42-word")
+            await _disconnect(term.http, ws_id)
+            (row,) = await finished_recordings(term.db)
+        assert (row["target"], row["username"], row["pane"]) == ("sbx-01", "admin", "A")
+        path = env.recordings / row["path"]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(env.recordings.stat().st_mode) == 0o700
+        assert row["bytes"] == path.stat().st_size and row["cut_reason"] is None
+        header, events = read_cast(path)
+        assert header["version"] == 2 and header["env"] == {"TERM": "xterm-256color"}
+        assert isinstance(header["width"], int) and isinstance(header["timestamp"], int)
+        assert "sbx-01" in header["title"]
+        codes = {e[1] for e in events}
+        assert "i" not in codes  # no input events by default: typed secrets are not kept
+        assert [e[2] for e in events if e[1] == "r"] == ["101x33"]
+        times = [e[0] for e in events]
+        assert times == sorted(times)
+        # The asciinema tool itself reads the file and prints what the screen showed.
+        result = await trio.run_process([ASCIINEMA, "cat", str(path)], capture_stdout=True,
+                                        capture_stderr=True, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+        assert "secret-typed-42-word" in result.stdout.decode()
+
+
+async def test_record_input_on_keeps_input_events(
+        sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery) -> None:
+    with trio.fail_after(60):
+        async with recording_env(sandbox_fleet, tmp_path, nursery, record_input="true") as env:
+            term = env.term
+            ws_id = await term.workspace("grid2x1", A="sbx-01")
+            await term.connect_all(ws_id)
+            async with term.socket(ws_id) as sock:
+                await sock.until_status("A", "connected")
+                await sock.stdin("A", "echo in-$((2+3))\r")
+                await sock.until_output("A", "in-5")
+            await _disconnect(term.http, ws_id)
+            (row,) = await finished_recordings(term.db)
+        _, events = read_cast(env.recordings / row["path"])
+        assert "".join(e[2] for e in events if e[1] == "i") == "echo in-$((2+3))\r"
+
+
+async def test_opt_out_per_link_and_recording_off(
+        sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery) -> None:
+    with trio.fail_after(90):
+        async with recording_env(sandbox_fleet, tmp_path / "a", nursery,
+                                 metadata={"sbx-02": {"recording": False}}) as env:
+            term = env.term
+            ws_id = await term.workspace("grid2x1", A="sbx-01", B="sbx-02")
+            await term.connect_all(ws_id)
+            async with term.socket(ws_id) as sock:
+                for pane in "AB":
+                    await sock.stdin(pane, f"echo opt-{pane}-$((1+1))\r")
+                    await sock.until_output(pane, f"opt-{pane}-2")
+            await _disconnect(term.http, ws_id, "A")
+            await _disconnect(term.http, ws_id, "B")
+            rows = await finished_recordings(term.db)
+            await trio.sleep(0.5)
+            rows = await term.db.fetchall("SELECT target FROM terminal_recordings")
+            assert [r["target"] for r in rows] == ["sbx-01"]  # sbx-02 opted out
+        async with recording_env(sandbox_fleet, tmp_path / "b", nursery,
+                                 recording="off") as env:
+            term = env.term
+            ws_id = await term.workspace("grid2x1", A="sbx-01")
+            await term.connect_all(ws_id)
+            async with term.socket(ws_id) as sock:
+                await sock.stdin("A", "echo off-$((1+1))\r")
+                await sock.until_output("A", "off-2")
+            await _disconnect(term.http, ws_id)
+            await trio.sleep(0.5)
+            assert await term.db.fetchall("SELECT id FROM terminal_recordings") == []
+            assert not env.recordings.exists() or not list(env.recordings.iterdir())
+
+
+async def test_size_cap_cuts_with_a_marker_and_the_session_goes_on(
+        sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery) -> None:
+    with trio.fail_after(60):
+        async with recording_env(sandbox_fleet, tmp_path, nursery, recording_max_mb=1,
+                                 recordings_total_max_mb=1) as env:
+            term = env.term
+            ws_id = await term.workspace("grid2x1", A="sbx-01")
+            await term.connect_all(ws_id)
+            async with term.socket(ws_id) as sock:
+                await sock.stdin("A", "head -c 3000000 /dev/zero | base64; echo flood-done\r")
+                await sock.until_output("A", "\r\nflood-done")
+                await sock.stdin("A", "echo after-$((3*3))\r")
+                await sock.until_output("A", "after-9")
+            await _disconnect(term.http, ws_id)
+            (row,) = await finished_recordings(term.db)
+        path = env.recordings / row["path"]
+        assert row["cut_reason"] == "size cap of 1 MB reached"
+        assert path.stat().st_size <= 1024 * 1024
+        _, events = read_cast(path)
+        assert events[-1][1] == "m" and "size cap" in events[-1][2]
+        assert "after-9" not in "".join(e[2] for e in events if e[1] == "o")
+
+
+async def test_retention_by_age_then_total_size_oldest_first(
+        sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery) -> None:
+    with trio.fail_after(90):
+        async with recording_env(sandbox_fleet, tmp_path, nursery, recording_retention_days=7,
+                                 recording_max_mb=1, recordings_total_max_mb=1) as env:
+            term = env.term
+            ws_id = await term.workspace("grid2x1", A="sbx-01")
+            for i in range(3):
+                await term.connect(ws_id, "A")
+                async with term.socket(ws_id) as sock:
+                    await sock.stdin("A", f"head -c 300000 /dev/zero | base64; echo done-{i}x\r")
+                    await sock.until_output("A", f"\r\ndone-{i}x")
+                await _disconnect(term.http, ws_id)
+                await finished_recordings(term.db, i + 1)
+            rows = await finished_recordings(term.db, 3)
+            recordings = term.running.services.terminal.recordings
+            # Nothing is old yet; ~420 KB each: three exceed the 1 MB total, two do not, so
+            # exactly the oldest one goes.
+            sizes = [r["bytes"] for r in rows]
+            assert sum(sizes) > 1024 * 1024 >= sum(sizes[1:]), sizes
+            deleted = await recordings.enforce_retention()
+            assert deleted == [rows[0]["id"]]
+            survivors = rows[1:]
+            for r in rows:
+                assert (env.recordings / r["path"]).exists() == (r in survivors)
+            # Eight days later every recording is past the 7-day retention.
+            gone = await recordings.enforce_retention(now=time.time() + 8 * 86400)
+            assert gone == [r["id"] for r in survivors]
+            assert await term.db.fetchall("SELECT id FROM terminal_recordings") == []
+            assert await term.db.fetchall("SELECT id FROM terminal_recording_lines") == []
+            assert list(env.recordings.iterdir()) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: the recordings' disk fills after a few screens of output."""
+    require_root("a full disk: mount -t tmpfs -o size=64k")
+    assert shutil.which("mount") is not None, "the full-disk test needs mount(8)"
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs",
+                    str(mountpoint)], check=True, timeout=30)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False, timeout=30)
+
+
+async def test_full_disk_cuts_the_recording_with_its_marker_and_the_pane_keeps_working(
+        sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery, tiny_disk: Path) -> None:
+    with trio.fail_after(60):
+        async with recording_env(sandbox_fleet, tmp_path, nursery,
+                                 recordings_path=tiny_disk / "rec") as env:
+            term = env.term
+            ws_id = await term.workspace("grid2x1", A="sbx-01")
+            await term.connect_all(ws_id)
+            async with term.socket(ws_id) as sock:
+                await sock.stdin("A", "head -c 400000 /dev/zero | base64; echo full-done\r")
+                await sock.until_output("A", "\r\nfull-done")
+                # The pane keeps working: echo still round-trips, more than once.
+                for i in range(3):
+                    await sock.stdin("A", f"echo still-$((10+{i}))\r")
+                    await sock.until_output("A", f"still-{10 + i}")
+            await _disconnect(term.http, ws_id)
+            (row,) = await finished_recordings(term.db)
+        assert row["cut_reason"] is not None and "write failed" in row["cut_reason"]
+        path = env.recordings / row["path"]
+        header, events = read_cast(path)  # still valid JSON lines after the cut
+        assert header["version"] == 2
+        assert events[-1][1] == "m" and "recording cut" in events[-1][2]
+        result = await trio.run_process([ASCIINEMA, "cat", str(path)], capture_stdout=True,
+                                        capture_stderr=True, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+
+
+async def test_unusable_recordings_path_leaves_terminals_working(
+        sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with trio.fail_after(60):
+        async with recording_env(sandbox_fleet, tmp_path, nursery,
+                                 recordings_path=blocker / "rec") as env:
+            term = env.term
+            ws_id = await term.workspace("grid2x1", A="sbx-01")
+            await term.connect_all(ws_id)
+            async with term.socket(ws_id) as sock:
+                await sock.stdin("A", "echo works-$((2*4))\r")
+                await sock.until_output("A", "works-8")
+            await _disconnect(term.http, ws_id)
+            await trio.sleep(0.5)
+            assert await term.db.fetchall("SELECT id FROM terminal_recordings") == []
+            r = await term.http.get("/api/health")
+            assert r.status_code == 200
+
+
+async def test_recordings_left_open_by_a_dead_process_are_ended_at_start(
+        sandbox_fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery) -> None:
+    def leftover(db: Database) -> None:
+        (tmp_path / "recordings").mkdir(mode=0o700)
+        (tmp_path / "recordings" / "old.cast").write_text('{"version": 2}\n')
+        db.write_sync(lambda c: c.execute(
+            "INSERT INTO terminal_recordings (workspace_id, pane, target, username, path,"
+            " started_at, width, height) VALUES ('w', 'A', 'sbx-01', 'admin', 'old.cast',"
+            " ?, 80, 24)", (now_iso(),)))  # recent: retention (30 days) keeps it
+
+    with trio.fail_after(30):
+        async with recording_env(sandbox_fleet, tmp_path, nursery,
+                                 before_start=leftover) as env:
+            (row,) = await finished_recordings(env.term.db)
+    assert row["cut_reason"] == "interrupted: the service stopped"
+    assert row["bytes"] == len('{"version": 2}\n')
+
+
+async def test_a_burst_faster_than_the_writer_cuts_with_a_marker(tmp_path: Path) -> None:
+    """More output waiting than the recorder may queue: the recording is cut ("recorder fell
+    behind") with its marker; the calls made by the pane never wait or fail."""
+    settings = config.load(write_config(tmp_path), check=False)
+    db = Database(settings.database.path)
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                recordings = Recordings(db, settings)
+                await nursery.start(recordings.run)
+                link = Link(id="sbx-01", type="vps", host="127.0.0.1", port=22, user="root",
+                            enrollment=Enrollment(clientId="LINKOPS-x"))
+                recorder = recordings.start(link=link, workspace_id="w", pane="A",
+                                            username="admin", session_id=1, cols=80, rows=24)
+                assert recorder is not None
+                chunk = "x" * 65536 + "\r\n"
+                t0 = time.perf_counter()
+                for _ in range(QUEUE_LIMIT_CHARS // len(chunk) + 10):  # no checkpoint: a burst
+                    recorder.output(chunk)
+                assert time.perf_counter() - t0 < 5  # the pane's calls never wait on the disk
+                recorder.close()
+                await recorder.finished.wait()
+                nursery.cancel_scope.cancel()
+        (row,) = await db.fetchall("SELECT * FROM terminal_recordings")
+        assert row["cut_reason"] == "recorder fell behind the terminal"
+        _, events = read_cast(recordings.directory / row["path"])
+        assert events[-1][1] == "m" and "fell behind" in events[-1][2]
+        assert sum(len(e[2]) for e in events if e[1] == "o") <= QUEUE_LIMIT_CHARS
+    finally:
+        db.close()
