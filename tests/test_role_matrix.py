@@ -67,6 +67,9 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/api/operations/<op_id>/groups"): "signed_in",
     ("GET", "/api/operations/<op_id>/groups/<key>/diff"): "signed_in",
     ("GET", "/api/operations/<op_id>/tasks/<target>/<script>/output"): "signed_in",
+    ("GET", "/api/terminal/recordings"): "operator",
+    ("GET", "/api/terminal/recordings/search"): "operator",
+    ("GET", "/api/terminal/recordings/<recording_id>"): "operator",
     ("GET", "/api/openapi.json"): "public",
     ("GET", "/api/docs"): "public",
 }
