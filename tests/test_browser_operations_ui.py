@@ -23,8 +23,11 @@ from tests.fixtures_browser import (
     DemoService,
     app_ready,
     console_errors,
+    header_texts,
     open_tab,
     screenshot,
+    set_flag,
+    texts,
     wait_for,
 )
 
@@ -46,15 +49,6 @@ NEXT_CASES = (
 
 def js(driver: WebDriver, script: str, *args: Any) -> Any:
     return driver.execute_script(script, *args)
-
-
-def texts(driver: WebDriver, selector: str) -> list[str]:
-    return [str(t) for t in js(driver, "return [...document.querySelectorAll(arguments[0])]"
-                                       ".map(e => e.textContent)", selector)]
-
-
-def header_texts(driver: WebDriver, target: str) -> list[str]:
-    return texts(driver, f'#op-live-body .target-group[data-target="{target}"] .task-header')
 
 
 def counts(driver: WebDriver) -> dict[str, int]:
@@ -111,17 +105,6 @@ def clear_scripts(driver: WebDriver) -> None:
     while boxes := driver.find_elements(By.CSS_SELECTOR, "#run-scripts input:checked"):
         js(driver, "arguments[0].scrollIntoView({block: 'nearest'})", boxes[0])
         boxes[0].click()
-
-
-def set_flag(driver: WebDriver, script: str, flag: str, value: str) -> None:
-    toggle = driver.find_element(
-        By.CSS_SELECTOR, f'#run-flags input[data-script="{script}"][data-flag="{flag}"]')
-    if not toggle.is_selected():
-        toggle.click()
-    field = driver.find_element(
-        By.CSS_SELECTOR, f'#run-flags input[data-script="{script}"][data-flag-value="{flag}"]')
-    field.clear()
-    field.send_keys(value)
 
 
 def pick_targets(driver: WebDriver, targets: list[str]) -> None:
