@@ -269,3 +269,21 @@ def set_flag(driver: WebDriver, script: str, flag: str, value: str) -> None:
         By.CSS_SELECTOR, f'#run-flags input[data-script="{script}"][data-flag-value="{flag}"]')
     field.clear()
     field.send_keys(value)
+
+
+def live_title(driver: WebDriver) -> str:
+    return str(driver.find_element(By.ID, "op-live-title").text)
+
+
+def submit_run(driver: WebDriver, button: str = "run-submit") -> str:
+    """Press Run (or ``button``) and return the id of the operation the output pane then
+    follows."""
+    before = live_title(driver)
+    driver.find_element(By.ID, button).click()
+
+    def new_id() -> str | None:
+        title = live_title(driver)
+        found = re.search(r"OP-\d+", title)
+        return found.group(0) if found and title != before else None
+
+    return wait_for("the new operation in the output pane", new_id)

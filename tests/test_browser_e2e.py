@@ -23,10 +23,12 @@ from tests.fixtures_browser import (
     app_ready,
     console_errors,
     header_texts,
+    live_title,
     log_in,
     open_tab,
     screenshot,
     set_flag,
+    submit_run,
     texts,
     wait_for,
 )
@@ -60,22 +62,6 @@ def pick_targets(driver: WebDriver, targets: list[str]) -> None:
 def clear_scripts(driver: WebDriver) -> None:
     for box in driver.find_elements(By.CSS_SELECTOR, "#run-scripts input:checked"):
         box.click()
-
-
-def live_title(driver: WebDriver) -> str:
-    return driver.find_element(By.ID, "op-live-title").text
-
-
-def submit_run(driver: WebDriver) -> str:
-    """Press Run and return the id of the operation the output pane then follows."""
-    before = live_title(driver)
-    driver.find_element(By.ID, "run-submit").click()
-    def new_id() -> str | None:
-        title = live_title(driver)
-        found = re.search(r"OP-\d+", title)
-        return found.group(0) if found and title != before else None
-
-    return wait_for("the new operation in the output pane", new_id)
 
 
 def op_status_badge(driver: WebDriver) -> str:

@@ -24,9 +24,11 @@ from tests.fixtures_browser import (
     app_ready,
     console_errors,
     header_texts,
+    live_title,
     open_tab,
     screenshot,
     set_flag,
+    submit_run,
     texts,
     wait_for,
 )
@@ -124,22 +126,6 @@ def empty_search(driver: WebDriver, element_id: str) -> None:
     field = driver.find_element(By.ID, element_id)
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(Keys.DELETE)
-
-
-def live_title(driver: WebDriver) -> str:
-    return str(driver.find_element(By.ID, "op-live-title").text)
-
-
-def submit_run(driver: WebDriver, button: str = "run-submit") -> str:
-    before = live_title(driver)
-    driver.find_element(By.ID, button).click()
-
-    def new_id() -> str | None:
-        title = live_title(driver)
-        found = re.search(r"OP-\d+", title)
-        return found.group(0) if found and title != before else None
-
-    return wait_for("the new operation in the output pane", new_id)
 
 
 def op_status(driver: WebDriver) -> str:
