@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
-from trio_websocket import open_websocket_url
 
+from bench import terminal_bench
 from bench.common import Table, percentile, quick_mode
-from linkops import config, server
+from linkops import config
 from linkops.config import DatabaseSettings, Settings
 from linkops.db import Database
 from linkops.sandbox import Sandbox
@@ -44,73 +43,40 @@ MB = 1024 * 1024
 
 async def _one_mode(fleet: Sandbox, root: Path, recording: bool, flood_bytes: int,
                     samples: int) -> tuple[float, list[float]]:
-    from tests.fixtures_core import add_admin, login, write_config
-    from tests.fixtures_sandbox import fleet_links, insert_machines, make_ssh_env
+    async with terminal_bench.served_panes(
+            fleet, root, "single", {"A": sorted(fleet.hosts)[0]},
+            terminal={"recording": "on" if recording else "off", "recording_max_mb": 4096,
+                      "recordings_total_max_mb": 8192}) as (settings, ws):
+        tail = ""
+        chars = 0
 
-    env = make_ssh_env(fleet, root / "sshenv")
-    settings = config.load(write_config(
-        root, ssh={"keys_directory": env.keys_dir, "known_hosts_path": env.known_hosts,
-                   "default_key": fleet.key_path.name},
-        terminal={"recording": "on" if recording else "off", "recording_max_mb": 4096,
-                  "recordings_total_max_mb": 8192},
-        logging={"level": "WARNING"}))
-    add_admin(settings)
-    db = Database(settings.database.path)
-    try:
-        insert_machines(db, fleet_links(fleet).values())
-        db.write_sync(lambda c: c.execute("UPDATE machines SET enrolled = 1"))
-    finally:
-        db.close()
-    async with trio.open_nursery() as nursery:
-        running: server.Running = await nursery.start(
-            lambda task_status: server.run(settings, handle_signals=False,
-                                           task_status=task_status))
-        base = f"http://{running.binds[0].removeprefix('http://')}"
-        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-            token = await login(http)
-            http.headers["Authorization"] = f"Bearer {token}"
-            http.cookies.clear()
-            r = await http.post("/api/terminal/workspaces", json={"layout": "single"})
-            ws_id = r.json()["workspace_id"]
-            await http.put(f"/api/terminal/workspaces/{ws_id}/panes", json={"panes": [
-                {"pane": "A", "target": sorted(fleet.hosts)[0]}]})
-            r = await http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
-            assert all(p["status"] == "connected" for p in r.json()["panes"]), r.text
-            url = base.replace("http://", "ws://") + f"/api/terminal/workspaces/{ws_id}/ws"
-            async with open_websocket_url(
-                    url, extra_headers=[(b"Authorization", f"Bearer {token}".encode())],
-                    max_message_size=1 << 24) as ws:
-                tail = ""
-                chars = 0
+        async def until(needle: str) -> None:
+            nonlocal tail, chars
+            while needle not in tail:
+                msg = json.loads(await ws.get_message())
+                if msg.get("type") == "stdout":
+                    chars += len(msg["data"])
+                    tail = (tail + msg["data"])[-4096:]
 
-                async def until(needle: str) -> None:
-                    nonlocal tail, chars
-                    while needle not in tail:
-                        msg = json.loads(await ws.get_message())
-                        if msg.get("type") == "stdout":
-                            chars += len(msg["data"])
-                            tail = (tail + msg["data"])[-4096:]
+        async def stdin(data: str) -> None:
+            await ws.send_message(json.dumps({"pane": "A", "type": "stdin",
+                                              "data": data}))
 
-                async def stdin(data: str) -> None:
-                    await ws.send_message(json.dumps({"pane": "A", "type": "stdin",
-                                                      "data": data}))
-
-                await stdin("echo ready-$((1+1))\r")
-                await until("ready-2\r\n")
-                echo: list[float] = []
-                for i in range(samples):
-                    tail = ""
-                    t0 = time.perf_counter()
-                    await stdin(f"echo e{i}-$((1+{i}))\r")
-                    await until(f"e{i}-{1 + i}\r\n")
-                    echo.append(time.perf_counter() - t0)
-                tail, chars = "", 0
-                t0 = time.perf_counter()
-                await stdin(f"head -c {flood_bytes} /dev/urandom | base64 -w 76; "
-                            "echo flood-$((4*4))\r")
-                await until("flood-16\r\n")
-                throughput = chars / (time.perf_counter() - t0)
-        running.stop.set()
+        await stdin("echo ready-$((1+1))\r")
+        await until("ready-2\r\n")
+        echo: list[float] = []
+        for i in range(samples):
+            tail = ""
+            t0 = time.perf_counter()
+            await stdin(f"echo e{i}-$((1+{i}))\r")
+            await until(f"e{i}-{1 + i}\r\n")
+            echo.append(time.perf_counter() - t0)
+        tail, chars = "", 0
+        t0 = time.perf_counter()
+        await stdin(f"head -c {flood_bytes} /dev/urandom | base64 -w 76; "
+                    "echo flood-$((4*4))\r")
+        await until("flood-16\r\n")
+        throughput = chars / (time.perf_counter() - t0)
     if recording:
         assert any(config.recordings_dir(settings).iterdir()), "nothing was recorded"
     return throughput, echo

@@ -23,6 +23,8 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from bench.common import (
     run_baseline,
 )
 from linkops import config, server
+from linkops.config import Settings
 from linkops.db import Database
 from linkops.sandbox import Sandbox
 
@@ -86,7 +89,13 @@ def _fmt(samples: list[float]) -> str:
     return f"p50 {statistics.median(ordered) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
 
 
-async def _run(fleet: Sandbox, root: Path) -> None:
+@asynccontextmanager
+async def served_panes(
+    fleet: Sandbox, root: Path, layout: str, panes: dict[str, str], **sections: dict[str, Any],
+) -> AsyncIterator[tuple[Settings, WebSocketConnection]]:
+    """The real service in this process over ``fleet`` (every host enrolled, config sections
+    ``sections`` added), one workspace of ``layout`` with ``panes`` (pane → host) connected,
+    and an admin's WebSocket to it; the service stops when the block ends."""
     from tests.fixtures_core import add_admin, login, write_config
     from tests.fixtures_sandbox import fleet_links, insert_machines, make_ssh_env
 
@@ -94,7 +103,7 @@ async def _run(fleet: Sandbox, root: Path) -> None:
     settings = config.load(write_config(
         root, ssh={"keys_directory": env.keys_dir, "known_hosts_path": env.known_hosts,
                    "default_key": fleet.key_path.name},
-        logging={"level": "WARNING"}))
+        logging={"level": "WARNING"}, **sections))
     add_admin(settings)
     db = Database(settings.database.path)
     try:
@@ -111,49 +120,54 @@ async def _run(fleet: Sandbox, root: Path) -> None:
             token = await login(http)
             http.headers["Authorization"] = f"Bearer {token}"
             http.cookies.clear()
-            r = await http.post("/api/terminal/workspaces", json={"layout": "grid2x1"})
+            r = await http.post("/api/terminal/workspaces", json={"layout": layout})
             ws_id = r.json()["workspace_id"]
-            names = sorted(fleet.hosts)
             await http.put(f"/api/terminal/workspaces/{ws_id}/panes", json={"panes": [
-                {"pane": "A", "target": names[0]}, {"pane": "B", "target": names[1]}]})
+                {"pane": pane, "target": target} for pane, target in panes.items()]})
             r = await http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
             assert all(p["status"] == "connected" for p in r.json()["panes"]), r.text
             url = base.replace("http://", "ws://") + f"/api/terminal/workspaces/{ws_id}/ws"
             async with open_websocket_url(
                     url, extra_headers=[(b"Authorization", f"Bearer {token}".encode())],
                     max_message_size=1 << 24) as ws:
-                buf: dict[str, str] = {}
-                counts: dict[str, int] = {}
-                await ws.send_message(json.dumps({"pane": "B", "type": "stdin",
-                                                  "data": "echo ready-$((1+1))\r"}))
-                await _read_until(ws, "B", "ready-2\r\n", buf, counts)
-                idle = await _latency(ws, buf, counts, "idle")
-                print(f"latency, A idle:     {_fmt(idle)}")
-
-                counts.clear()
-                t0 = time.perf_counter()
-                await ws.send_message(json.dumps({"pane": "A", "type": "stdin", "data":
-                    f"head -c {FLOOD_BYTES} /dev/urandom | base64 -w 76; echo flood-$((4*4))\r"}))
-                await _read_until(ws, "A", "flood-16\r\n", buf, counts)
-                elapsed = time.perf_counter() - t0
-                chars = counts.get("A_chars", 0)
-                frames = counts.get("A", 0)
-                print(f"throughput, one pane: {chars / elapsed / 1e6:.1f} MB/s "
-                      f"({chars / 1e6:.1f} MB in {elapsed:.2f} s, {frames} frames, "
-                      f"mean {chars / max(frames, 1) / 1024:.1f} KiB/frame)")
-
-                await ws.send_message(json.dumps({"pane": "A", "type": "stdin",
-                                                  "data": "cat /dev/urandom | base64\r"}))
-                await _read_until(ws, "A", "\n", buf, counts)
-                flooded = await _latency(ws, buf, counts, "flood")
-                print(f"latency, A flooding: {_fmt(flooded)}")
-                await ws.send_message(json.dumps({"type": "flow", "window": FLOW_WINDOW}))
-                counts["acking"] = 1
-                flooded = await _latency(ws, buf, counts, "flow")
-                print(f"latency, A flooding, flow control ({FLOW_WINDOW // 1024} KiB window, "
-                      f"client acks): {_fmt(flooded)}")
-                await ws.send_message(json.dumps({"pane": "A", "type": "stdin", "data": "\x03"}))
+                yield settings, ws
         running.stop.set()
+
+
+async def _run(fleet: Sandbox, root: Path) -> None:
+    names = sorted(fleet.hosts)
+    async with served_panes(fleet, root, "grid2x1", {"A": names[0], "B": names[1]}) as (_, ws):
+        buf: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        await ws.send_message(json.dumps({"pane": "B", "type": "stdin",
+                                          "data": "echo ready-$((1+1))\r"}))
+        await _read_until(ws, "B", "ready-2\r\n", buf, counts)
+        idle = await _latency(ws, buf, counts, "idle")
+        print(f"latency, A idle:     {_fmt(idle)}")
+
+        counts.clear()
+        t0 = time.perf_counter()
+        await ws.send_message(json.dumps({"pane": "A", "type": "stdin", "data":
+            f"head -c {FLOOD_BYTES} /dev/urandom | base64 -w 76; echo flood-$((4*4))\r"}))
+        await _read_until(ws, "A", "flood-16\r\n", buf, counts)
+        elapsed = time.perf_counter() - t0
+        chars = counts.get("A_chars", 0)
+        frames = counts.get("A", 0)
+        print(f"throughput, one pane: {chars / elapsed / 1e6:.1f} MB/s "
+              f"({chars / 1e6:.1f} MB in {elapsed:.2f} s, {frames} frames, "
+              f"mean {chars / max(frames, 1) / 1024:.1f} KiB/frame)")
+
+        await ws.send_message(json.dumps({"pane": "A", "type": "stdin",
+                                          "data": "cat /dev/urandom | base64\r"}))
+        await _read_until(ws, "A", "\n", buf, counts)
+        flooded = await _latency(ws, buf, counts, "flood")
+        print(f"latency, A flooding: {_fmt(flooded)}")
+        await ws.send_message(json.dumps({"type": "flow", "window": FLOW_WINDOW}))
+        counts["acking"] = 1
+        flooded = await _latency(ws, buf, counts, "flow")
+        print(f"latency, A flooding, flow control ({FLOW_WINDOW // 1024} KiB window, "
+              f"client acks): {_fmt(flooded)}")
+        await ws.send_message(json.dumps({"pane": "A", "type": "stdin", "data": "\x03"}))
 
 
 # == End to end: the server as a subprocess, measured from a WebSocket client ==================

@@ -218,7 +218,7 @@ class PaneResult:
 
 @attrs.frozen
 class VerifyResult:
-    """``EnrollmentResult.to_dict()`` (linkops/ssh/enrollment.py)."""
+    """One enrollment check: ``EnrollmentResult`` (linkops/ssh/enrollment.py) is this type."""
 
     target: str
     enrolled: bool

@@ -245,3 +245,45 @@ def console_errors(driver: WebDriver, allow: Callable[[dict[str, Any]], bool]) -
     entries: list[dict[str, Any]] = cast(Any, driver).get_log("browser")
     return [e["message"] for e in entries
             if e["level"] == "SEVERE" and not allow(e)]
+
+
+# Lists re-render while polling: read them in one script call so no element goes stale
+# between finding it and reading it.
+def texts(driver: WebDriver, selector: str) -> list[str]:
+    return [str(t) for t in driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)",
+        selector)]
+
+
+def header_texts(driver: WebDriver, target: str) -> list[str]:
+    return texts(driver, f'#op-live-body .target-group[data-target="{target}"] .task-header')
+
+
+def set_flag(driver: WebDriver, script: str, flag: str, value: str) -> None:
+    """Tick `flag` of `script` in the run form and type `value` into its field."""
+    toggle = driver.find_element(
+        By.CSS_SELECTOR, f'#run-flags input[data-script="{script}"][data-flag="{flag}"]')
+    if not toggle.is_selected():
+        toggle.click()
+    field = driver.find_element(
+        By.CSS_SELECTOR, f'#run-flags input[data-script="{script}"][data-flag-value="{flag}"]')
+    field.clear()
+    field.send_keys(value)
+
+
+def live_title(driver: WebDriver) -> str:
+    return str(driver.find_element(By.ID, "op-live-title").text)
+
+
+def submit_run(driver: WebDriver, button: str = "run-submit") -> str:
+    """Press Run (or ``button``) and return the id of the operation the output pane then
+    follows."""
+    before = live_title(driver)
+    driver.find_element(By.ID, button).click()
+
+    def new_id() -> str | None:
+        title = live_title(driver)
+        found = re.search(r"OP-\d+", title)
+        return found.group(0) if found and title != before else None
+
+    return wait_for("the new operation in the output pane", new_id)

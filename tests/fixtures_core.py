@@ -137,6 +137,19 @@ async def authed_client(
         yield http
 
 
+async def wait_healthy(base: str, timeout: float = 30) -> None:
+    """Poll ``GET /api/health`` on a service started outside this process until it answers 200."""
+    with trio.fail_after(timeout):
+        async with httpx.AsyncClient(base_url=base, timeout=5) as http:
+            while True:
+                try:
+                    if (await http.get("/api/health")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.1)
+
+
 async def login(
     http: httpx.AsyncClient, username: str = ADMIN, password: str = ADMIN_PASSWORD
 ) -> str:

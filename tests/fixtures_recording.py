@@ -22,13 +22,10 @@ from linkops.db import Database
 from linkops.sandbox import Sandbox
 from tests.fixtures_core import (
     ADMIN_PASSWORD,
-    add_admin,
     authed_client,
     start_service,
-    write_config,
 )
-from tests.fixtures_sandbox import insert_machines, make_ssh_env
-from tests.fixtures_terminal import BOB, TermEnv, _machines
+from tests.fixtures_terminal import BOB, TermEnv, terminal_settings
 
 # Operators (non-admins) and a viewer, each seeing only what SPEC §10.4 allows.
 CAROL = "carol"
@@ -54,22 +51,9 @@ async def recording_env(fleet: Sandbox, tmp_path: Path, nursery: trio.Nursery,
     """The service with ``[terminal]`` overrides ``terminal``; ``metadata`` sets a link's
     ``machines.metadata`` (e.g. ``{"sbx-02": {"recording": False}}``); ``before_start`` gets
     the migrated database before the service opens it."""
-    ssh_env = make_ssh_env(fleet, tmp_path / "sshenv")
-    path = write_config(
-        tmp_path,
-        ssh={"keys_directory": ssh_env.keys_dir, "known_hosts_path": ssh_env.known_hosts,
-             "default_key": fleet.key_path.name, "connection_timeout": 10, "max_retries": 1},
-        terminal={"reattach_grace_seconds": 30, "websocket_timeout": 120,
-                  "max_workspaces": 50, **terminal},
-    )
-    settings = config.load(path)
-    add_admin(settings)
-    add_admin(settings, BOB, ADMIN_PASSWORD)
+    settings = terminal_settings(fleet, tmp_path, **terminal)
     db = Database(settings.database.path)
     try:
-        insert_machines(db, _machines(fleet))
-        db.write_sync(lambda c: c.execute(
-            "UPDATE machines SET enrolled = CASE WHEN id = 'sbx-unenrolled' THEN 0 ELSE 1 END"))
         for name, role in ((CAROL, "operator"), (DAVE, "operator"), (VIC, "viewer")):
             db.write_sync(lambda c, n=name, r=role: auth.add_user(c, n, ADMIN_PASSWORD, r))
         for link_id, value in (metadata or {}).items():

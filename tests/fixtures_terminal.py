@@ -26,6 +26,7 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from linkops import config, server
+from linkops.config import Settings
 from linkops.db import Database
 from linkops.sandbox import Sandbox
 from tests.fixtures_core import (
@@ -159,28 +160,35 @@ def _machines(fleet: Sandbox) -> list[Any]:
     return chosen
 
 
-@pytest.fixture
-async def term_env(sandbox_fleet: Sandbox, tmp_path: Path,
-                   nursery: trio.Nursery) -> AsyncIterator[TermEnv]:
-    ssh_env = make_ssh_env(sandbox_fleet, tmp_path / "sshenv")
+def terminal_settings(fleet: Sandbox, tmp_path: Path, **terminal: Any) -> Settings:
+    """Config and database for the service on ``fleet``: the admin and BOB, every machine
+    enrolled but ``sbx-unenrolled``; ``terminal`` overrides ``[terminal]`` keys."""
+    ssh_env = make_ssh_env(fleet, tmp_path / "sshenv")
     path = write_config(
         tmp_path,
         ssh={"keys_directory": ssh_env.keys_dir, "known_hosts_path": ssh_env.known_hosts,
-             "default_key": sandbox_fleet.key_path.name, "connection_timeout": 10,
+             "default_key": fleet.key_path.name, "connection_timeout": 10,
              "max_retries": 1},
         terminal={"reattach_grace_seconds": 30, "websocket_timeout": 120,
-                  "max_workspaces": 50},
+                  "max_workspaces": 50, **terminal},
     )
     settings = config.load(path)
     add_admin(settings)
     add_admin(settings, BOB, ADMIN_PASSWORD)
     db = Database(settings.database.path)
     try:
-        insert_machines(db, _machines(sandbox_fleet))
+        insert_machines(db, _machines(fleet))
         db.write_sync(lambda c: c.execute(
             "UPDATE machines SET enrolled = CASE WHEN id = 'sbx-unenrolled' THEN 0 ELSE 1 END"))
     finally:
         db.close()
+    return settings
+
+
+@pytest.fixture
+async def term_env(sandbox_fleet: Sandbox, tmp_path: Path,
+                   nursery: trio.Nursery) -> AsyncIterator[TermEnv]:
+    settings = terminal_settings(sandbox_fleet, tmp_path)
     running = await start_service(nursery, settings)
     async with authed_client(running) as http, \
             authed_client(running, BOB, ADMIN_PASSWORD) as bob:

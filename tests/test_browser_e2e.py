@@ -22,9 +22,14 @@ from tests.fixtures_browser import (
     DemoService,
     app_ready,
     console_errors,
+    header_texts,
+    live_title,
     log_in,
     open_tab,
     screenshot,
+    set_flag,
+    submit_run,
+    texts,
     wait_for,
 )
 
@@ -33,18 +38,6 @@ pytestmark = pytest.mark.browser
 # The demo's inventory (examples/config-repo): vm-staging-01 is left unenrolled on purpose.
 LINK_IDS = {"vps-fra-01", "vps-nyc-01", "pve-office-01", "vm-web-01", "vm-db-01",
             "vm-docker-01", "vm-staging-01"}
-
-
-# Lists re-render while polling: read them in one script call so no element goes stale
-# between finding it and reading it.
-def texts(driver: WebDriver, selector: str) -> list[str]:
-    return [str(t) for t in driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)",
-        selector)]
-
-
-def header_texts(driver: WebDriver, target: str) -> list[str]:
-    return texts(driver, f'#op-live-body .target-group[data-target="{target}"] .task-header')
 
 
 def task_output(driver: WebDriver, target: str, script: str) -> str:
@@ -60,17 +53,6 @@ def pick_script(driver: WebDriver, script: str) -> None:
         box.click()
 
 
-def set_flag(driver: WebDriver, script: str, flag: str, value: str) -> None:
-    toggle = driver.find_element(
-        By.CSS_SELECTOR, f'#run-flags input[data-script="{script}"][data-flag="{flag}"]')
-    if not toggle.is_selected():
-        toggle.click()
-    field = driver.find_element(
-        By.CSS_SELECTOR, f'#run-flags input[data-script="{script}"][data-flag-value="{flag}"]')
-    field.clear()
-    field.send_keys(value)
-
-
 def pick_targets(driver: WebDriver, targets: list[str]) -> None:
     driver.find_element(By.ID, "run-none").click()
     for target in targets:
@@ -80,22 +62,6 @@ def pick_targets(driver: WebDriver, targets: list[str]) -> None:
 def clear_scripts(driver: WebDriver) -> None:
     for box in driver.find_elements(By.CSS_SELECTOR, "#run-scripts input:checked"):
         box.click()
-
-
-def live_title(driver: WebDriver) -> str:
-    return driver.find_element(By.ID, "op-live-title").text
-
-
-def submit_run(driver: WebDriver) -> str:
-    """Press Run and return the id of the operation the output pane then follows."""
-    before = live_title(driver)
-    driver.find_element(By.ID, "run-submit").click()
-    def new_id() -> str | None:
-        title = live_title(driver)
-        found = re.search(r"OP-\d+", title)
-        return found.group(0) if found and title != before else None
-
-    return wait_for("the new operation in the output pane", new_id)
 
 
 def op_status_badge(driver: WebDriver) -> str:

@@ -23,8 +23,13 @@ from tests.fixtures_browser import (
     DemoService,
     app_ready,
     console_errors,
+    header_texts,
+    live_title,
     open_tab,
     screenshot,
+    set_flag,
+    submit_run,
+    texts,
     wait_for,
 )
 
@@ -46,15 +51,6 @@ NEXT_CASES = (
 
 def js(driver: WebDriver, script: str, *args: Any) -> Any:
     return driver.execute_script(script, *args)
-
-
-def texts(driver: WebDriver, selector: str) -> list[str]:
-    return [str(t) for t in js(driver, "return [...document.querySelectorAll(arguments[0])]"
-                                       ".map(e => e.textContent)", selector)]
-
-
-def header_texts(driver: WebDriver, target: str) -> list[str]:
-    return texts(driver, f'#op-live-body .target-group[data-target="{target}"] .task-header')
 
 
 def counts(driver: WebDriver) -> dict[str, int]:
@@ -113,17 +109,6 @@ def clear_scripts(driver: WebDriver) -> None:
         boxes[0].click()
 
 
-def set_flag(driver: WebDriver, script: str, flag: str, value: str) -> None:
-    toggle = driver.find_element(
-        By.CSS_SELECTOR, f'#run-flags input[data-script="{script}"][data-flag="{flag}"]')
-    if not toggle.is_selected():
-        toggle.click()
-    field = driver.find_element(
-        By.CSS_SELECTOR, f'#run-flags input[data-script="{script}"][data-flag-value="{flag}"]')
-    field.clear()
-    field.send_keys(value)
-
-
 def pick_targets(driver: WebDriver, targets: list[str]) -> None:
     js(driver, "document.getElementById('run-target-search').value = '';"
                "document.getElementById('run-target-search').dispatchEvent(new Event('input'))")
@@ -141,22 +126,6 @@ def empty_search(driver: WebDriver, element_id: str) -> None:
     field = driver.find_element(By.ID, element_id)
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(Keys.DELETE)
-
-
-def live_title(driver: WebDriver) -> str:
-    return str(driver.find_element(By.ID, "op-live-title").text)
-
-
-def submit_run(driver: WebDriver, button: str = "run-submit") -> str:
-    before = live_title(driver)
-    driver.find_element(By.ID, button).click()
-
-    def new_id() -> str | None:
-        title = live_title(driver)
-        found = re.search(r"OP-\d+", title)
-        return found.group(0) if found and title != before else None
-
-    return wait_for("the new operation in the output pane", new_id)
 
 
 def op_status(driver: WebDriver) -> str:

@@ -25,7 +25,7 @@ from linkops.db import Database
 from linkops.models import Link
 from linkops.sandbox import Sandbox
 from linkops.ssh.machines import insert_links_sync
-from tests.fixtures_core import ADMIN, ADMIN_PASSWORD, add_admin, write_config
+from tests.fixtures_core import ADMIN, ADMIN_PASSWORD, add_admin, wait_healthy, write_config
 from tests.fixtures_hostile import HostileFactory
 from tests.fixtures_operations import seed_script
 from tests.fixtures_sandbox import make_ssh_env
@@ -102,17 +102,6 @@ def _fd_kinds(pid: int) -> dict[str, int]:
     return kinds
 
 
-async def _ready(base: str) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=5) as http:
-        while True:
-            try:
-                if (await http.get("/api/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await trio.sleep(0.1)
-
-
 async def _workspace(http: httpx.AsyncClient, layout: str, **panes: str) -> str:
     r = await http.post("/api/terminal/workspaces", json={"layout": layout})
     assert r.status_code == 201, r.text
@@ -144,8 +133,7 @@ async def _operation(http: httpx.AsyncClient, targets: list[str]) -> dict[str, A
 
 
 async def test_a_mute_machine_cannot_starve_or_hang_the_service(served: Served) -> None:
-    with trio.fail_after(30):
-        await _ready(served.base)
+    await wait_healthy(served.base)
     async with httpx.AsyncClient(base_url=served.base, timeout=60) as http:
         r = await http.post("/api/auth/login", json={"username": ADMIN,
                                                       "password": ADMIN_PASSWORD})
@@ -250,8 +238,7 @@ async def test_sigterm_ends_the_service_while_many_channels_hang(served: Served)
     """With a request deadline of 2 minutes, 40 pane connects and 20 tasks hang on the mute
     host; SIGTERM still ends the service with exit code 0 within 10 s (it closes the
     transports instead of waiting for the stuck threads)."""
-    with trio.fail_after(30):
-        await _ready(served.base)
+    await wait_healthy(served.base)
     async with httpx.AsyncClient(base_url=served.base, timeout=180) as http:
         r = await http.post("/api/auth/login", json={"username": ADMIN,
                                                       "password": ADMIN_PASSWORD})

@@ -31,7 +31,7 @@ from trio_websocket import open_websocket_url
 
 from linkops.config import Settings
 from linkops.db import Database
-from tests.fixtures_core import ADMIN, ADMIN_PASSWORD, add_admin, login
+from tests.fixtures_core import ADMIN, ADMIN_PASSWORD, add_admin, login, wait_healthy
 from tests.fixtures_operations import seed_links, seed_script
 from tests.fixtures_sandbox import SshEnv
 
@@ -59,17 +59,6 @@ def serve(ops_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[b
     if proc.poll() is None:
         proc.kill()
         proc.wait(timeout=10)
-
-
-async def _healthy(http: httpx.AsyncClient) -> None:
-    with trio.fail_after(30):
-        while True:
-            try:
-                if (await http.get("/api/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await trio.sleep(0.1)
 
 
 async def _operation_seconds(http: httpx.AsyncClient) -> float:
@@ -151,7 +140,7 @@ async def test_login_flood_does_not_stall_the_writer(
     with trio.fail_after(180):
         async with httpx.AsyncClient(base_url=base, timeout=30) as http, \
                 httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as flood:
-            await _healthy(http)
+            await wait_healthy(base)
             token = await login(http)
             http.headers["Authorization"] = f"Bearer {token}"
             http.cookies.clear()

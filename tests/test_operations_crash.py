@@ -19,7 +19,7 @@ import trio
 
 from linkops.config import Settings
 from linkops.db import Database
-from tests.fixtures_core import add_admin, login
+from tests.fixtures_core import add_admin, login, wait_healthy
 from tests.fixtures_operations import seed_links, seed_script
 from tests.fixtures_sandbox import SshEnv
 
@@ -63,18 +63,6 @@ def serve(ops_settings: Settings, tmp_path: Path) -> Iterator[Serve]:
     process.stop()
 
 
-async def _healthy(base: str, timeout: float = 30) -> None:
-    with trio.fail_after(timeout):
-        async with httpx.AsyncClient(base_url=base) as http:
-            while True:
-                try:
-                    if (await http.get("/api/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.1)
-
-
 async def _remote(env: SshEnv, host: str, command: str) -> str:
     ssh = env.manager()
     try:
@@ -97,7 +85,7 @@ async def test_sigkill_then_restart_marks_interrupted_and_cleans_up(
     base = f"http://{ops_settings.api.host}:{ops_settings.api.port}"
     with trio.fail_after(120):
         serve.start()
-        await _healthy(base)
+        await wait_healthy(base)
         async with httpx.AsyncClient(base_url=base, timeout=20) as http:
             http.headers["Authorization"] = f"Bearer {await login(http)}"
             r = await http.post("/api/operations/run",
@@ -114,7 +102,7 @@ async def test_sigkill_then_restart_marks_interrupted_and_cleans_up(
                 ).strip() != "none"
 
         serve.start()
-        await _healthy(base)
+        await wait_healthy(base)
         async with httpx.AsyncClient(base_url=base, timeout=20) as http:
             http.headers["Authorization"] = f"Bearer {await login(http)}"
             view = (await http.get(f"/api/operations/{op_id}")).json()

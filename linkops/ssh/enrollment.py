@@ -39,6 +39,7 @@ from typing import Any, Final
 import attrs
 import trio
 
+from linkops.api_types import VerifyResult
 from linkops.db import Database
 from linkops.errors import ExecutionTimeoutError, NotFoundError
 from linkops.models import Link
@@ -56,14 +57,8 @@ READ_TIMEOUT: Final = 30.0
 
 
 @attrs.frozen
-class EnrollmentResult:
-    target: str
-    enrolled: bool
-    client_id_found: bool
-    client_id_matches: bool
-    error: str | None
-    reason: str | None
-    verified_at: str
+class EnrollmentResult(VerifyResult):
+    """One verification; its fields are those the API declares for it (``VerifyResult``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The API shape of ``POST /api/links/{id}/verify`` (plus ``target`` and ``reason``)."""

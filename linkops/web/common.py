@@ -1,4 +1,4 @@
-"""What every route module uses: the services, the authenticated user, JSON bodies.
+"""What every route module uses: the services, the authenticated user, query arguments.
 
 Authentication (see docs/security.md):
 - Non-browser clients send ``Authorization: Bearer <token>`` on any route, SSE and the
@@ -12,7 +12,6 @@ Authentication (see docs/security.md):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar, cast
@@ -20,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from quart import current_app, g, request, websocket
 
 from linkops.auth import Session, User
-from linkops.errors import AuthError, ForbiddenError, ValidationError
+from linkops.errors import AuthError, ForbiddenError
 from linkops.services import Services
 from linkops.web.clientinfo import came_over_https, client_address
 
@@ -161,24 +160,6 @@ def current_session() -> Session:
 
 def current_user() -> User:
     return current_session().user
-
-
-async def json_body() -> dict[str, Any]:
-    """The request body as a JSON object, or a VALIDATION_ERROR saying what is wrong."""
-    raw = await request.get_data(cache=True, as_text=False)
-    if not raw:
-        raise ValidationError("request body must be a JSON object", code="VALIDATION_ERROR")
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ValidationError(
-            f"malformed JSON: {exc}",
-            code="MALFORMED_JSON",
-            details={"position": getattr(exc, "pos", None)},
-        ) from None
-    if not isinstance(value, dict):
-        raise ValidationError("request body must be a JSON object", code="VALIDATION_ERROR")
-    return value
 
 
 def query_arg(name: str) -> str | None:
