@@ -37,6 +37,7 @@ import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -287,3 +288,25 @@ def submit_run(driver: WebDriver, button: str = "run-submit") -> str:
         return found.group(0) if found and title != before else None
 
     return wait_for("the new operation in the output pane", new_id)
+
+
+# -- terminal panes ------------------------------------------------------------------------------
+
+
+def terminal_text(driver: WebDriver, pane: str) -> str:
+    return str(driver.execute_script(
+        "const t = window.__linkops.terminals[arguments[0]]; if (!t) return '';"
+        "const b = t.buffer.active; const out = [];"
+        "for (let i = 0; i < b.length; i++) { const l = b.getLine(i);"
+        "  if (l) out.push(l.translateToString(true)); }"
+        "return out.join('\\n');", pane))
+
+
+def pane_live(driver: WebDriver, pane: str) -> bool:
+    status = driver.find_element(By.CSS_SELECTOR, f'.pane[data-pane="{pane}"]')
+    return status.get_attribute("data-status") in ("connected", "enrolled")
+
+
+def type_into(driver: WebDriver, pane: str, keys: str) -> None:
+    driver.find_element(By.CSS_SELECTOR, f'.pane[data-pane="{pane}"] .xterm').click()
+    ActionChains(driver).send_keys(keys).perform()

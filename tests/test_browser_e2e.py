@@ -26,10 +26,13 @@ from tests.fixtures_browser import (
     live_title,
     log_in,
     open_tab,
+    pane_live,
     screenshot,
     set_flag,
     submit_run,
+    terminal_text,
     texts,
+    type_into,
     wait_for,
 )
 
@@ -72,11 +75,6 @@ def rows_if_count(driver: WebDriver, selector: str, count: int) -> list[WebEleme
     """The elements matching ``selector`` once there are exactly ``count`` of them."""
     found = driver.find_elements(By.CSS_SELECTOR, selector)
     return found if len(found) == count else []
-
-
-def pane_live(driver: WebDriver, pane: str) -> bool:
-    status = driver.find_element(By.CSS_SELECTOR, f'.pane[data-pane="{pane}"]')
-    return status.get_attribute("data-status") in ("connected", "enrolled")
 
 
 def toast_texts(driver: WebDriver) -> list[str]:
@@ -353,15 +351,6 @@ def test_rejected_run_is_explained(app: WebDriver) -> None:
 
 # ---- terminal ---------------------------------------------------------------------------------
 
-def terminal_text(driver: WebDriver, pane: str) -> str:
-    return str(driver.execute_script(
-        "const t = window.__linkops.terminals[arguments[0]]; if (!t) return '';"
-        "const b = t.buffer.active; const out = [];"
-        "for (let i = 0; i < b.length; i++) { const l = b.getLine(i);"
-        "  if (l) out.push(l.translateToString(true)); }"
-        "return out.join('\\n');", pane))
-
-
 def test_two_pane_terminal_runs_a_command_in_pane_b(app: WebDriver) -> None:
     open_tab(app, "terminal")
     app.find_element(By.CSS_SELECTOR, '#term-layouts [data-layout="grid2x1"]').click()
@@ -457,11 +446,6 @@ def term_size(driver: WebDriver, pane: str) -> tuple[int, int]:
     rows, cols = driver.execute_script(
         "const t = window.__linkops.terminals[arguments[0]]; return [t.rows, t.cols];", pane)
     return int(rows), int(cols)
-
-
-def type_into(driver: WebDriver, pane: str, keys: str) -> None:
-    driver.find_element(By.CSS_SELECTOR, f'.pane[data-pane="{pane}"] .xterm').click()
-    ActionChains(driver).send_keys(keys).perform()
 
 
 def test_terminal_follows_pane_size_and_runs_vim(app: WebDriver) -> None:

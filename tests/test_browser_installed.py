@@ -26,6 +26,7 @@ from tests.fixtures_browser import (
     log_in,
     open_tab,
     run_demo,
+    terminal_text,
     wait_for,
 )
 
@@ -42,15 +43,6 @@ def installed_service(installed_venv: Path, tmp_path_factory: pytest.TempPathFac
     assert where.startswith(str(installed_venv)), where  # the installed copy, not the checkout
     with run_demo([str(installed_venv / "bin" / "linkops")], elsewhere) as service:
         yield service
-
-
-def terminal_text(driver: WebDriver, pane: str) -> str:
-    return str(driver.execute_script(
-        "const t = window.__linkops.terminals[arguments[0]]; if (!t) return '';"
-        "const b = t.buffer.active; const out = [];"
-        "for (let i = 0; i < b.length; i++) { const l = b.getLine(i);"
-        "  if (l) out.push(l.translateToString(true)); }"
-        "return out.join('\\n');", pane))
 
 
 def test_installed_service_serves_the_vendored_frontend(installed_service: DemoService) -> None:

@@ -17,14 +17,20 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
-from tests.fixtures_browser import DemoService, console_errors, open_tab, screenshot, wait_for
+from tests.fixtures_browser import (
+    DemoService,
+    console_errors,
+    open_tab,
+    screenshot,
+    type_into,
+    wait_for,
+)
 from tests.test_browser_terminal_ui import (
     at_prompt,
     connect_pane,
     disconnect_pane,
     set_layout,
     terminal_text,
-    type_into,
 )
 
 pytestmark = pytest.mark.browser

@@ -37,7 +37,9 @@ from tests.fixtures_browser import (
     console_errors,
     log_in,
     open_tab,
+    pane_live,
     screenshot,
+    type_into,
     wait_for,
 )
 
@@ -81,6 +83,8 @@ return out.join('\\n');
 
 
 def terminal_text(driver: WebDriver, pane: str) -> str:
+    """The pane's buffer with wrapped rows joined into their logical lines (these tests look
+    at lines a narrow pane wraps; fixtures_browser.terminal_text keeps the rows)."""
     return str(driver.execute_script(READ_BUFFER, pane))
 
 
@@ -89,18 +93,9 @@ def pane_status(driver: WebDriver, pane: str) -> str:
                .get_attribute("data-status"))
 
 
-def pane_live(driver: WebDriver, pane: str) -> bool:
-    return pane_status(driver, pane) in ("connected", "enrolled")
-
-
 def buffer_type(driver: WebDriver, pane: str) -> str:
     return str(driver.execute_script(
         "return window.__linkops.terminals[arguments[0]].buffer.active.type", pane))
-
-
-def type_into(driver: WebDriver, pane: str, keys: str) -> None:
-    driver.find_element(By.CSS_SELECTOR, f'.pane[data-pane="{pane}"] .xterm').click()
-    ActionChains(driver).send_keys(keys).perform()
 
 
 def at_prompt(driver: WebDriver, pane: str) -> bool:

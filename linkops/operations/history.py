@@ -190,6 +190,11 @@ def operation_groups(conn: sqlite3.Connection, op_id: str) -> tuple[
     return summary, grouping, unfinished
 
 
+def _task_not_found(op_id: str, target: str, script: str) -> NotFoundError:
+    return NotFoundError(f"no task {target}/{script} in {op_id}", code="TASK_NOT_FOUND",
+                         details={"operation_id": op_id, "target": target, "script": script})
+
+
 def task_output(conn: sqlite3.Connection, op_id: str, target: str,
                 script: str) -> dict[str, Any]:
     """One task's whole kept output, normalised for grouping (for the diff)."""
@@ -199,9 +204,7 @@ def task_output(conn: sqlite3.Connection, op_id: str, target: str,
         "WHERE l.operation_id = ? AND l.target = ? AND l.script = ?",
         (op_id, target, script)).fetchone()
     if row is None:
-        raise NotFoundError(f"no task {target}/{script} in {op_id}", code="TASK_NOT_FOUND",
-                            details={"operation_id": op_id, "target": target,
-                                     "script": script})
+        raise _task_not_found(op_id, target, script)
     host = row["host"] or ""
     return {"stdout": normalise(row["stdout"], target, host),
             "stderr": normalise(row["stderr"], target, host)}
@@ -256,9 +259,7 @@ def output_page(conn: sqlite3.Connection, op_id: str, target: str, script: str,
         "FROM operation_logs WHERE operation_id = ? AND target = ? AND script = ?",
         (op_id, target, script)).fetchone()
     if row is None:
-        raise NotFoundError(f"no task {target}/{script} in {op_id}", code="TASK_NOT_FOUND",
-                            details={"operation_id": op_id, "target": target,
-                                     "script": script})
+        raise _task_not_found(op_id, target, script)
     if row["status"] == "running":
         return None
     truncated = bool(row["output_truncated"])
