@@ -9,11 +9,13 @@ console check.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from typing import Any
 
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -580,6 +582,17 @@ def test_screenshots_of_every_tab_theme_and_size(app: WebDriver) -> None:
     assert all(p.stat().st_size > 10_000 for p in written)
 
 
+def wait_for_quietly(condition: Any, seconds: float) -> Any:
+    """``condition()`` once it is truthy within ``seconds``, else None (no failure)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if value := condition():
+                return value
+        time.sleep(0.1)
+    return None
+
+
 def tab_to(driver: WebDriver, predicate: str, limit: int = 250, back: bool = False) -> WebElement:
     """Press Tab (or Shift+Tab) until the focused element satisfies the JS `predicate(el)`."""
     for _ in range(limit):
@@ -617,9 +630,17 @@ def test_keyboard_only_run_stop_history_terminal(app: WebDriver) -> None:
     app.switch_to.active_element.send_keys(Keys.ENTER)
     wait_for("stopped", lambda: op_status(app) == "stopped", timeout=40)
     tab_to(app, "el.id === 'ops-show-history'", back=True).send_keys(Keys.ENTER)
-    view = tab_to(app, f"el.dataset.focus === 'view:{op_id}'")
     js(app, "document.getElementById('op-live-title').textContent = 'Output'")
-    view.send_keys(Keys.ENTER)
+
+    def open_from_history() -> bool:
+        # The history list is redrawn while it polls: Tab to the row and press Enter on
+        # whatever has the focus (no element handle to go stale); again if a redraw took
+        # the focus away before the key arrived.
+        tab_to(app, f"el.dataset.focus === 'view:{op_id}'")
+        ActionChains(app).send_keys(Keys.ENTER).perform()
+        return bool(wait_for_quietly(lambda: op_id in live_title(app), 3))
+
+    wait_for("the history row opened by keyboard", open_from_history, timeout=40)
     wait_for("the stopped run from history", lambda: op_id in live_title(app)
              and op_status(app) == "stopped")
     screenshot(app, "ops-keyboard-history")
