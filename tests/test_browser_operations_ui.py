@@ -512,7 +512,7 @@ def test_overview_rows_open_what_they_describe(app: WebDriver) -> None:
     assert re.fullmatch(r"\d+ ms", label), label
     assert row.get_attribute("data-latency") in ("ok", "warn", "bad")
     assert "SSH latency" in app.find_element(By.ID, "health-legend").text
-    row.click()
+    click_fresh(app, '#health-body a.health-row[data-link="vps-fra-01"]')
     wait_for("the link details", lambda: details_open(app)
              and "vps-fra-01" in app.find_element(By.ID, "details-body").text)
     assert js(app, "return location.hash") == "#links/vps-fra-01"
@@ -521,12 +521,12 @@ def test_overview_rows_open_what_they_describe(app: WebDriver) -> None:
     item = wait_for("an operation in the activity", lambda: app.find_element(
         By.CSS_SELECTOR, '#activity-body a.activity-row[href^="#operations/OP-"]'))
     op_id = str(item.get_attribute("href")).split("/")[-1]
-    item.click()
+    click_fresh(app, f'#activity-body a.activity-row[href$="/{op_id}"]')
     wait_for("the operation", lambda: op_id in live_title(app))
     open_tab(app, "overview")
-    infra = wait_for("the VM row", lambda: app.find_element(
-        By.CSS_SELECTOR, '#infra-body a.infra-row[data-type="VM"]'))
-    infra.click()
+    # Found again at the click: the overview polls, and a redraw between finding and
+    # clicking hands Selenium a stale element (one CI run failed so).
+    click_fresh(app, '#infra-body a.infra-row[data-type="VM"]')
     wait_for("links of type VM", lambda: app.find_element(By.ID, "panel-links").is_displayed()
              and app.find_element(By.ID, "links-type").get_attribute("value") == "VM")
     rows = link_rows(app)

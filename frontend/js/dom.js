@@ -49,11 +49,18 @@ function appendAll(el, children) {
  * Replace `container`'s children, keeping keyboard focus on the element with the same
  * data-focus key if it had focus (polled lists re-render every few seconds; without this a
  * keyboard user would lose their place on each refresh).
+ *
+ * A poll that changed nothing leaves the old nodes in place: the same markup means the same
+ * data, so replacing them would only cost layout, drop a hover or a half-done click, and hand
+ * a stale element to whoever held one (a screen reader's cursor, a test's driver).
  */
 export function replaceKeepingFocus(container, ...nodes) {
+  const fresh = document.createElement(container.tagName);
+  appendAll(fresh, nodes);
+  if (fresh.innerHTML === container.innerHTML) return;
   const active = document.activeElement;
   const key = active && container.contains(active) ? active.dataset.focus : null;
-  container.replaceChildren(...nodes);
+  container.replaceChildren(...fresh.childNodes);
   if (key) {
     const again = [...container.querySelectorAll("[data-focus]")].find((e) => e.dataset.focus === key);
     if (again) again.focus({ preventScroll: true });

@@ -73,7 +73,7 @@ function renderInfra({ rows, meta }) {
   const total = rows.reduce((n, r) => n + Number(r.total || 0), 0);
   const enrolled = rows.reduce((n, r) => n + Number(r.enrolled || 0), 0);
   const online = rows.reduce((n, r) => n + Number(r.online || 0), 0);
-  body.replaceChildren(
+  replaceKeepingFocus(body,
     h(
       "ul",
       { class: "infra-list" },
@@ -176,7 +176,7 @@ function renderHealth({ rows, meta }) {
   // Latency as a number coloured by threshold; the bar grows with latency (square-root scale,
   // full at 1 s: 30 ms is a short bar, 300 ms half of it), so a longer bar is a slower link.
   // Offline links show a full red bar.
-  body.replaceChildren(
+  replaceKeepingFocus(body,
     h("div", { class: "health-row health-header", "aria-hidden": "true" },
       h("span"), h("span", { text: "Link" }), h("span", { text: "SSH latency" }), h("span", { text: "" }),
       h("span", { text: "Last seen" }), h("span", { text: "Enrollment" })),
