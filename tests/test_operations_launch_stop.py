@@ -4,7 +4,8 @@ delaying TCP forwarder, :class:`~tests.fixtures_hostile.DelayProxy`: this kernel
 
 Whenever the stop lands (0–300 ms after the submit: while connecting, opening the channel,
 reading the client ID, sending the script, or once it runs), nothing is left running on the
-host 5 s later, and the task's recorded status says what happened: ``skipped`` only when the
+host 2 s later (twenty round trips of the added latency: a launch that was abandoned mid-hop
+would have started its script by then), and the task's recorded status says what happened: ``skipped`` only when the
 script provably never started (it writes a marker file first thing, which must not exist),
 otherwise ``stopped`` with the kill confirmed.
 """
@@ -79,7 +80,7 @@ async def _one(ops: OpsHarness, target: str, stop_ms: int, marker: int,
     await trio.sleep(stop_ms / 1000)
     await ops.service.stop(op_id)
     assert await ops.service.wait(op_id) == "stopped"
-    await trio.sleep(5)
+    await trio.sleep(2)
     assert await no_process(ops, HOST, str(marker)), f"sleep {marker} left running"
     task = (await ops.service.detail(op_id))["logs"][0]
     started = (await ops.remote(HOST, f"test -e {flag} && echo yes || echo no")).strip()
@@ -97,7 +98,7 @@ async def test_stop_during_launch_leaves_nothing_running(slow_ops: OpsHarness) -
     markers = iter(range(7100, 7200))
     seen: list[str] = []
 
-    @settings(max_examples=14, deadline=None,
+    @settings(max_examples=10, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture,
                                      HealthCheck.too_slow])
     @given(stop_ms=st.integers(0, 300), target=st.sampled_from([HOST, NOGATE]))
