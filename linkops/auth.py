@@ -100,6 +100,24 @@ def hash_password(password: str) -> str:
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
 
 
+@attrs.frozen
+class NewPassword:
+    """A password validated and hashed *before* its write transaction opens: scrypt takes
+    ~45 ms, and a transaction that hashed would hold the database's one writer that long
+    (the service's task starts, audit rows and sync queue behind a `linkops user passwd`)."""
+
+    hash: str = attrs.field(repr=False)
+
+    @classmethod
+    def of(cls, password: str) -> NewPassword:
+        validate_password(password)
+        return cls(hash_password(password))
+
+
+def _hashed(password: str | NewPassword) -> str:
+    return (password if isinstance(password, NewPassword) else NewPassword.of(password)).hash
+
+
 def verify_password(password: str, stored: str) -> bool:
     try:
         scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
@@ -151,10 +169,10 @@ class LoginResult:
 
 
 def add_user(
-    conn: sqlite3.Connection, username: str, password: str, role: str = "operator"
+    conn: sqlite3.Connection, username: str, password: str | NewPassword, role: str = "operator"
 ) -> User:
     norm = validate_username(username)
-    validate_password(password)
+    password_hash = _hashed(password)
     if role not in ROLES:
         raise ValidationError(f"role must be one of {', '.join(ROLES)}", details={"field": "role"})
     if conn.execute("SELECT 1 FROM users WHERE username_norm = ?", (norm,)).fetchone():
@@ -163,14 +181,15 @@ def add_user(
     conn.execute(
         "INSERT INTO users (username, username_norm, password_hash, role, password_version,"
         " created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
-        (username.strip(), norm, hash_password(password), role, now, now),
+        (username.strip(), norm, password_hash, role, now, now),
     )
     return User(username=norm, role=role, password_version=1)
 
 
-def change_password(conn: sqlite3.Connection, username: str, password: str) -> User:
+def change_password(conn: sqlite3.Connection, username: str,
+                    password: str | NewPassword) -> User:
     norm = normalize_username(username)
-    validate_password(password)
+    password_hash = _hashed(password)
     row = conn.execute(
         "SELECT role, password_version FROM users WHERE username_norm = ?", (norm,)
     ).fetchone()
@@ -180,7 +199,7 @@ def change_password(conn: sqlite3.Connection, username: str, password: str) -> U
     conn.execute(
         "UPDATE users SET password_hash = ?, password_version = ?, updated_at = ?"
         " WHERE username_norm = ?",
-        (hash_password(password), version, now_iso(), norm),
+        (password_hash, version, now_iso(), norm),
     )
     # A new password also ends the lockout and clears the failure history.
     conn.execute("DELETE FROM auth_attempts WHERE username_norm = ?", (norm,))

@@ -147,7 +147,8 @@ def cmd_user(args: argparse.Namespace) -> int:
             db.close()
         print(f"{user.username} is now {user.role}")
         return EXIT_OK
-    password = _read_password(args.password_stdin)
+    # Hashed here, outside the write transaction (see auth.NewPassword).
+    password = auth.NewPassword.of(_read_password(args.password_stdin))
     db = _open_db(args)
     try:
         if args.user_command == "add":

@@ -141,8 +141,9 @@ def write_demo_config(workdir: Path, fleet: Sandbox, repo: Path, port: int) -> P
 
 async def _prepare_and_serve(settings: config.Settings, password: str) -> None:
     db = Database(settings.database.path)
+    hashed = auth.NewPassword.of(password)
     try:
-        db.write_sync(lambda c: auth.add_user(c, DEMO_ADMIN, password, role="admin"))
+        db.write_sync(lambda c: auth.add_user(c, DEMO_ADMIN, hashed, role="admin"))
     finally:
         db.close()
     async with trio.open_nursery() as nursery:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 
 import httpx
 import jwt
@@ -142,3 +143,26 @@ async def test_login_bad_bodies_are_structured_400(anon: httpx.AsyncClient, body
         )
         assert r.status_code == 400, r.text
         assert r.json()["error"]["code"] in ("VALIDATION_ERROR", "MALFORMED_JSON")
+
+
+def test_a_password_hashed_before_the_transaction_is_stored_as_made(tmp_path: Path) -> None:
+    """The CLI hashes outside the write transaction (auth.NewPassword): what it made is what
+    is stored, it verifies, and the hash never shows in a repr (logs, tracebacks)."""
+    prepared = auth.NewPassword.of("a-prepared-password")
+    assert "scrypt" not in repr(prepared)
+    with pytest.raises(auth.ValidationError):
+        auth.NewPassword.of("short")
+    db = Database(tmp_path / "state.db")
+    try:
+        db.write_sync(lambda c: auth.add_user(c, "pat", prepared, role="viewer"))
+        def stored_hash() -> str:
+            return str(db.read_sync(lambda c: c.execute(
+                "SELECT password_hash FROM users WHERE username_norm = 'pat'").fetchone()[0]))
+        stored = stored_hash()
+        assert stored == prepared.hash
+        assert auth.verify_password("a-prepared-password", stored)
+        again = auth.NewPassword.of("another-password-2")
+        db.write_sync(lambda c: auth.change_password(c, "pat", again))
+        assert stored_hash() == again.hash
+    finally:
+        db.close()

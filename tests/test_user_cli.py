@@ -45,4 +45,4 @@ def test_installer_and_demo_create_their_admin_explicitly() -> None:
     assert '"$ADMIN_NAME" --role admin --password-stdin' in install
     assert "user add $ADMIN_NAME --role admin" in install
     demo = (root / "linkops" / "demo.py").read_text(encoding="utf-8")
-    assert 'add_user(c, DEMO_ADMIN, password, role="admin")' in demo
+    assert 'add_user(c, DEMO_ADMIN, hashed, role="admin")' in demo
