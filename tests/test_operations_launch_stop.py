@@ -6,8 +6,8 @@ Whenever the stop lands (0–300 ms after the submit: while connecting, opening 
 reading the client ID, sending the script, or once it runs), nothing is left running on the
 host 2 s later (twenty round trips of the added latency: a launch that was abandoned mid-hop
 would have started its script by then), and the task's recorded status says what happened:
-``skipped`` only when the script provably never started (it writes a marker file first thing, which must not exist),
-otherwise ``stopped`` with the kill confirmed.
+``skipped`` only when the script provably never started (it writes a marker file first
+thing, which must not exist), otherwise ``stopped`` with the kill confirmed.
 """
 
 from __future__ import annotations
