@@ -127,7 +127,7 @@ def _attempt_rows(settings: Settings) -> int:
 
 async def test_login_flood_does_not_stall_the_writer(
         ops_settings: Settings, ops_ssh_env: SshEnv,
-        serve: subprocess.Popen[bytes]) -> None:
+        serve: subprocess.Popen[bytes], tmp_path: Path) -> None:
     db = Database(ops_settings.database.path)
     try:
         seed_links(db, ops_ssh_env, ["ops-01"])
@@ -191,6 +191,14 @@ async def test_login_flood_does_not_stall_the_writer(
         assert rows_during <= rows_after <= statuses[401] + 5
         # 120/min global: at most the bucket plus its refill over the attack.
         assert rows_after <= 120 + 120 * (ATTACK_SECONDS + 30) / 60 + 5
+        # Thousands of refusals, a handful of log lines (one per 10 s, counting the rest):
+        # being refused cannot fill the log's disk.
+        refused = [json.loads(line)["context"]
+                   for line in (tmp_path / "serve.out").read_text().splitlines()
+                   if '"api.error"' in line and '"status": 429' in line]
+        assert 1 <= len(refused) <= ATTACK_SECONDS / 10 + 2, len(refused)
+        assert sum(r["left_out"] for r in refused) + len(refused) <= statuses[429]
+        assert sum(r["left_out"] for r in refused) > 0
 
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             with trio.fail_after(60):

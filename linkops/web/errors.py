@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from quart import Quart, Response, jsonify, request
@@ -45,15 +46,44 @@ def error_response(
     return response
 
 
+# A 429 is what a flood gets, thousands a minute: logged one line per path every
+# THROTTLE_SECONDS with the number left out, so an attacker cannot fill the log's disk (or
+# drown the lines that matter) by being refused.
+THROTTLE_SECONDS = 10.0
+_throttled: dict[str, tuple[float, int]] = {}  # path -> (last line's monotonic time, left out)
+
+
+def _throttle(status: int, path: str) -> int | None:
+    """None: leave this line out. Otherwise the lines left out since the last one."""
+    if status != 429:
+        return 0
+    now = time.monotonic()
+    last, left_out = _throttled.get(path, (-THROTTLE_SECONDS, 0))
+    if now - last < THROTTLE_SECONDS:
+        _throttled[path] = (last, left_out + 1)
+        return None
+    if len(_throttled) > 1024:  # paths are the client's choice: keep the table bounded
+        _throttled.clear()
+    _throttled[path] = (now, 0)
+    return left_out
+
+
 def _log_error(status: int, code: str, message: str) -> None:
-    """One line per failed request: enough context to find it, never the request body."""
-    context = {
+    """One line per failed request: enough context to find it, never the request body.
+
+    Refusals of a flood (429) are throttled: see :data:`THROTTLE_SECONDS`."""
+    left_out = _throttle(status, request.path)
+    if left_out is None:
+        return
+    context: dict[str, Any] = {
         "path": request.path,
         "method": request.method,
         "status": status,
         "code": code,
         "message": message,
     }
+    if status == 429:
+        context["left_out"] = left_out
     log.log(logging.WARNING if status >= 500 else logging.INFO, "api.error",
             extra={"context": context})
 
