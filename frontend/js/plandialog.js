@@ -32,6 +32,8 @@ const unknownKeys = (plan) => plan.targets.filter((t) => t.host_key === "unknown
  *   it, `confirm` are added. A rerun passes `{which, group?, concurrency?}`.
  * - `always`: show the dialog even when the plan needs no confirmation (default false: such a
  *   plan with no unknown host key is run at once, still with its plan_id).
+ * - `opener`: where the focus goes back when the dialog closes and nothing else took it
+ *   (default: the element focused at the call; pass it when the caller disables that one).
  *
  * Resolves with `{result, plan}` (`result`: the endpoint's answer, e.g. `{operation_id}`) once
  * the run was accepted, or null when the operator cancelled (Cancel, Escape). Rejects with the
@@ -39,11 +41,13 @@ const unknownKeys = (plan) => plan.targets.filter((t) => t.host_key === "unknown
  * the run request when it is not a plan error. Only one dialog at a time: a second call while
  * one is open resolves null.
  */
-export async function planAndConfirm(planBody, { endpoint = "/api/operations/run", send = null, always = false } = {}) {
+export async function planAndConfirm(planBody, {
+  endpoint = "/api/operations/run", send = null, always = false, opener = document.activeElement,
+} = {}) {
   if (active) return null;
   const plan = await api.planOperation(planBody);
   return new Promise((resolve, reject) => {
-    active = { planBody, send: send || planBody, endpoint, plan, resolve, reject, busy: false, opener: document.activeElement };
+    active = { planBody, send: send || planBody, endpoint, plan, resolve, reject, busy: false, opener };
     if (!always && !plan.confirm && !unknownKeys(plan).length) {
       run();
       return;
@@ -62,7 +66,13 @@ function finish(outcome, value) {
   active = null;
   const dlg = dialog();
   if (dlg.open) dlg.close();
-  if (session.opener && document.contains(session.opener)) session.opener.focus();
+  // After the caller's own clean-up (it may re-enable the opener), unless it moved the focus.
+  const back = session.opener;
+  setTimeout(() => {
+    const now = document.activeElement;
+    const lost = !now || now === document.body || now === back || dlg.contains(now);
+    if (back && document.contains(back) && lost) back.focus();
+  }, 0);
   if (outcome === "ok") session.resolve(value);
   else session.reject(value);
 }
@@ -128,7 +138,7 @@ function render(plan) {
   $("#plan-again").hidden = true;
   $("#plan-form").dataset.planId = plan.plan_id;
   const unknown = unknownKeys(plan);
-  $("#plan-body").replaceChildren(
+  $("#plan-body").replaceChildren(...[
     h("p", { class: "plan-summary" },
       h("span", { text: "Inventory commit " }),
       h("code", { class: "plan-commit", id: "plan-commit", text: short(plan.inventory_commit), title: plan.inventory_commit || "no commit synced" }),
@@ -141,7 +151,7 @@ function render(plan) {
     h("ul", { class: "plan-targets", id: "plan-targets" }, ...plan.targets.map(targetRow)),
     h("h3", { class: "plan-h", text: "Scripts, in this order" }),
     h("ol", { class: "plan-scripts", id: "plan-scripts" }, ...plan.scripts.map(scriptItem)),
-  );
+  ].filter(Boolean));
   renderConfirm(plan);
 }
 

@@ -462,9 +462,10 @@ async function submit(ev, { always = false } = {}) {
     return;
   }
   const buttons = [$("#run-submit"), $("#run-review")];
+  const opener = buttons.includes(document.activeElement) ? document.activeElement : buttons[0];
   for (const b of buttons) b.disabled = true;
   try {
-    const done = await planAndConfirm(body, { always });
+    const done = await planAndConfirm(body, { always, opener });
     if (!done) return; // cancelled in the plan dialog
     if ($("#run-warning").dataset.kind === "info") setNote("#run-warning", null);
     // No "queued" toast: the output pane shows the operation's live status from here on.
