@@ -167,8 +167,8 @@ def test_a_script_changed_after_the_plan_is_refused_as_stale(
     planned = dialog_state(app)
     # Another operator edits the script and syncs while the dialog is open.
     repo = demo_repo(demo_service, tmp_path / "clone")
-    repo.write("scripts/system_info.sh",
-               repo.read("scripts/system_info.sh") + "# edited after the plan\n")
+    hostile = "# edited after the plan <img src=x id=pwned-plan> </pre><b>bold</b>\n"
+    repo.write("scripts/system_info.sh", repo.read("scripts/system_info.sh") + hostile)
     repo.commit_and_push("system_info: edited after the plan")
     with demo_service.http() as http:
         sync(http)
@@ -192,6 +192,10 @@ def test_a_script_changed_after_the_plan_is_refused_as_stale(
     fresh = wait_for("the new plan", lambda: (
         s if (s := dialog_state(app))["planId"] != planned["planId"] else None))
     assert fresh["scripts"][0]["sha256"] == new_sha and fresh["error"] is None
+    # The script text is shown as text: markup in it stays characters.
+    wait_for("the new text", lambda: hostile.strip() in dialog_state(app)["scripts"][0]["script"])
+    assert app.find_elements(By.ID, "pwned-plan") == []
+    assert app.find_elements(By.CSS_SELECTOR, "#plan-dialog b, #plan-dialog img") == []
     assert not fresh["runEnabled"]
     op_id = submit_run_in_dialog(app, before)
     with demo_service.http() as http:

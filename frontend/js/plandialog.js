@@ -15,7 +15,8 @@ import { $, badge, copyText, fmtTime, h, relTime, showError, statusKind, toast }
 const PLAN_ERRORS = new Set(["PLAN_STALE", "PLAN_MISMATCH", "PLAN_NOT_FOUND", "CONFIRMATION_REQUIRED"]);
 const FOCUSABLE = "button:not([disabled]), input:not([disabled]), [tabindex]:not([tabindex='-1']), summary, a[href]";
 
-let active = null; // the one dialog session: {planBody, send, endpoint, plan, resolve, reject, busy}
+let active = null; // the one dialog session: {planBody, send, endpoint, plan, resolve, reject, busy, opener}
+let planning = false; // the first plan request of a session is in flight
 
 const short = (hash, n = 12) => (hash ? String(hash).slice(0, n) : "—");
 
@@ -38,14 +39,20 @@ const unknownKeys = (plan) => plan.targets.filter((t) => t.host_key === "unknown
  * Resolves with `{result, plan}` (`result`: the endpoint's answer, e.g. `{operation_id}`) once
  * the run was accepted, or null when the operator cancelled (Cancel, Escape). Rejects with the
  * ApiError of the plan request (validated like run: ENROLLMENT_REQUIRED, INVALID_FLAG, …) or of
- * the run request when it is not a plan error. Only one dialog at a time: a second call while
- * one is open resolves null.
+ * the run request when it is not a plan error. Only one session at a time: a call while one
+ * is planning or open resolves null.
  */
 export async function planAndConfirm(planBody, {
   endpoint = "/api/operations/run", send = null, always = false, opener = document.activeElement,
 } = {}) {
-  if (active) return null;
-  const plan = await api.planOperation(planBody);
+  if (active || planning) return null;
+  planning = true;
+  let plan;
+  try {
+    plan = await api.planOperation(planBody);
+  } finally {
+    planning = false;
+  }
   return new Promise((resolve, reject) => {
     active = { planBody, send: send || planBody, endpoint, plan, resolve, reject, busy: false, opener };
     if (!always && !plan.confirm && !unknownKeys(plan).length) {
