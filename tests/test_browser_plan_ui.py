@@ -9,6 +9,7 @@ script change, the quick path of a run that needs no confirmation, an unknown ho
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.fixtures_browser import (
     DemoService,
+    api_run,
+    confirm_plan,
+    console_errors,
     live_title,
     open_tab,
     plan_dialog_open,
@@ -245,6 +249,14 @@ def test_an_unknown_host_key_is_a_warning_in_the_plan(app: WebDriver,
     known_hosts.write_text("".join(line for line in original.splitlines(keepends=True)
                                    if not line.startswith(name)), encoding="utf-8")
     try:
+        # Not prod any more (the test before), but its key is unknown: the dialog opens anyway.
+        plan_form(app, "system_info", ["vm-web-01"])
+        open_plan(app)
+        alone = dialog_state(app)
+        assert alone["phrase"] is None and alone["runEnabled"]
+        assert alone["targets"][0]["hostKey"] == "unknown" and alone["targets"][0]["warn"]
+        app.find_element(By.ID, "plan-cancel").click()
+        wait_for("the dialog closed", lambda: not plan_dialog_open(app))
         plan_form(app, "system_info", ["vm-web-01", "vps-fra-01"])
         open_plan(app)  # prod (vps-fra-01) and an unknown key
         state = dialog_state(app)
@@ -259,3 +271,58 @@ def test_an_unknown_host_key_is_a_warning_in_the_plan(app: WebDriver,
         wait_for("the dialog closed", lambda: not plan_dialog_open(app))
     finally:
         known_hosts.write_text(original, encoding="utf-8")
+
+
+RERUN_SCRIPT = """
+const [opId, done] = [arguments[0], arguments[arguments.length - 1]];
+(async () => {
+  const { request } = await import("/js/api.js");
+  const { planAndConfirm } = await import("/js/plandialog.js");
+  const endpoint = `/api/operations/${opId}/rerun`;
+  try {
+    await request("POST", endpoint, { which: "failed" });
+    done({ code: "accepted without confirmation" });
+  } catch (err) {
+    window.__rerun = null;
+    planAndConfirm(err.details.run, { endpoint, send: { which: "failed" } }).then(
+      (r) => { window.__rerun = { result: r.result, planId: r.plan.plan_id }; },
+      (e) => { window.__rerun = { error: e.code }; });
+    done({ code: err.code });
+  }
+})();
+"""
+
+
+def test_a_rerun_is_confirmed_through_plan_and_confirm(app: WebDriver,
+                                                       demo_service: DemoService) -> None:
+    """The contract the rerun buttons use: a rerun answered CONFIRMATION_REQUIRED is planned
+    from ``details.run`` and re-sent to the rerun endpoint with plan_id and the phrase."""
+    with demo_service.http() as http:
+        parent = api_run(http, {"scripts": ["disk_usage"], "targets": ["vps-nyc-01"],
+                                "flags": {"disk_usage": ["--threshold=0"]}})["operation_id"]
+        wait_for("the failing run to end", lambda: http.get(
+            f"/api/operations/{parent}").json()["status"] == "failed", timeout=40)
+    open_tab(app, "operations")
+    answer = app.execute_async_script(RERUN_SCRIPT, parent)
+    assert answer == {"code": "CONFIRMATION_REQUIRED"}, answer
+    wait_for("the plan dialog", lambda: plan_dialog_open(app))
+    assert dialog_state(app)["phrase"] == "run on 1 target"
+    confirm_plan(app)
+    rerun = wait_for("the rerun accepted", lambda: js(app, "return window.__rerun"))
+    assert "error" not in rerun, rerun
+    assert rerun["result"]["parent"] == parent
+    with demo_service.http() as http:
+        child = http.get(f"/api/operations/{rerun['result']['operation_id']}").json()
+    assert child["parent"] == parent and child["plan"]["plan_id"] == rerun["planId"]
+    assert child["targets"] == ["vps-nyc-01"]
+
+
+def test_no_console_errors(app: WebDriver) -> None:
+    # Expected: the 409 of the stale plan's run and the rerun's CONFIRMATION_REQUIRED.
+    def expected(entry: dict[str, object]) -> bool:
+        msg = str(entry["message"])
+        return entry.get("source") == "network" and bool(
+            re.search(r"/api/operations/run - .* status of 409", msg)
+            or re.search(r"/api/operations/OP-\d+/rerun - .* status of 409", msg))
+    errors = console_errors(app, expected)
+    assert errors == [], errors
