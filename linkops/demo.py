@@ -123,11 +123,6 @@ def write_demo_config(workdir: Path, fleet: Sandbox, repo: Path, port: int) -> P
                 "[health]",
                 "check_interval_minutes = 1",
                 "",
-                # The example inventory tags its links prod, but these are throwaway sandbox
-                # hosts: runs need no typed confirmation here (SPEC §10.3 confirm_tags).
-                "[operations]",
-                "confirm_tags =",
-                "",
                 "[logging]",
                 f"path = {workdir / 'log' / 'linkops.log'}",
                 "level = INFO",

@@ -276,9 +276,27 @@ def live_title(driver: WebDriver) -> str:
     return str(driver.find_element(By.ID, "op-live-title").text)
 
 
+def plan_dialog_open(driver: WebDriver) -> bool:
+    return bool(driver.execute_script(
+        "return document.getElementById('plan-dialog').open"))
+
+
+def confirm_plan(driver: WebDriver) -> None:
+    """In the open plan dialog: type the phrase it names (if it asks for one), press Run."""
+    phrase = driver.find_elements(By.ID, "plan-phrase")
+    if phrase:
+        named = driver.find_element(By.CSS_SELECTOR, "#plan-confirm .plan-phrase-text").text
+        assert named and named == phrase[0].get_attribute("data-phrase"), named
+        phrase[0].send_keys(named)
+    run = driver.find_element(By.ID, "plan-run")
+    wait_for("the plan's Run button enabled", run.is_enabled, timeout=5)
+    run.click()
+
+
 def submit_run(driver: WebDriver, button: str = "run-submit") -> str:
-    """Press Run (or ``button``) and return the id of the operation the output pane then
-    follows."""
+    """Press Run (or ``button``), go through the plan dialog when it opens (the demo's links
+    are tagged prod: the phrase is typed), and return the id of the operation the output
+    pane then follows."""
     before = live_title(driver)
     driver.find_element(By.ID, button).click()
 
@@ -287,7 +305,30 @@ def submit_run(driver: WebDriver, button: str = "run-submit") -> str:
         found = re.search(r"OP-\d+", title)
         return found.group(0) if found and title != before else None
 
+    def started_or_asked() -> str | None:
+        if plan_dialog_open(driver):
+            return "dialog"
+        return new_id()
+
+    if wait_for("the plan dialog or the new operation", started_or_asked) == "dialog":
+        confirm_plan(driver)
+        wait_for("the plan dialog to close", lambda: not plan_dialog_open(driver))
     return wait_for("the new operation in the output pane", new_id)
+
+
+def api_run(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    """Run through the API as the UI does: plan, then run with plan_id and, when the plan
+    asks for it (the demo's links are tagged prod), the phrase. Returns the 202 answer."""
+    r = http.post("/api/operations/plan", json=body)
+    assert r.status_code == 200, r.text
+    plan = r.json()
+    confirmed = {**body, "plan_id": plan["plan_id"]}
+    if plan["confirm"]:
+        confirmed["confirm"] = plan["confirm"]["phrase"]
+    r = http.post("/api/operations/run", json=confirmed)
+    assert r.status_code == 202, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
 
 
 # -- terminal panes ------------------------------------------------------------------------------

@@ -508,12 +508,13 @@ def test_theme_is_remembered(app: WebDriver) -> None:
 
 def test_no_console_errors(app: WebDriver) -> None:
     # Expected: 401/403 answers to the deliberate bad logins, the signed-out visit and the
-    # run refused for an unenrolled target. Anything else (a script error above all) fails.
+    # run refused for an unenrolled target (refused when
+    # it is planned, POST /api/operations/plan). Anything else (a script error above all) fails.
     def expected(entry: dict[str, object]) -> bool:
         msg = str(entry["message"])
         return entry.get("source") == "network" and bool(
             re.search(r"/api/auth/(login|me) - .* status of (401|403)", msg)
-            or re.search(r"/api/operations/run - .* status of 403", msg))
+            or re.search(r"/api/operations/plan - .* status of 403", msg))
     assert console_errors(app, expected) == []
 
 

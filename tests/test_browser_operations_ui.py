@@ -28,6 +28,7 @@ from tests.fixtures_browser import (
     header_texts,
     live_title,
     open_tab,
+    plan_dialog_open,
     screenshot,
     set_flag,
     submit_run,
@@ -618,6 +619,17 @@ def test_keyboard_only_run_stop_history_terminal(app: WebDriver) -> None:
     tab_to(app, "el.dataset.target === 'vm-docker-01'").send_keys(Keys.SPACE)
     before = live_title(app)
     tab_to(app, "el.id === 'run-submit'").send_keys(Keys.ENTER)
+    # vm-docker-01 is tagged prod: the plan dialog opens with the focus in the phrase field;
+    # Tab stays inside the dialog, and Enter in the field runs once the phrase is typed.
+    wait_for("the plan dialog", lambda: plan_dialog_open(app))
+    phrase = app.switch_to.active_element
+    assert phrase.get_attribute("id") == "plan-phrase"
+    for _ in range(12):
+        phrase.send_keys(Keys.TAB)
+        phrase = app.switch_to.active_element
+        assert js(app, "return document.getElementById('plan-dialog')"
+                       ".contains(document.activeElement)")
+    tab_to(app, "el.id === 'plan-phrase'").send_keys("run on 1 target", Keys.ENTER)
     op_id = wait_for("the run", lambda: (m.group(0) if (m := re.search(r"OP-\d+", live_title(app)))
                                          and live_title(app) != before else None))
     wait_for("running", lambda: op_status(app) == "running", timeout=40)
@@ -654,12 +666,13 @@ def test_keyboard_only_run_stop_history_terminal(app: WebDriver) -> None:
 
 
 def test_no_console_errors(app: WebDriver) -> None:
-    # Expected: the 403 of the run deliberately submitted with an unenrolled target and the
+    # Expected: the 403 of the run deliberately submitted with an unenrolled target (refused
+    # when it is planned, POST /api/operations/plan) and the
     # 404 of the made-up OP-99999. Anything else, a script error above all, fails.
     def expected(entry: dict[str, object]) -> bool:
         msg = str(entry["message"])
         return entry.get("source") == "network" and bool(
-            re.search(r"/api/operations/run - .* status of 403", msg)
+            re.search(r"/api/operations/plan - .* status of 403", msg)
             or re.search(r"/api/operations/OP-99999 - .* status of 404", msg))
     errors = console_errors(app, expected)
     assert errors == [], errors

@@ -20,7 +20,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
-from tests.fixtures_browser import DemoService, open_tab, screenshot, wait_for
+from tests.fixtures_browser import DemoService, api_run, open_tab, screenshot, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -175,10 +175,8 @@ def test_history_filters_and_pages(app: WebDriver, demo_service: DemoService) ->
     with demo_service.http() as http:
         ids = []
         for _ in range(17):
-            r = http.post("/api/operations/run",
-                          json={"scripts": ["system_info"], "targets": ["vps-fra-01"]})
-            assert r.status_code == 202, r.text
-            ids.append(r.json()["operation_id"])
+            r = api_run(http, {"scripts": ["system_info"], "targets": ["vps-fra-01"]})
+            ids.append(r["operation_id"])
         def finished() -> dict[str, Any] | None:
             views = {i: http.get(f"/api/operations/{i}").json() for i in ids}
             done = all(v["status"] not in ("queued", "running") for v in views.values())
@@ -245,8 +243,7 @@ def test_links_table_sorts_by_column(app: WebDriver) -> None:
 def test_polling_keeps_keyboard_focus(app: WebDriver, demo_service: DemoService) -> None:
     """The operations list re-renders every few seconds; focus stays on the same button."""
     with demo_service.http() as http:
-        op = http.post("/api/operations/run",
-                       json={"scripts": ["system_info"], "targets": ["vps-nyc-01"]}).json()
+        op = api_run(http, {"scripts": ["system_info"], "targets": ["vps-nyc-01"]})
         wait_for("the run to end", lambda: http.get(
             f"/api/operations/{op['operation_id']}").json()["status"] == "success", timeout=60)
     open_tab(app, "operations")

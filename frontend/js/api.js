@@ -175,6 +175,12 @@ export const taskOutput = (id, target, script, stream, offset = 0, limit = 10485
   request("GET", `/api/operations/${enc(id)}/tasks/${enc(target)}/${enc(script)}/output` +
     `?stream=${enc(stream)}&offset=${enc(offset)}&limit=${enc(limit)}`);
 
+// ---- plan and confirm (js/plandialog.js) ---------------------------------------------------
+// The run body → {plan_id, inventory_commit, targets, scripts, concurrency, confirm, …}.
+export const planOperation = (body) => request("POST", "/api/operations/plan", body);
+// One script with its text ({…, sha256, content}).
+export const script = (id) => request("GET", `/api/scripts/${enc(id)}`).then((r) => (r && r.script) || r);
+
 // ---- tables -------------------------------------------------------------------------------
 export const tableQuery = (table, opts = {}) =>
   request("POST", "/api/tables/query", { table, ...opts }).then((r) => ({

@@ -1,14 +1,16 @@
 // The "Run scripts" form: 1–10 scripts in the order picked (with description and estimated
 // duration), each script's declared flags (switches as checkboxes, "--x=default" /
 // "--x=REQUIRED" with a value input), targets (search, type/tag chips, enrollment badges,
-// "select all enrolled"), concurrency. Submits POST /api/operations/run.
+// "select all enrolled"), concurrency. Run plans first (POST /api/operations/plan) and goes
+// through the plan dialog (plandialog.js) when the plan asks for a typed confirmation;
+// "Plan…" always shows it. Then POST /api/operations/run with the plan_id.
 //
 // Everything that can grow scrolls in one area; the Run bar (warnings, errors, concurrency,
 // Run) stays visible below it. An unenrolled target is flagged the moment it is ticked, with
 // a one-click "run on the enrolled ones"; server refusals are explained in words.
 
-import * as api from "./api.js";
 import { $, badge, flagEntries, fmtDuration, h, scriptIcon, showError } from "./dom.js";
+import { describePlanError, planAndConfirm } from "./plandialog.js";
 import { store } from "./store.js";
 
 export const MAX_SCRIPTS = 10;
@@ -32,6 +34,7 @@ export function parseFlag(declared) {
 export function initRunForm(opts) {
   onStarted = opts.onStarted;
   $("#run-form").addEventListener("submit", submit);
+  $("#run-review").addEventListener("click", (ev) => submit(ev, { always: true }));
   $("#run-all-enrolled").addEventListener("click", () => {
     selected.clear();
     for (const l of visibleLinks()) if (l.enrolled) selected.add(l.id);
@@ -395,6 +398,11 @@ export function describeRunError(err) {
       return `Not run: ${(d.scripts || []).join(", ")} ${d.scripts && d.scripts.length === 1 ? "is" : "are"} not bash scripts.`;
     case "SERVICE_SHUTTING_DOWN":
       return "Not run: the LinkOps service is shutting down. Try again once it is back.";
+    case "PLAN_STALE":
+    case "PLAN_MISMATCH":
+    case "PLAN_NOT_FOUND":
+    case "CONFIRMATION_REQUIRED":
+      return `Not run: ${describePlanError(err)}`;
     case "NETWORK_ERROR":
       return `Not run: ${err.message}`;
     default:
@@ -436,7 +444,7 @@ function collect() {
   return { scripts: [...picked], flags, targets, concurrency, require_enrollment: true };
 }
 
-async function submit(ev) {
+async function submit(ev, { always = false } = {}) {
   ev.preventDefault();
   let body;
   setError(null);
@@ -453,17 +461,19 @@ async function submit(ev) {
     }
     return;
   }
-  const btn = $("#run-submit");
-  btn.disabled = true;
+  const buttons = [$("#run-submit"), $("#run-review")];
+  const opener = buttons.includes(document.activeElement) ? document.activeElement : buttons[0];
+  for (const b of buttons) b.disabled = true;
   try {
-    const r = await api.runOperation(body);
+    const done = await planAndConfirm(body, { always, opener });
+    if (!done) return; // cancelled in the plan dialog
     if ($("#run-warning").dataset.kind === "info") setNote("#run-warning", null);
     // No "queued" toast: the output pane shows the operation's live status from here on.
-    onStarted(r.operation_id, { scripts: body.scripts, targets: body.targets, flags: body.flags, concurrency: body.concurrency });
+    onStarted(done.result.operation_id, { scripts: body.scripts, targets: body.targets, flags: body.flags, concurrency: body.concurrency });
   } catch (err) {
     if (err.status === 401) return;
     setError(describeRunError(err));
   } finally {
-    btn.disabled = false;
+    for (const b of buttons) b.disabled = false;
   }
 }
