@@ -175,6 +175,14 @@ export const taskOutput = (id, target, script, stream, offset = 0, limit = 10485
   request("GET", `/api/operations/${enc(id)}/tasks/${enc(target)}/${enc(script)}/output` +
     `?stream=${enc(stream)}&offset=${enc(offset)}&limit=${enc(limit)}`);
 
+// Output groups (SPEC §10.3): {script_groups: [{script, position, majority, groups}], unfinished}.
+export const operationGroups = (id) => request("GET", `/api/operations/${enc(id)}/groups`);
+// Unified diff of a group's normalised output against `against` ("majority" or a group key).
+export const groupDiff = (id, key, against = "majority") =>
+  request("GET", `/api/operations/${enc(id)}/groups/${enc(key)}/diff?against=${enc(against)}`);
+// {which: "failed"|"unfinished"|"group", group?, plan_id?, confirm?} → {operation_id, parent, targets}.
+export const rerunOperation = (id, body) => request("POST", `/api/operations/${enc(id)}/rerun`, body);
+
 // ---- tables -------------------------------------------------------------------------------
 export const tableQuery = (table, opts = {}) =>
   request("POST", "/api/tables/query", { table, ...opts }).then((r) => ({
