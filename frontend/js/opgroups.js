@@ -83,7 +83,7 @@ export function lineageNodes(parent, children) {
   if (kids.length) {
     const items = [];
     kids.forEach((k, i) => items.push(i ? ", " : "", link(String(k))));
-    parts.push(h("span", { class: "lineage-children" }, `rerun${kids.length === 1 ? "" : "s"}: `, ...items));
+    parts.push(h("span", { class: "lineage-children" }, "reruns: ", ...items));
   }
   if (!parts.length) return null;
   const out = [];
@@ -142,8 +142,18 @@ export class OpGroups {
     this.notice = h("div", { class: "grp-notice", id: "grp-notice", role: "alert", hidden: true });
     this.body = h("div", { class: "grp-body" });
     this.actions = h("div", { class: "grp-actions" });
+    this.toggle = h("button", {
+      class: "btn btn-link grp-toggle", type: "button", "aria-expanded": "true", id: "grp-toggle",
+      title: "Show or hide the group rows (the summary stays)",
+    }, h("span", { class: "grp-title", text: "Output groups" }));
+    this.toggle.addEventListener("click", () => {
+      const open = this.toggle.getAttribute("aria-expanded") !== "true";
+      this.toggle.setAttribute("aria-expanded", String(open));
+      container.classList.toggle("grp-collapsed", !open);
+    });
+    container.classList.remove("grp-collapsed");
     container.replaceChildren(
-      h("div", { class: "grp-bar" }, h("h3", { class: "grp-title", text: "Output groups" }), this.actions),
+      h("div", { class: "grp-bar" }, this.toggle, h("span", { class: "spacer" }), this.actions),
       this.notice, this.body);
     container.hidden = false;
     this.render();
@@ -411,6 +421,8 @@ export class OpGroups {
     if (key) {
       const again = this.body.querySelector(`.grp-row[data-key="${CSS.escape(key)}"]`);
       if (again) again.focus({ preventScroll: true });
+      const detail = this.body.querySelector(".grp-detail");
+      if (detail) detail.scrollIntoView({ block: "nearest" });
       if (!this.details.has(key)) this.load();
     }
   }
@@ -482,7 +494,7 @@ export class OpGroups {
     }
     if (v.kind === "diff") {
       return h("div", { class: "grp-view" },
-        h("div", { class: "small muted", text: `Diff of ${v.group} against ${v.against}${v.cut ? " (only the first 20,000 lines of each stream compared)" : ""}:` }),
+        h("div", { class: "small muted", text: `Diff of this group's normalised output against ${v.what}${v.cut ? " (only the first 20,000 lines of each stream compared)" : ""}:` }),
         h("pre", { class: "grp-diff", id: "grp-diff" }, ...diffNodes(v.text)));
     }
     // full output of one target
@@ -506,6 +518,8 @@ export class OpGroups {
     this.view = view;
     this.viewVersion += 1;
     this.render();
+    const shown = view && view.kind !== "loading" ? this.body.querySelector(".grp-view") : null;
+    if (shown) shown.scrollIntoView({ block: "nearest" });
   }
 
   async showDiff(key, against) {
@@ -513,7 +527,9 @@ export class OpGroups {
     try {
       const r = await api.groupDiff(this.id, key, against);
       if (this.selected !== key) return;
-      this.setView({ kind: "diff", group: r.group, against: r.against, text: r.diff, cut: r.cut });
+      const sg = [...this.scripts.values()].find((x) => x.groups.some((g) => g.key === key));
+      const what = sg && sg.majority === r.against ? `the majority (group ${r.against})` : `group ${r.against}`;
+      this.setView({ kind: "diff", what, text: r.diff, cut: r.cut });
     } catch (err) {
       if (this.selected !== key) return;
       if (err instanceof ApiError && err.code === "NO_MAJORITY") {
