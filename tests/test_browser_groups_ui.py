@@ -395,6 +395,29 @@ def test_a_rerun_that_needs_confirmation_says_so_and_starts_nothing(
     assert console_errors(driver, provoked_409) == []
 
 
+def test_an_operation_where_everything_succeeded_offers_no_rerun_of_failed_or_unfinished(
+        groups_app: WebDriver, groups_service: GroupsService) -> None:
+    driver = groups_app
+    with groups_service.http() as http:
+        run = http.post("/api/operations/run", json={
+            "scripts": [SCRIPT_ID], "targets": WEB[:3], "require_enrollment": True})
+        assert run.status_code == 202, run.text
+        op_id = run.json()["operation_id"]
+        assert wait_ended(http, op_id)["status"] == "success"
+    open_operation(driver, op_id)
+    wait_for("the groups", lambda: summary(driver) == "3 identical · 0 differ · 0 failed")
+    for button, title in (("grp-rerun-failed", "No task failed or timed out"),
+                          ("grp-rerun-unfinished", "Every task succeeded")):
+        element = driver.find_element(By.ID, button)
+        assert not element.is_enabled() and element.get_attribute("title") == title
+    # One group, the majority: it can be rerun as a whole, but not diffed against itself.
+    (row,) = rows(driver)
+    click(driver, f'#op-groups .grp-row[data-key="{row["key"]}"]')
+    wait_for("Rerun this group", lambda: driver.find_element(By.ID, "grp-rerun-group").is_enabled())
+    assert not driver.find_element(By.ID, "grp-diff-majority").is_enabled()
+    assert driver.find_element(By.ID, "grp-rerun-group").text == "Rerun this group (3 targets)"
+
+
 def test_a_viewer_sees_groups_and_diffs_but_no_rerun_buttons(
         groups_app: WebDriver, groups_service: GroupsService,
         finished_op: dict[str, Any]) -> None:

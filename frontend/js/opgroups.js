@@ -243,7 +243,9 @@ export class OpGroups {
         groups: sg.groups || [], more: 0,
       }]));
       this.unfinished = Array.isArray(r.unfinished) ? r.unfinished : [];
-      if (r.status) this.status = String(r.status).toLowerCase();
+      // (an answer that left before operation_end must not make an ended operation active again)
+      const status = String(r.status || "").toLowerCase();
+      if (status && (this.active || !ACTIVE.has(status))) this.status = status;
     } else if (this.active) {
       this.scheduleLoad(); // older than the events: fetch again for fresh targets
     }
