@@ -71,6 +71,7 @@ export function onConfirmationRequired(details, retry) {
   if (note) {
     note.textContent = text;
     note.hidden = false;
+    note.scrollIntoView({ block: "nearest" });
   }
 }
 
