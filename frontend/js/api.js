@@ -180,6 +180,13 @@ export const taskOutput = (id, target, script, stream, offset = 0, limit = 10485
 export const planOperation = (body) => request("POST", "/api/operations/plan", body);
 // One script with its text ({…, sha256, content}).
 export const script = (id) => request("GET", `/api/scripts/${enc(id)}`).then((r) => (r && r.script) || r);
+// Output groups (SPEC §10.3): {script_groups: [{script, position, majority, groups}], unfinished}.
+export const operationGroups = (id) => request("GET", `/api/operations/${enc(id)}/groups`);
+// Unified diff of a group's normalised output against `against` ("majority" or a group key).
+export const groupDiff = (id, key, against = "majority") =>
+  request("GET", `/api/operations/${enc(id)}/groups/${enc(key)}/diff?against=${enc(against)}`);
+// {which: "failed"|"unfinished"|"group", group?, plan_id?, confirm?} → {operation_id, parent, targets}.
+export const rerunOperation = (id, body) => request("POST", `/api/operations/${enc(id)}/rerun`, body);
 
 // ---- tables -------------------------------------------------------------------------------
 export const tableQuery = (table, opts = {}) =>

@@ -3,12 +3,14 @@
 // The operation shown has its own URL (#operations/OP-10001), a header saying what it ran
 // (script names, flags, who, when), a summary strip (tasks ok/failed/running/queued/skipped,
 // progress, ETA from the scripts' estimatedDuration, a live duration) and "Run again".
+// The output groups, diffs and reruns of the operation are opgroups.js (#op-groups).
 
 import * as api from "./api.js";
 import {
   $, badge, confirmAction, downloadText, flagEntries, fmtDuration, fmtTime, h, relTime,
   replaceKeepingFocus, showError, statusKind, toast,
 } from "./dom.js";
+import { OpGroups, lineageNodes } from "./opgroups.js";
 import { OpLog, taskStatus } from "./oplog.js";
 import { initRunForm, prefillRunForm, refreshRunForm, selectTargets } from "./runform.js";
 import { store } from "./store.js";
@@ -26,8 +28,9 @@ let catalogue = []; // scripts, for names and estimated durations
 let tick = null; // 1 s timer for the live duration and ETA
 
 // The operation shown in the output pane.
-// {id, status, log: OpLog, source: EventSource|null, scripts, targets, flags, concurrency,
-//  startedAt (ms), endedAt (ms) | null, duration (s) | null, by}
+// {id, status, log: OpLog, groups: OpGroups, source: EventSource|null, scripts, targets,
+//  flags, concurrency, startedAt (ms), endedAt (ms) | null, duration (s) | null, by,
+//  parent, children}
 let current = null;
 let wanted = null; // id being opened (routing must not open it twice)
 
@@ -137,6 +140,8 @@ function normaliseOp(r) {
     by: r.triggered_by || "",
     flags: r.flags && typeof r.flags === "object" ? r.flags : {},
     concurrency: r.concurrency ?? null,
+    parent: r.parent || null,
+    children: Array.isArray(r.children) ? r.children : [],
   };
 }
 
@@ -206,7 +211,7 @@ function renderList(ops) {
         "tr",
         { dataset: { op: op.id }, class: `row-link${current && current.id === op.id ? " row-selected" : ""}` },
         h("td", {}, h("span", { class: `dot dot-${statusKind(op.status)}` }), " ", h("span", { text: op.status })),
-        h("td", { class: "mono", text: op.id }),
+        h("td", { class: "mono" }, op.id, lineageNodes(op.parent, op.children)),
         h("td", { class: "cell-scripts", title: op.scripts.join(", ") },
           h("span", { class: "op-scripts", text: names }),
           flags ? h("span", { class: "op-flags mono small muted", text: flags, title: flags }) : null),
@@ -232,6 +237,7 @@ function setCurrentStatus(status) {
   const s = String(status).toLowerCase();
   $("#op-live-status").replaceChildren(badge(s, statusKind(s)));
   $("#op-stop").disabled = !ACTIVE.has(s);
+  if (current.groups) current.groups.setStatus(s);
   if (!ACTIVE.has(s) && !current.endedAt) current.endedAt = Date.now();
   renderSummary();
 }
@@ -240,6 +246,7 @@ function closeCurrent() {
   if (!current) return;
   if (current.source) current.source.close();
   current.log.destroy();
+  current.groups.destroy();
   current = null;
   clearInterval(tick);
   tick = null;
@@ -292,8 +299,15 @@ async function openOperationNow(id, known) {
   const log = new OpLog($("#op-live-body"), { id, scripts, targets, onChange: () => renderSummary() });
   const started = Date.parse((detail && (detail.started || detail.created)) || "");
   const ended = Date.parse((detail && detail.ended) || "");
+  const groups = new OpGroups($("#op-groups"), {
+    id, scripts, targets, status: detail ? detail.status : "queued",
+    onOpen: (next) => {
+      openOperation(next);
+      refreshList();
+    },
+  });
   current = {
-    id, status: "queued", log, source: null,
+    id, status: "queued", log, groups, source: null,
     scripts: scriptIds, targets,
     flags: (src.flags && typeof src.flags === "object") ? src.flags : {},
     concurrency: Number(src.concurrency) || null,
@@ -301,6 +315,8 @@ async function openOperationNow(id, known) {
     startedAt: Number.isFinite(started) ? started : Date.now(),
     endedAt: Number.isFinite(ended) ? ended : null,
     duration: detail && detail.duration != null ? Number(detail.duration) : null,
+    parent: (detail && detail.parent) || null,
+    children: (detail && Array.isArray(detail.children)) ? detail.children : [],
   };
   $("#op-live-title").textContent = `${id} · ${scripts.map((s) => s.name).join(", ")}`;
   $("#op-live-title").title = id;
@@ -311,6 +327,7 @@ async function openOperationNow(id, known) {
   applyOutputView();
   tick = setInterval(renderSummary, 1000);
   markSelectedRow();
+  groups.load();
   if (detail && !ACTIVE.has(String(detail.status))) {
     await renderStoredLogs(detail);
     return;
@@ -341,6 +358,7 @@ function renderMeta() {
       c.concurrency ? ` · concurrency ${c.concurrency}` : "",
       c.by ? ` · by ${c.by}` : "",
       ` · started ${fmtTime(c.startedAt)}`),
+    ...[lineageNodes(c.parent, c.children)].filter(Boolean).map((n) => h("div", { class: "meta-line meta-lineage" }, n)),
   );
   $("#op-meta").hidden = false;
 }
@@ -502,6 +520,9 @@ function follow(id) {
   source.addEventListener("task_end", (ev) => {
     const d = parse(ev);
     mine.log.setStatus(d.target, d.script, d.status || (d.exit_code === 0 ? "SUCCESS" : "FAILED"), d.exit_code);
+  });
+  source.addEventListener("groups", (ev) => {
+    if (current === mine) mine.groups.applyEvent(parse(ev));
   });
   source.addEventListener("operation_end", (ev) => {
     const d = parse(ev);
