@@ -223,14 +223,19 @@ def _text_hook(parse: Callable[[str], Any]) -> Callable[[Any, Any], Any]:
     return hook
 
 
+def _is(annotation: Any) -> Callable[[Any], bool]:
+    def matches(tp: Any) -> bool:
+        return bool(tp == annotation)
+    return matches
+
+
 def _make_config_converter() -> cattrs.Converter:
     converter = make_converter()
     for annotation, parse in _TEXT_PARSERS.items():
         if isinstance(annotation, type):  # replaces the JSON hook of that class
             converter.register_structure_hook(annotation, _text_hook(parse))
         else:  # generic aliases are not classes: match them with a predicate
-            converter.register_structure_hook_func(
-                lambda t, annotation=annotation: bool(t == annotation), _text_hook(parse))
+            converter.register_structure_hook_func(_is(annotation), _text_hook(parse))
     return converter
 
 
