@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
-from linkops.converters import constraints
+from linkops.converters import QUERY_NAME, constraints
 
 Layout = Literal["single", "grid2x1", "grid1x3", "grid2x2"]
 Pane = Literal["A", "B", "C", "D"]
@@ -101,6 +101,48 @@ class TableQueryRequest:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in attrs.asdict(self, recurse=False).items() if v is not None}
+
+
+# -- query strings (linkops.converters.structure_query) -------------------------------------
+
+
+@attrs.frozen
+class LinkListQuery:
+    """``GET /api/links``; values are checked by ``LinkQuery.from_args``
+    (``INVALID_FILTER`` / ``INVALID_SORT``)."""
+
+    type: list[str] = attrs.field(factory=list, metadata=doc(
+        "link types; repeat or comma-separate"))
+    status: list[str] = attrs.field(factory=list, metadata=doc("online, offline or unknown"))
+    enrolled: str | None = attrs.field(default=None, metadata=doc("true or false"))
+    tag: list[str] = attrs.field(factory=list, metadata=doc(
+        "links carrying one of these tags"))
+    sort: str | None = attrs.field(default=None, metadata=doc("column to sort by (default id)"))
+    dir: str | None = attrs.field(default=None, metadata=doc("asc or desc"))
+
+
+@attrs.frozen
+class RecordingListQuery:
+    """``GET /api/terminal/recordings`` (times and cursor checked by the recording index)."""
+
+    target: str | None = attrs.field(default=None, metadata=doc("only this link"))
+    user: str | None = attrs.field(default=None, metadata=doc(
+        "only this user's (admins; others see only their own)"))
+    start: str | None = attrs.field(default=None, metadata={
+        QUERY_NAME: "from", **doc("started at or after (ISO-8601)")})
+    end: str | None = attrs.field(default=None, metadata={
+        QUERY_NAME: "to", **doc("started at or before (ISO-8601)")})
+    cursor: str | None = attrs.field(default=None, metadata=doc(
+        "next_cursor of the previous page"))
+
+
+@attrs.frozen
+class RecordingSearchQuery:
+    """``GET /api/terminal/recordings/search`` (an empty or over-long ``q`` is the index's
+    ``INVALID_QUERY``)."""
+
+    q: str = attrs.field(default="", metadata=doc(
+        "words that must all be in the line; word* is a prefix"))
 
 
 # -- responses ------------------------------------------------------------------------------
@@ -234,13 +276,3 @@ class VerifyResults:
     results: list[VerifyResult]
     count: int
     enrolled: int
-
-
-OBJECT: dict[str, Any] = {"type": "object"}
-
-
-def listing(key: str) -> dict[str, Any]:
-    """``{<key>: [...], count}`` (items documented in docs/api.md)."""
-    return {"type": "object", "required": [key, "count"],
-            "properties": {key: {"type": "array", "items": OBJECT},
-                           "count": {"type": "integer", "minimum": 0}}}

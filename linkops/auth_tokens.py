@@ -68,7 +68,7 @@ class ApiToken:
 class CreatedToken(ApiToken):
     """The new token: ``token`` is in this answer only."""
 
-    token: str = ""
+    token: str
 
 
 @attrs.frozen
@@ -78,7 +78,7 @@ class TokenList:
 
 @attrs.frozen
 class RevokedToken(ApiToken):
-    success: bool = True
+    success: bool
 
 
 def hash_secret(secret: str) -> str:

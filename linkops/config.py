@@ -1,4 +1,6 @@
-"""Settings from ``config.ini`` (SPEC §5), loaded once into frozen attrs classes.
+"""Settings from ``config.ini`` (SPEC §5), loaded once into frozen attrs classes,
+structured by the one converter of :mod:`linkops.converters` with a hook per setting type
+that reads INI text (:data:`config_converter`).
 
 The file comes from ``--config FILE``, else ``$LINKOPS_CONFIG``, else
 ``/etc/linkops/config.ini``. Every path is configurable so a non-root instance can live in a
@@ -16,7 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
+import cattrs
 
+from linkops.converters import FieldError, error_paths, make_converter
 from linkops.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/linkops/config.ini")
@@ -196,33 +200,59 @@ def _parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.replace("\n", ",").split(",") if item.strip())
 
 
-def _parser_for(annotation: str) -> Callable[[str], Any]:
-    # attrs keeps annotations as strings (from __future__ import annotations).
-    parsers: dict[str, Callable[[str], Any]] = {
-        "str": str.strip,
-        "int": int,
-        "float": float,
-        "bool": _parse_bool,
-        "Path": _parse_path,
-        "Path | None": _parse_path,
-        "tuple[str, ...]": _parse_list,
-    }
-    return parsers[annotation]
+# One structure hook per setting type: INI values are text, read as the field's type (the
+# accepted syntax is docs/configuration.md's). Everything else — unknown keys refused, every
+# problem collected with its field — is the one converter's (linkops.converters).
+_TEXT_PARSERS: dict[Any, Callable[[str], Any]] = {
+    str: str.strip,
+    int: int,
+    float: float,
+    bool: _parse_bool,
+    Path: _parse_path,
+    Path | None: _parse_path,
+    tuple[str, ...]: _parse_list,
+}
+
+
+def _text_hook(parse: Callable[[str], Any]) -> Callable[[Any, Any], Any]:
+    def hook(raw: Any, _: Any) -> Any:
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise FieldError(f"invalid value {raw!r} ({exc})") from None
+    return hook
+
+
+def _is(annotation: Any) -> Callable[[Any], bool]:
+    def matches(tp: Any) -> bool:
+        return bool(tp == annotation)
+    return matches
+
+
+def _make_config_converter() -> cattrs.Converter:
+    converter = make_converter()
+    for annotation, parse in _TEXT_PARSERS.items():
+        if isinstance(annotation, type):  # replaces the JSON hook of that class
+            converter.register_structure_hook(annotation, _text_hook(parse))
+        else:  # generic aliases are not classes: match them with a predicate
+            converter.register_structure_hook_func(_is(annotation), _text_hook(parse))
+    return converter
+
+
+config_converter = _make_config_converter()
 
 
 def _load_section(cp: configparser.ConfigParser, name: str, cls: type[T]) -> T:
-    values: dict[str, Any] = {}
-    if cp.has_section(name):
-        known = {f.name: f for f in attrs.fields(cls)}  # type: ignore[arg-type]
-        for key, raw in cp.items(name):
-            field = known.get(key)
-            if field is None:
-                raise ConfigError(f"[{name}] {key}: unknown setting")
-            try:
-                values[key] = _parser_for(str(field.type))(raw)
-            except ValueError as exc:
-                raise ConfigError(f"[{name}] {key}: invalid value {raw!r} ({exc})") from None
-    return cls(**values)
+    values = dict(cp.items(name)) if cp.has_section(name) else {}
+    try:
+        return config_converter.structure(values, cls)
+    except Exception as exc:  # cattrs raises groups of anything its hooks raise
+        problems = [(path, "unknown setting" if message == "unknown field" else message)
+                    for path, message in error_paths(exc)]
+        if not problems:
+            raise ConfigError(f"[{name}] invalid section ({exc})") from None
+        raise ConfigError("; ".join(f"[{name}] {'.'.join(map(str, path))}: {message}"
+                                    for path, message in problems)) from None
 
 
 def _require(condition: bool, where: str, message: str) -> None:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import re
+import types
+import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
 import attrs
 import cattrs
@@ -316,6 +318,94 @@ def structure_request(value: Any, cls: type[T]) -> T:
     except Exception as exc:  # cattrs raises groups of anything its hooks raise
         raise validation_error(error_paths(exc)) from None
     problems = constraint_errors(result)
+    if problems:
+        raise validation_error(problems)
+    return result
+
+
+# -- query strings: text → the field's type, then the same structuring and constraints --------
+
+# Field metadata key: the parameter's name in the URL when it is not the field's (``from``).
+QUERY_NAME = "query_name"
+_DIGITS = re.compile(r"[0-9]{1,10}")
+
+
+def query_name(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
+    return str(field.metadata.get(QUERY_NAME, field.name))
+
+
+def _query_kind(tp: Any) -> tuple[str, Any]:
+    """``("list", item)``, ``("int", int)``, ``("literal", tp)`` or ``("str", str)`` for a
+    query field's annotation (``X | None`` is ``X``: every parameter may be left out)."""
+    args = [a for a in get_args(tp) if a is not type(None)] if get_origin(tp) in (
+        types.UnionType, Union) else [tp]
+    if len(args) != 1:
+        raise TypeError(f"no query parameter type for {tp!r}")
+    (inner,) = args
+    if get_origin(inner) is list:
+        return "list", get_args(inner)[0]
+    if inner is int:
+        return "int", int
+    if get_origin(inner) is _LITERAL:
+        return "literal", inner
+    if inner is str:
+        return "str", str
+    raise TypeError(f"no query parameter type for {tp!r}")
+
+
+def query_fields(cls: type[Any]) -> list[tuple[attrs.Attribute, str, Any]]:  # type: ignore[type-arg]
+    """``(field, kind, item type)`` of each field of a query type (see :func:`_query_kind`)."""
+    hints = typing.get_type_hints(cls)
+    return [(f, *_query_kind(hints[f.name])) for f in attrs.fields(cls)]
+
+
+def structure_query(multi: Mapping[str, Sequence[str]], cls: type[T]) -> T:
+    """A query string (each parameter's values, as given) as ``cls``.
+
+    Text becomes the field's type first: an ``int`` is plain decimal digits (no sign,
+    fraction, exponent or spaces; at most 10 digits, then the field's ``maximum``), a
+    ``list[str]`` takes every value given, any other parameter at most one. An empty value
+    of a free-text (``str``) parameter is the same as leaving it out; an empty integer or
+    enumerated value is refused. Unknown parameters are refused. Then the one converter
+    structures it and checks the declared constraints, exactly as for a body: every problem
+    is in one 400 ``VALIDATION_ERROR`` with ``details.errors: [{path: "$.offset", message}]``.
+    """
+    fields = {query_name(f): (f, kind, item) for f, kind, item in query_fields(cls)}
+    values: dict[str, Any] = {}
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for name, given in multi.items():
+        found = fields.get(name)
+        if found is None:
+            problems.append(((name[:64],), "unknown parameter"))
+            continue
+        field, kind, _ = found
+        if kind == "list":
+            values[field.name] = list(given)
+            continue
+        if len(given) > 1:
+            problems.append(((name,), "given more than once"))
+            continue
+        if not given or (kind == "str" and given[0] == ""):
+            continue
+        raw = given[0]
+        if kind == "int":
+            if _DIGITS.fullmatch(raw) is None:
+                problems.append(((name,), "must be a non-negative integer (digits only)"))
+                continue
+            values[field.name] = int(raw)
+        else:
+            values[field.name] = raw
+    names = {f.name: query_name(f) for f in attrs.fields(cast(Any, cls))}
+
+    def renamed(found: Sequence[tuple[Sequence[str | int], str]]) -> list[
+            tuple[tuple[str | int, ...], str]]:
+        return [((names.get(str(p[0]), p[0]), *p[1:]) if p else (), m) for p, m in found]
+
+    try:
+        result = converter.structure(values, cls)
+    except Exception as exc:  # cattrs raises groups of anything its hooks raise
+        raise validation_error([*problems, *renamed(error_paths(exc))]) from None
+    problems += renamed(constraint_errors(result))
     if problems:
         raise validation_error(problems)
     return result

@@ -54,6 +54,29 @@ def test_bad_settings_name_section_and_key(
     assert named in str(info.value)
 
 
+def test_every_bad_key_of_a_section_is_named_on_one_line(tmp_path: Path) -> None:
+    """The one converter (with a hook per setting type) reports every problem it finds,
+    in the documented syntax: ``[section] key: …`` joined on one line."""
+    path = write_config(tmp_path, api={"port": "eighty", "cookie_secure": "maybe",
+                                       "max_body_bytes": "9" * 5000, "prot": "1"})
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    text = str(info.value)
+    assert "\n" not in text
+    assert "[api] port: invalid value 'eighty'" in text
+    assert "[api] cookie_secure: invalid value 'maybe' (expected true or false" in text
+    assert "[api] max_body_bytes: invalid value" in text
+    assert "[api] prot: unknown setting" in text
+    # Accepted syntax is unchanged: spaces around values, yes/no, comma lists, "" paths.
+    good = config.load(write_config(tmp_path, api={"cookie_secure": " Yes ",
+                                                   "cors_origins": "https://a, https://b",
+                                                   "port": " 8123"},
+                                    git={"ssh_key_path": ""}))
+    assert good.api.cookie_secure is True and good.api.port == 8123
+    assert good.api.cors_origins == ("https://a", "https://b")
+    assert good.git.ssh_key_path is None
+
+
 def test_serve_with_broken_config_exits_1_naming_the_key(tmp_path: Path) -> None:
     path = write_config(tmp_path, api={"jwt_secret": ""})
     result = run_cli("serve", "--config", str(path))

@@ -63,6 +63,30 @@ async def test_document_validates_as_openapi_3_1(anon: httpx.AsyncClient) -> Non
     assert document["paths"]["/api/health"]["get"]["security"] == []
     error = document["components"]["schemas"]["ErrorObject"]
     assert set(error["required"]) == {"code", "message", "details", "timestamp"}
+    # Every object is closed and every JSON answer has a declared schema (no bare "object").
+    schemas = document["components"]["schemas"]
+    assert all(s["additionalProperties"] is False for s in schemas.values())
+    view = schemas["OperationView"]
+    assert {"plan", "logs", "children"} <= set(view["required"])
+    assert view["properties"]["plan"] == {"anyOf": [{"$ref": "#/components/schemas/PlanView"},
+                                                    {"type": "null"}]}
+    for path, ops in document["paths"].items():
+        for method, op in ops.items():
+            for status, response in op["responses"].items():
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if schema is not None and path != "/api/openapi.json":
+                    assert "$ref" in schema, (method, path, status, schema)
+    # Query parameters come from the route's query type.
+    output = document["paths"]["/api/operations/{op_id}/tasks/{target}/{script}/output"]["get"]
+    params = {p["name"]: p for p in output["parameters"] if p["in"] == "query"}
+    assert params["stream"]["schema"] == {"enum": ["stdout", "stderr"]}
+    assert params["offset"]["schema"] == {"type": "integer", "minimum": 0,
+                                          "maximum": 2**31}
+    history = document["paths"]["/api/operations"]["get"]
+    assert [p["name"] for p in history["parameters"]] == [
+        "status", "from", "to", "limit", "cursor", "page"]
+    links = {p["name"]: p for p in document["paths"]["/api/links"]["get"]["parameters"]}
+    assert links["type"]["schema"] == {"type": "array", "items": {"type": "string"}}
 
 
 async def test_docs_page_serves_the_local_viewer(anon: httpx.AsyncClient) -> None:

@@ -32,11 +32,16 @@ from linkops.operations.event_types import (
 )
 from linkops.operations.events import Event
 from linkops.operations.groups import UNFINISHED, Grouping, from_rows, normalise
+from linkops.operations.requests import (
+    HISTORY_DEFAULT_LIMIT,
+    HISTORY_MAX_LIMIT,
+    HISTORY_MAX_PAGE,
+)
 from linkops.operations.status import OPERATION_STATUSES
 from linkops.timeutil import parse_iso, to_iso
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
+DEFAULT_LIMIT = HISTORY_DEFAULT_LIMIT
+MAX_LIMIT = HISTORY_MAX_LIMIT
 
 LOG_FIELDS = ("target", "script", "position", "status", "exit_code", "stdout_head",
               "stderr_head", "stdout_bytes", "stderr_bytes", "output_truncated", "duration",
@@ -312,7 +317,7 @@ def _iso_param(name: str, raw: str | None) -> str | None:
                               details={"field": name}) from None
 
 
-def _int_param(name: str, raw: str | None, default: int, low: int, high: int) -> int:
+def _int_param(name: str, raw: str | int | None, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
     try:
@@ -336,11 +341,16 @@ def parse_statuses(raw: str | None) -> list[str]:
     return statuses
 
 
-def list_operations(conn: sqlite3.Connection, params: Mapping[str, str | None]) -> dict[str, Any]:
+def list_operations(conn: sqlite3.Connection,
+                    params: Mapping[str, str | int | None]) -> dict[str, Any]:
     """``{operations: [...], page: {limit, next_cursor, page?}}`` (see module docstring)."""
-    statuses = parse_statuses(params.get("status"))
-    start = _iso_param("from", params.get("from"))
-    end = _iso_param("to", params.get("to"))
+    def text(name: str) -> str | None:
+        value = params.get(name)
+        return None if value is None else str(value)
+
+    statuses = parse_statuses(text("status"))
+    start = _iso_param("from", text("from"))
+    end = _iso_param("to", text("to"))
     limit = _int_param("limit", params.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT)
     where: list[str] = []
     args: list[Any] = []
@@ -353,7 +363,7 @@ def list_operations(conn: sqlite3.Connection, params: Mapping[str, str | None]) 
     if end is not None:
         where.append("created_at <= ?")
         args.append(end)
-    cursor = params.get("cursor")
+    cursor = text("cursor")
     page_number: int | None = None
     offset = 0
     if cursor:
@@ -361,7 +371,7 @@ def list_operations(conn: sqlite3.Connection, params: Mapping[str, str | None]) 
         where.append("(created_at < ? OR (created_at = ? AND seq < ?))")
         args.extend([created_at, created_at, seq])
     elif params.get("page") is not None:
-        page_number = _int_param("page", params.get("page"), 1, 1, 1_000_000)
+        page_number = _int_param("page", params.get("page"), 1, 1, HISTORY_MAX_PAGE)
         offset = (page_number - 1) * limit
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(

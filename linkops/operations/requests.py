@@ -1,20 +1,19 @@
-"""Typed request bodies and queries of the SPEC §10.3 routes (rerun, run confirmation, output
-paging), structured by the strict cattrs converter (:mod:`linkops.converters`).
+"""Typed request bodies and query strings of the operations routes (rerun, run
+confirmation, output paging, history, diff), structured by the one strict cattrs converter
+(:mod:`linkops.converters`; query strings through ``structure_query``).
 
-*Errors*: :func:`parse` raises :class:`ValidationError` (400 ``VALIDATION_ERROR``) with every
-offending field in ``details.problems`` (``[{field, message}]``).
+*Errors*: 400 ``VALIDATION_ERROR`` with every problem in ``details.errors``
+(``[{path: "$.offset", message}]``), as for every body and query string.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 
-from linkops.converters import FieldError, error_paths, structure
-from linkops.errors import ValidationError
+from linkops.api_types import doc
+from linkops.converters import QUERY_NAME, FieldError, structure_request
 
 T = TypeVar("T")
 
@@ -27,6 +26,10 @@ MAX_OFFSET = 2**31
 # A limit above MAX_PAGE is capped; one that does not even fit this is refused.
 MAX_LIMIT = 2**31
 ID_MAX = 128
+# GET /api/operations (linkops/operations/history.py enforces the same for internal callers).
+HISTORY_DEFAULT_LIMIT = 50
+HISTORY_MAX_LIMIT = 200
+HISTORY_MAX_PAGE = 1_000_000
 
 
 def _one_of(options: tuple[str, ...]) -> Any:
@@ -72,64 +75,52 @@ class OutputQuery:
     """``GET …/tasks/{target}/{script}/output?stream=&offset=&limit=``; a ``limit`` over
     :data:`MAX_PAGE` is capped to it (:attr:`page_size`)."""
 
-    stream: str = attrs.field(default="stdout", validator=_one_of(STREAMS))
-    offset: int = attrs.field(default=0, validator=_between(0, MAX_OFFSET))
-    limit: int = attrs.field(default=DEFAULT_PAGE, validator=_between(1, MAX_LIMIT))
+    stream: Literal["stdout", "stderr"] = attrs.field(
+        default="stdout", metadata=doc("which stream"))
+    offset: int = attrs.field(default=0, metadata=doc(
+        "UTF-8 byte offset (a page starts at the first character boundary at or after it)",
+        maximum=MAX_OFFSET))
+    limit: int = attrs.field(default=DEFAULT_PAGE, metadata=doc(
+        f"bytes per page (above {MAX_PAGE} capped to it)", minimum=1, maximum=MAX_LIMIT))
 
     @property
     def page_size(self) -> int:
         return min(self.limit, MAX_PAGE)
 
 
-def _problems(exc: BaseException) -> list[dict[str, str]]:
-    return [{"field": ".".join(str(p) for p in path) or "body", "message": message}
-            for path, message in error_paths(exc)]
+@attrs.frozen
+class HistoryQuery:
+    """``GET /api/operations``; ``status``, ``from``, ``to`` and ``cursor`` are checked by
+    ``linkops.operations.history.list_operations``."""
+
+    status: str | None = attrs.field(default=None, metadata=doc(
+        "operation statuses, comma-separated"))
+    start: str | None = attrs.field(default=None, metadata={
+        QUERY_NAME: "from", **doc("queued at or after (ISO-8601)")})
+    end: str | None = attrs.field(default=None, metadata={
+        QUERY_NAME: "to", **doc("queued at or before (ISO-8601)")})
+    limit: int | None = attrs.field(default=None, metadata=doc(
+        f"page size (default {HISTORY_DEFAULT_LIMIT})", minimum=1, maximum=HISTORY_MAX_LIMIT))
+    cursor: str | None = attrs.field(default=None, metadata=doc(
+        "next_cursor of the previous page"))
+    page: int | None = attrs.field(default=None, metadata=doc(
+        "page number (without cursor)", minimum=1, maximum=HISTORY_MAX_PAGE))
+
+    def params(self) -> dict[str, str | int | None]:
+        return {"status": self.status, "from": self.start, "to": self.end,
+                "limit": self.limit, "cursor": self.cursor, "page": self.page}
+
+
+@attrs.frozen
+class DiffQuery:
+    against: str = attrs.field(default="majority", metadata=doc(
+        "majority (default) or a group key"))
 
 
 def parse(value: Any, cls: type[T]) -> T:
-    """``value`` structured into ``cls``; 400 ``VALIDATION_ERROR`` naming each bad field."""
-    try:
-        return structure(value, cls)
-    except Exception as exc:  # cattrs raises exception groups (Exception subclasses)
-        problems = _problems(exc) or [{"field": "body", "message": str(exc)}]
-        text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        raise ValidationError(text, code="VALIDATION_ERROR",
-                              details={"problems": problems}) from None
+    """``value`` (a body) structured into ``cls``; 400 ``VALIDATION_ERROR`` naming each
+    problem's path (:func:`linkops.converters.structure_request`)."""
+    return structure_request(value, cls)
 
 
-_UINT = re.compile(r"[0-9]{1,10}")
-
-
-def output_query(multi: Mapping[str, Sequence[str]]) -> OutputQuery:
-    """The paging query (each parameter's values, as given): integers are plain decimal
-    digits (no sign, no fraction, no exponent, at most 10 digits, at most 2**31); a parameter
-    given twice, an unknown one or anything else is 400 ``VALIDATION_ERROR``."""
-    unknown = sorted(set(multi) - {"stream", "offset", "limit"})
-    values: dict[str, Any] = {}
-    problems: list[dict[str, str]] = []
-    for name in unknown:
-        problems.append({"field": name[:40], "message": "unknown parameter"})
-    args: dict[str, str] = {}
-    for name, given in multi.items():
-        if len(given) > 1:
-            problems.append({"field": name[:40], "message": "given more than once"})
-        elif given:
-            args[name] = given[0]
-    for name in ("offset", "limit"):
-        raw = args.get(name)
-        if raw is None:
-            continue
-        if not _UINT.fullmatch(raw):
-            problems.append({"field": name,
-                             "message": "must be a non-negative integer (digits only)"})
-        else:
-            values[name] = int(raw)
-    if args.get("stream") is not None:
-        values["stream"] = args["stream"]
-    if problems:
-        text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        raise ValidationError(text, code="VALIDATION_ERROR", details={"problems": problems})
-    return parse(values, OutputQuery)
-
-
-__all__ = ["Confirmation", "OutputQuery", "RerunBody", "output_query", "parse"]
+__all__ = ["Confirmation", "DiffQuery", "HistoryQuery", "OutputQuery", "RerunBody", "parse"]

@@ -353,8 +353,10 @@ class OperationsService:
         if (req.which == "group") != (req.group is not None):
             raise ValidationError("group is required with which=group, and only then",
                                   code="VALIDATION_ERROR",
-                                  details={"problems": [{"field": "group",
-                                                         "message": "required iff group"}]})
+                                  details={"errors": [{
+                                      "path": "$.group",
+                                      "message": "required with which=group, and only then"}],
+                                      "error_count": 1})
         summary, grouping, _ = await self.db.read(lambda c: history.operation_groups(c, op_id))
         if summary["status"] not in FINISHED_STATUSES or op_id in self._running:
             raise ConflictError(f"operation {op_id} is still {summary['status']}",
@@ -421,7 +423,7 @@ class OperationsService:
                                               planning.canonical_request(request), view))
         return view
 
-    async def history(self, params: Mapping[str, str | None]) -> dict[str, Any]:
+    async def history(self, params: Mapping[str, str | int | None]) -> dict[str, Any]:
         return await self.db.read(lambda c: history.list_operations(c, params))
 
     async def wait(self, op_id: str) -> str:

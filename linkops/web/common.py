@@ -1,4 +1,4 @@
-"""What every route module uses: the services, the authenticated user, query arguments.
+"""What every route module uses: the services, the authenticated user, the role checks.
 
 Authentication (see docs/security.md):
 - Non-browser clients send ``Authorization: Bearer <token>`` on any route, SSE and the
@@ -161,7 +161,3 @@ def current_session() -> Session:
 def current_user() -> User:
     return current_session().user
 
-
-def query_arg(name: str) -> str | None:
-    value = request.args.get(name)
-    return value if value not in (None, "") else None

@@ -21,6 +21,12 @@ never a 400 about a body it was not allowed to send.
 JSON Schema keywords, copied into the schema and enforced by
 :func:`linkops.converters.structure_request` (services call it too, without Quart).
 
+*Query strings*: ``query=SomeQuery`` (an attrs class whose fields are ``str``, ``int``,
+``Literal[...]`` or ``list[str]``, each optional) decodes ``request.args`` through the same
+converter (:func:`linkops.converters.structure_query`) and passes ``query=<decoded>``; the
+document lists its fields as query parameters. A field named otherwise in the URL (``from``)
+carries ``metadata={QUERY_NAME: "from"}``.
+
 *Errors*: 400 ``VALIDATION_ERROR`` with ``details.errors = [{path: "$.targets[3]",
 message}]`` (every problem found, in document order, capped at :data:`MAX_ERRORS`);
 malformed JSON stays 400 ``MALFORMED_JSON``.
@@ -29,7 +35,7 @@ malformed JSON stays 400 ``MALFORMED_JSON``.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -38,8 +44,10 @@ from quart import request
 
 from linkops.converters import (
     CONSTRAINTS,
+    QUERY_NAME,
     constraints,
     converter,
+    structure_query,
     structure_request,
     validation_error,
 )
@@ -49,13 +57,6 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 ENDPOINT_ATTR = "__linkops_endpoint__"
-@attrs.frozen
-class QueryParam:
-    name: str
-    schema: Mapping[str, Any]
-    description: str = ""
-    repeated: bool = False
-
 
 @attrs.frozen
 class Endpoint:
@@ -65,7 +66,9 @@ class Endpoint:
     response: Any = None
     status: int = 200
     auth: bool = True
-    query: tuple[QueryParam, ...] = ()
+    # An attrs query type (see :func:`linkops.converters.structure_query`); the view then
+    # receives ``query=<decoded>``.
+    query: type[Any] | None = None
     # Bodies that may be empty (``POST /api/links/verify`` without a body verifies all).
     body_optional: bool = False
     content_type: str = "application/json"
@@ -73,22 +76,24 @@ class Endpoint:
 
 
 def endpoint(summary: str, *, request: type[Any] | None = None, response: Any = None,
-             status: int = 200, auth: bool = True, query: Sequence[QueryParam] = (),
+             status: int = 200, auth: bool = True, query: type[Any] | None = None,
              body_optional: bool = False, content_type: str = "application/json",
              errors: Sequence[int] = ()) -> Callable[[F], F]:
     """Declare a route's contract; with ``request``, the view receives ``body=<decoded>``."""
-    spec = Endpoint(summary, request, response, status, auth, tuple(query), body_optional,
+    spec = Endpoint(summary, request, response, status, auth, query, body_optional,
                     content_type, tuple(errors))
 
     def decorate(fn: F) -> F:
-        if spec.request is None:
+        if spec.request is None and spec.query is None:
             setattr(fn, ENDPOINT_ATTR, spec)
             return fn
-        request_type = spec.request
 
         @wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            kwargs["body"] = await decode_body(request_type, optional=spec.body_optional)
+            if spec.query is not None:
+                kwargs["query"] = decode_query(spec.query)
+            if spec.request is not None:
+                kwargs["body"] = await decode_body(spec.request, optional=spec.body_optional)
             return await fn(*args, **kwargs)
 
         setattr(wrapper, ENDPOINT_ATTR, spec)
@@ -128,10 +133,16 @@ async def decode_body(cls: type[T], *, optional: bool = False) -> T:
     return structure_request(parse_json(raw), cls)
 
 
+def decode_query(cls: type[T]) -> T:
+    """The request's query string as ``cls`` (:func:`linkops.converters.structure_query`)."""
+    return structure_query(dict(request.args.lists()), cls)
+
+
 def encode(value: Any) -> Any:
     """A response value as JSON data (attrs instances through the converter)."""
     return converter.unstructure(value)
 
 
-__all__ = ["CONSTRAINTS", "Endpoint", "QueryParam", "constraints", "decode_body", "encode",
-           "endpoint", "endpoint_of", "parse_json", "structure_request", "validation_error"]
+__all__ = ["CONSTRAINTS", "QUERY_NAME", "Endpoint", "constraints", "decode_body",
+           "decode_query", "encode", "endpoint", "endpoint_of", "parse_json",
+           "structure_query", "structure_request", "validation_error"]

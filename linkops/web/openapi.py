@@ -20,6 +20,7 @@ from quart import Blueprint, Quart, Response, current_app, jsonify, send_from_di
 
 from linkops import __version__
 from linkops.api_types import ErrorResponse
+from linkops.converters import query_fields, query_name
 from linkops.resources import bundled_dir
 from linkops.web.contract import CONSTRAINTS, Endpoint, endpoint, endpoint_of
 
@@ -44,7 +45,7 @@ class SchemaBuilder:
     def __init__(self) -> None:
         self.components: dict[str, Any] = {}
 
-    def schema(self, tp: Any, *, strict: bool = False) -> dict[str, Any]:
+    def schema(self, tp: Any) -> dict[str, Any]:
         if isinstance(tp, dict):
             return tp
         if tp is Any:
@@ -52,22 +53,22 @@ class SchemaBuilder:
         if tp in _SCALARS:
             return dict(_SCALARS[tp])
         if attrs.has(tp):
-            return self._class(tp, strict)
+            return self._class(tp)
         origin, args = get_origin(tp), get_args(tp)
         if origin is Literal:
             return {"enum": list(args)}
         if origin in (Union, types.UnionType):
-            return {"anyOf": [self.schema(a, strict=strict) for a in args]}
+            return {"anyOf": [self.schema(a) for a in args]}
         if origin in (list, tuple):
             item = args[0] if args else Any
-            return {"type": "array", "items": self.schema(item, strict=strict)}
+            return {"type": "array", "items": self.schema(item)}
         if origin is dict:
             value = args[1] if len(args) == 2 else Any
             return {"type": "object",
-                    "additionalProperties": self.schema(value, strict=strict)}
+                    "additionalProperties": self.schema(value)}
         raise TypeError(f"no JSON Schema for {tp!r}")
 
-    def _class(self, cls: type[Any], strict: bool) -> dict[str, Any]:
+    def _class(self, cls: type[Any]) -> dict[str, Any]:
         name = cls.__name__
         if name not in self.components:
             self.components[name] = {}  # recursion guard
@@ -75,7 +76,7 @@ class SchemaBuilder:
             properties: dict[str, Any] = {}
             required: list[str] = []
             for field in attrs.fields(cls):
-                prop = self.schema(hints[field.name], strict=strict)
+                prop = self.schema(hints[field.name])
                 extra = dict(field.metadata.get(CONSTRAINTS, {}))
                 if "description" in field.metadata:
                     extra["description"] = field.metadata["description"]
@@ -84,12 +85,13 @@ class SchemaBuilder:
                 properties[field.name] = prop
                 if field.default is attrs.NOTHING:
                     required.append(field.name)
-            schema: dict[str, Any] = {"type": "object", "properties": properties}
+            # Closed, requests and responses alike: the converter refuses unknown fields of
+            # a request, and an answer has exactly its type's fields (a field added in a
+            # service without its type fails the conformance tests; http-contract.md).
+            schema: dict[str, Any] = {"type": "object", "properties": properties,
+                                      "additionalProperties": False}
             if required:
                 schema["required"] = required
-            if strict:
-                # The converter refuses unknown fields of a request.
-                schema["additionalProperties"] = False
             if cls.__doc__ and not cls.__doc__.startswith(f"{name}("):
                 schema["description"] = " ".join(cls.__doc__.split())
             self.components[name] = schema
@@ -98,6 +100,25 @@ class SchemaBuilder:
 
 def _path(rule: str) -> str:
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def _query_parameters(builder: SchemaBuilder, cls: type[Any]) -> list[dict[str, Any]]:
+    """The fields of a query type as OpenAPI query parameters (a ``list[str]`` field is a
+    repeatable one: ``?type=VM&type=VPS``)."""
+    found = []
+    for field, kind, item in query_fields(cls):
+        schema = builder.schema(item)
+        if kind == "list":
+            schema = {"type": "array", "items": schema}
+        elif kind == "int":
+            schema["minimum"] = 0  # digits only
+        schema.update(field.metadata.get(CONSTRAINTS, {}))
+        entry: dict[str, Any] = {"name": query_name(field), "in": "query",
+                                 "required": field.default is attrs.NOTHING, "schema": schema}
+        if "description" in field.metadata:
+            entry["description"] = field.metadata["description"]
+        found.append(entry)
+    return found
 
 
 def _response(builder: SchemaBuilder, spec: Endpoint) -> dict[str, Any]:
@@ -120,21 +141,14 @@ def _operation(builder: SchemaBuilder, view: Any, rule: Any, method: str) -> dic
     parameters = [{"name": arg, "in": "path", "required": True,
                    "schema": {"type": "string", "minLength": 1}}
                   for arg in sorted(rule.arguments)]
-    for param in spec.query:
-        schema = dict(param.schema)
-        entry: dict[str, Any] = {"name": param.name, "in": "query", "required": False,
-                                 "schema": {"type": "array", "items": schema}
-                                 if param.repeated else schema}
-        if param.description:
-            entry["description"] = param.description
-        parameters.append(entry)
+    if spec.query is not None:
+        parameters.extend(_query_parameters(builder, spec.query))
     if parameters:
         op["parameters"] = parameters
     if spec.request is not None:
         op["requestBody"] = {
             "required": not spec.body_optional,
-            "content": {"application/json": {"schema": builder.schema(spec.request,
-                                                                      strict=True)}},
+            "content": {"application/json": {"schema": builder.schema(spec.request)}},
         }
     responses: dict[str, Any] = {str(spec.status): _response(builder, spec)}
     if getattr(rule, "websocket", False):

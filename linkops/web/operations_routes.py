@@ -14,19 +14,27 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from linkops.api_types import OBJECT, OperationAccepted, OperationStopped, RunRequest
+from linkops.api_types import OperationAccepted, OperationStopped, RunRequest
+from linkops.api_views import (
+    GroupDiff,
+    OperationGroups,
+    OperationHistory,
+    OperationView,
+    OutputPage,
+    PlanView,
+    RerunAccepted,
+)
 from linkops.operations.events import encode_sse, parse_last_event_id, sse_comment
-from linkops.operations.requests import RerunBody, output_query
+from linkops.operations.requests import DiffQuery, HistoryQuery, OutputQuery, RerunBody
 from linkops.operations.service import OperationsService
 from linkops.web.common import (
     authenticated,
     current_session,
     current_user,
     operators_only,
-    query_arg,
     services,
 )
-from linkops.web.contract import QueryParam, encode, endpoint
+from linkops.web.contract import encode, endpoint
 
 blueprint = Blueprint("operations", __name__)
 
@@ -52,24 +60,10 @@ async def run_operation(body: RunRequest) -> tuple[Response, int]:
     return jsonify(encode(OperationAccepted(operation_id=op_id, status="queued"))), 202
 
 
-HISTORY_QUERY = tuple(QueryParam(name, {"type": "string"}, text) for name, text in (
-    ("status", "operation status"), ("from", "ISO-8601 start"), ("to", "ISO-8601 end"),
-    ("limit", "page size"), ("cursor", "next_cursor of the previous page"),
-    ("page", "page number"),
-))
-
-
-OUTPUT_QUERY = (
-    QueryParam("stream", {"enum": ["stdout", "stderr"]}, "which stream (default stdout)"),
-    QueryParam("offset", {"type": "integer", "minimum": 0}, "UTF-8 byte offset"),
-    QueryParam("limit", {"type": "integer", "minimum": 1}, "bytes per page (capped)"),
-)
-
-
 @blueprint.post("/api/operations/plan")
 @RUNNERS_ONLY
 @endpoint("Plan a run: resolved targets, script hashes, commit, and the confirmation asked",
-          request=RunRequest, response=OBJECT, errors=(403, 404))
+          request=RunRequest, response=PlanView, errors=(403, 404))
 async def plan_operation(body: RunRequest) -> Response:
     return jsonify(await _operations().plan(body, current_user().username))
 
@@ -77,14 +71,14 @@ async def plan_operation(body: RunRequest) -> Response:
 @blueprint.post("/api/operations/<op_id>/rerun")
 @RUNNERS_ONLY
 @endpoint("Rerun the failed, unfinished or one group's targets as a child operation",
-          request=RerunBody, response=OBJECT, status=202, errors=(403, 404, 409))
+          request=RerunBody, response=RerunAccepted, status=202, errors=(403, 404, 409))
 async def rerun_operation(op_id: str, body: RerunBody) -> tuple[Response, int]:
     return jsonify(await _operations().rerun(op_id, body, current_user().username)), 202
 
 
 @blueprint.get("/api/operations/<op_id>/groups")
 @authenticated
-@endpoint("Output groups: tasks with equal normalised output folded", response=OBJECT,
+@endpoint("Output groups: tasks with equal normalised output folded", response=OperationGroups,
           errors=(404,))
 async def operation_groups(op_id: str) -> Response:
     return jsonify(await _operations().groups(op_id))
@@ -93,34 +87,29 @@ async def operation_groups(op_id: str) -> Response:
 @blueprint.get("/api/operations/<op_id>/groups/<key>/diff")
 @authenticated
 @endpoint("Unified diff of a group's normalised output against another group",
-          query=(QueryParam("against", {"type": "string"}, "majority (default) or a group key"),),
-          response=OBJECT, errors=(404,))
-async def group_diff(op_id: str, key: str) -> Response:
-    against = query_arg("against") or "majority"
-    return jsonify(await _operations().diff(op_id, key, against))
+          query=DiffQuery, response=GroupDiff, errors=(404, 409))
+async def group_diff(op_id: str, key: str, query: DiffQuery) -> Response:
+    return jsonify(await _operations().diff(op_id, key, query.against))
 
 
 @blueprint.get("/api/operations/<op_id>/tasks/<target>/<script>/output")
 @authenticated
-@endpoint("A page of one task's stored output", query=OUTPUT_QUERY, response=OBJECT,
+@endpoint("A page of one task's stored output", query=OutputQuery, response=OutputPage,
           errors=(404,))
-async def task_output(op_id: str, target: str, script: str) -> Response:
-    query = output_query({name: request.args.getlist(name) for name in request.args})
+async def task_output(op_id: str, target: str, script: str, query: OutputQuery) -> Response:
     return jsonify(await _operations().output(op_id, target, script, query))
 
 
 @blueprint.get("/api/operations")
 @authenticated
-@endpoint("Operation history, newest first", query=HISTORY_QUERY, response=OBJECT)
-async def list_operations() -> Response:
-    params = {name: query_arg(name) for name in ("status", "from", "to", "limit", "cursor",
-                                                 "page")}
-    return jsonify(await _operations().history(params))
+@endpoint("Operation history, newest first", query=HistoryQuery, response=OperationHistory)
+async def list_operations(query: HistoryQuery) -> Response:
+    return jsonify(await _operations().history(query.params()))
 
 
 @blueprint.get("/api/operations/<op_id>")
 @authenticated
-@endpoint("One operation with its tasks and logs", response=OBJECT, errors=(404,))
+@endpoint("One operation with its tasks and logs", response=OperationView, errors=(404,))
 async def get_operation(op_id: str) -> Response:
     return jsonify(await _operations().detail(op_id))
 

@@ -15,25 +15,16 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
-from linkops.api_types import OBJECT
+from linkops.api_types import RecordingListQuery, RecordingSearchQuery
+from linkops.api_views import RecordingHits, RecordingList
 from linkops.errors import NotFoundError
-from linkops.terminal.recording_index import MAX_QUERY_CHARS, RecordingIndex, Viewer
-from linkops.web.common import authenticated, query_arg, require_role, services
-from linkops.web.contract import QueryParam, endpoint
+from linkops.terminal.recording_index import RecordingIndex, Viewer
+from linkops.web.common import authenticated, require_role, services
+from linkops.web.contract import endpoint
 
 blueprint = Blueprint("recordings", __name__)
 
 BASE = "/api/terminal/recordings"
-_TEXT = {"type": "string"}
-LIST_QUERY = (
-    QueryParam("target", _TEXT, "only this link"),
-    QueryParam("user", _TEXT, "only this user's (admins; others see only their own)"),
-    QueryParam("from", _TEXT, "started at or after (ISO-8601)"),
-    QueryParam("to", _TEXT, "started at or before (ISO-8601)"),
-    QueryParam("cursor", _TEXT, "next_cursor of the previous page"),
-)
-SEARCH_QUERY = (QueryParam("q", {"type": "string", "maxLength": MAX_QUERY_CHARS},
-                           "words that must all be in the line; word* is a prefix"),)
 
 
 def _caller() -> tuple[RecordingIndex, Viewer]:
@@ -44,23 +35,22 @@ def _caller() -> tuple[RecordingIndex, Viewer]:
 
 @blueprint.get(BASE)
 @authenticated
-@endpoint("Recorded terminal sessions, newest first (own; admins: all)", response=OBJECT,
-          query=LIST_QUERY, errors=(403,))
-async def list_recordings() -> Response:
+@endpoint("Recorded terminal sessions, newest first (own; admins: all)", response=RecordingList,
+          query=RecordingListQuery, errors=(403,))
+async def list_recordings(query: RecordingListQuery) -> Response:
     index, viewer = _caller()
-    page = await index.list(viewer, target=query_arg("target"), user=query_arg("user"),
-                            start=query_arg("from"), end=query_arg("to"),
-                            cursor=query_arg("cursor"))
+    page = await index.list(viewer, target=query.target, user=query.user, start=query.start,
+                            end=query.end, cursor=query.cursor)
     return jsonify(page)
 
 
 @blueprint.get(f"{BASE}/search")
 @authenticated
-@endpoint("Search what recorded screens showed (FTS5 index)", response=OBJECT,
-          query=SEARCH_QUERY, errors=(403,))
-async def search_recordings() -> Response:
+@endpoint("Search what recorded screens showed (FTS5 index)", response=RecordingHits,
+          query=RecordingSearchQuery, errors=(403,))
+async def search_recordings(query: RecordingSearchQuery) -> Response:
     index, viewer = _caller()
-    return jsonify(await index.search(viewer, query_arg("q") or ""))
+    return jsonify(await index.search(viewer, query.q))
 
 
 @blueprint.get(f"{BASE}/<recording_id>")

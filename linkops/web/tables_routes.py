@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, jsonify
 
-from linkops.api_types import OBJECT, TableQueryRequest
+from linkops.api_types import TableQueryRequest
+from linkops.api_views import TableList, TableResult
 from linkops.web.common import authenticated, current_user, services
 from linkops.web.contract import endpoint
 
@@ -24,7 +25,7 @@ blueprint = Blueprint("tables", __name__)
 
 @blueprint.post("/api/tables/query")
 @authenticated
-@endpoint("Query a declared table", request=TableQueryRequest, response=OBJECT)
+@endpoint("Query a declared table", request=TableQueryRequest, response=TableResult)
 async def query_table(body: TableQueryRequest) -> Response:
     user = current_user()
     # Terminal workspaces, panes and sessions are private: only an admin sees everybody's.
@@ -34,6 +35,6 @@ async def query_table(body: TableQueryRequest) -> Response:
 
 @blueprint.get("/api/tables")
 @authenticated
-@endpoint("The declared tables and their typed columns", response=OBJECT)
+@endpoint("The declared tables and their typed columns", response=TableList)
 async def list_tables() -> Response:
     return jsonify({"tables": services().tables.describe()})

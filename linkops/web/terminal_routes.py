@@ -20,7 +20,6 @@ from typing import Any
 from quart import Blueprint, Response, jsonify, websocket
 
 from linkops.api_types import (
-    OBJECT,
     AssignPanesRequest,
     CreateWorkspaceRequest,
     LayoutRequest,
@@ -29,6 +28,7 @@ from linkops.api_types import (
     WorkspaceList,
     WorkspaceView,
 )
+from linkops.api_views import ConnectAllResult
 from linkops.errors import LinkOpsError
 from linkops.terminal.service import TerminalService
 from linkops.terminal.socket import serve_socket
@@ -122,7 +122,7 @@ async def assign_panes(workspace_id: str, body: AssignPanesRequest) -> Response:
 
 @blueprint.post(f"{BASE}/<workspace_id>/connect-all")
 @operators_only(ACTION)
-@endpoint("Connect every assigned pane", response=OBJECT, errors=(403, 404))
+@endpoint("Connect every assigned pane", response=ConnectAllResult, errors=(403, 404))
 async def connect_all(workspace_id: str) -> Response:
     results = await _terminal().connect_all(
         require_role(action="open terminals").username, workspace_id
