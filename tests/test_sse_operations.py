@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from linkops import server
@@ -206,6 +207,9 @@ async def test_heartbeat_comments_while_idle(
         assert kinds[-1] == "operation_end"
 
 
+# The script must outlive the five hang-ups and the drain: the fixtures' 5 s script timeout
+# did not on a loaded CI machine (the task timed out and the final stop found it finished).
+@pytest.mark.parametrize("ops_overrides", [{"operations": {"script_timeout": 120}}])
 async def test_disconnected_subscribers_are_released(
         ops_client: httpx.AsyncClient, ops_server: server.Running, ops_server_db: Database,
         ops_ssh_env: SshEnv, monkeypatch: Any) -> None:
