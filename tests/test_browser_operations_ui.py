@@ -551,6 +551,15 @@ def set_theme(driver: WebDriver, theme: str) -> None:
         driver, "return document.documentElement.dataset.theme") == theme)
 
 
+def settle(driver: WebDriver) -> None:
+    """The tab laid out and painted: its first fetch answered (a short pause), then two
+    animation frames (a fixed 0.6 s per screenshot cost 18 s of the suite)."""
+    time.sleep(0.15)
+    driver.execute_async_script(
+        "const done = arguments[0];"
+        "requestAnimationFrame(() => requestAnimationFrame(() => done(true)));")
+
+
 def test_screenshots_of_every_tab_theme_and_size(app: WebDriver) -> None:
     written = []
     try:
@@ -566,7 +575,7 @@ def test_screenshots_of_every_tab_theme_and_size(app: WebDriver) -> None:
                         wait_for("an operation shown", lambda: "OP-" in live_title(app))
                     if tab == "links":
                         app.find_element(By.ID, "links-view-topology").click()
-                    time.sleep(0.6)
+                    settle(app)
                     overflow = js(app, "return document.documentElement.scrollWidth - innerWidth")
                     assert overflow <= 0, f"{tab} {theme} {width}: {overflow}px sideways"
                     if tab in ("operations", "terminal"):  # laid out to fit the window
