@@ -5,10 +5,11 @@
 inside a pair alternating (on off, off on, on off, …: neither mode always goes first or gets
 the warmer machine), a fresh service each. Per sample: throughput of ``head -c N /dev/urandom
 | base64`` in one pane (characters/s received), keystroke echo latency (``echo`` + Enter to
-its output), and whether the recording was cut. Reported: the median of the per-pair ratios
-on/off (a pair's two samples see the same machine load, so another engineer's test run moves
-both), the medians per mode, and how many "on" recordings were cut (a cut recording stops
-costing anything: its sample measures no recording). Goals (SPEC §10.4 / issue #18):
+its output), the CPU this process (service and client) spent per MB of the flood, and whether
+the recording was cut. Reported: the median of the per-pair ratios on/off (a pair's two
+samples see about the same machine load, so another engineer's test run moves both), the
+medians per mode, and how many "on" recordings were cut (a cut recording stops costing
+anything: its sample measures no recording). Goals (SPEC §10.4 / issue #18):
 throughput with recording within 5 % of without, echo p50 within 1 ms, no cut.
 
 *Search* (:func:`search_p95`): a database filled with generated recordings — N MB of plain
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import random
+import resource
 import sqlite3
 import statistics
 import sys
@@ -49,9 +51,15 @@ MB = 1024 * 1024
 
 # == recording on vs off ==========================================================================
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)  # every thread: the recorder's writer too
+    return r.ru_utime + r.ru_stime
+
+
 @attrs.define
 class Sample:
     throughput: float     # characters/s received during the flood
+    cpu_per_mb: float     # CPU seconds of this process (service + client) per MB flooded
     echo: list[float]     # seconds per echo round trip
     cut: str | None       # the recording's cut reason ("on" only)
 
@@ -87,11 +95,13 @@ async def _one_mode(fleet: Sandbox, root: Path, recording: bool, flood_bytes: in
             await until(f"e{i}-{1 + i}\r\n")
             echo.append(time.perf_counter() - t0)
         tail, chars = "", 0
+        cpu0 = _cpu()
         t0 = time.perf_counter()
         await stdin(f"head -c {flood_bytes} /dev/urandom | base64 -w 76; "
                     "echo flood-$((4*4))\r")
         await until("flood-16\r\n")
         throughput = chars / (time.perf_counter() - t0)
+        cpu_per_mb = (_cpu() - cpu0) / (chars / 1e6)
     cut = None
     if recording:
         # The service has stopped: every recording's row is finished.
@@ -99,7 +109,7 @@ async def _one_mode(fleet: Sandbox, root: Path, recording: bool, flood_bytes: in
             rows = conn.execute("SELECT cut_reason FROM terminal_recordings").fetchall()
         assert rows, "nothing was recorded"
         cut = next((str(r[0]) for r in rows if r[0] is not None), None)
-    return Sample(throughput, echo, cut)
+    return Sample(throughput, cpu_per_mb, echo, cut)
 
 
 @attrs.define
@@ -124,8 +134,9 @@ async def on_off(fleet: Sandbox, root: Path, *, pairs: int, flood_bytes: int,
             sample = await _one_mode(fleet, root / f"{mode}-{i}", mode == "on", flood_bytes,
                                      samples)
             getattr(found, mode).append(sample)
-            print(f"  pair {i + 1}/{pairs} {mode:>3}: {sample.throughput / 1e6:.1f} MB/s, echo"
-                  f" p50 {_ms(statistics.median(sample.echo))}"
+            print(f"  pair {i + 1}/{pairs} {mode:>3}: {sample.throughput / 1e6:.1f} MB/s,"
+                  f" {sample.cpu_per_mb * 1000:.1f} ms CPU/MB,"
+                  f" echo p50 {_ms(statistics.median(sample.echo))}"
                   + (f", CUT ({sample.cut})" if sample.cut else ""), flush=True)
     return found
 
@@ -139,6 +150,14 @@ def report_on_off(table: Table, got: OnOff, flood_mb: int) -> None:
     table.add(f"throughput, recording on vs off ({len(got.on)} pairs, {flood_mb} MB)",
               f"{on_t / 1e6:.1f} MB/s", f"{off_t / 1e6:.1f} MB/s",
               f"{ratio:.3f} ({spread})", ">= 0.95", ratio >= 0.95)
+    on_cpu = statistics.median(s.cpu_per_mb for s in got.on)
+    off_cpu = statistics.median(s.cpu_per_mb for s in got.off)
+    cpu_ratio = statistics.median(a.cpu_per_mb / b.cpu_per_mb
+                                  for a, b in zip(got.on, got.off, strict=True))
+    # Not a goal of its own: what recording costs in CPU, which machine load moves far less
+    # than it moves throughput (the process is CPU-bound during a flood).
+    table.add("CPU per MB flooded (service + client), on vs off",
+              f"{on_cpu * 1000:.1f} ms", f"{off_cpu * 1000:.1f} ms", f"{cpu_ratio:.3f}")
     on_p50 = statistics.median(e for s in got.on for e in s.echo)
     off_p50 = statistics.median(e for s in got.off for e in s.echo)
     table.add("echo p50, recording on vs off", _ms(on_p50), _ms(off_p50),

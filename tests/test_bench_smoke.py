@@ -117,6 +117,7 @@ async def test_recording_bench_compares_on_off_and_times_search(tmp_path: Path) 
         assert len(samples) == 2
         for sample in samples:
             assert 10_000 < sample.throughput < 10_000_000_000, sample  # chars/s
+            assert 0 < sample.cpu_per_mb < 10, sample  # seconds per MB
             assert len(sample.echo) == 3 and all(0 < t < 10 for t in sample.echo)
     # 256 KiB is far below what the recorder may queue: nothing is cut; "off" has no recording.
     assert got.cuts() == 0 and all(s.cut is None for s in got.off)
