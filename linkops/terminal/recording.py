@@ -15,7 +15,7 @@ the writer task. The writer gathers events for :data:`BATCH_SECONDS` — or less
 :data:`BATCH_CHARS` wait (a flood is written as fast as it comes, not every 250 ms) — then in a
 worker thread (``trio.to_thread``) merges consecutive output events less than
 :data:`COALESCE_SECONDS` apart into one event, serializes the batch and appends it to the file
-with one write, and turns the output into plain text lines for the search index; the lines go
+with one writev, and turns the output into plain text lines for the search index; the lines go
 to SQLite in one batch through the database's writer. So the terminal never waits for the disk.
 
 *Indexing* costs CPU (Python text extraction, FTS5 tokenizing) that the terminal needs, so
@@ -94,6 +94,8 @@ INDEX_BUDGET_CHARS: Final = 256 * 1024
 INDEX_CHARS_PER_SECOND: Final = 64 * 1024
 FINISH_SECONDS: Final = 5.0
 RETENTION_INTERVAL: Final = 600.0
+# Buffers per writev call (the system's limit, usually 1024).
+_IOV_MAX: Final = max(16, min(1024, os.sysconf("SC_IOV_MAX")))
 # How many recent line starts are remembered for truncating back on a full disk.
 _LINE_HISTORY: Final = 256
 MB: Final = 1024 * 1024
@@ -180,12 +182,22 @@ class CastFile:
             view = view[n:]
             self.size += n
 
+    def _write_lines(self, lines: list[bytes]) -> None:
+        """``lines`` in as few ``writev`` calls as the system allows (no joined copy)."""
+        for i in range(0, len(lines), _IOV_MAX):
+            group = lines[i:i + _IOV_MAX]
+            total = sum(map(len, group))
+            n = os.writev(self._fd, group)
+            self.size += n
+            if n < total:  # a short write (a nearly full disk): the rest the slow way
+                self._write_all(b"".join(group)[n:])
+
     def write(self, events: Iterable[Event]) -> _Written:
         """Append ``events`` (until a cut); return the finished text lines and any cut.
 
         Consecutive output events are merged first (:func:`coalesce`), the batch goes to the
-        file in one write: a flood costs one encoding call and one system call per merged
-        event and per batch, not per chunk the SSH layer happened to read.
+        file in one ``writev``: a flood costs one encoding call per merged event and one
+        system call per batch, not one of each per chunk the SSH layer happened to read.
         """
         lines: list[tuple[float, str]] = []
         if self.cut is not None:
@@ -204,7 +216,7 @@ class CastFile:
             size += len(line)
         good = self.size
         try:
-            self._write_all(b"".join(encoded))
+            self._write_lines(encoded)
         except OSError as exc:
             os.ftruncate(self._fd, good)
             self.size = good
