@@ -154,8 +154,8 @@ def report_on_off(table: Table, got: OnOff, flood_mb: int) -> None:
     off_cpu = statistics.median(s.cpu_per_mb for s in got.off)
     cpu_ratio = statistics.median(a.cpu_per_mb / b.cpu_per_mb
                                   for a, b in zip(got.on, got.off, strict=True))
-    # Not a goal of its own: what recording costs in CPU, which machine load moves far less
-    # than it moves throughput (the process is CPU-bound during a flood).
+    # Not a goal of its own: what recording costs in CPU. Machine load moves it too (ratios
+    # 0.82-1.20 in the runs of 2026-12-02), so it is a second view, not a quieter one.
     table.add("CPU per MB flooded (service + client), on vs off",
               f"{on_cpu * 1000:.1f} ms", f"{off_cpu * 1000:.1f} ms", f"{cpu_ratio:.3f}")
     on_p50 = statistics.median(e for s in got.on for e in s.echo)
