@@ -111,12 +111,21 @@ async def test_groups_bench_measures_the_endpoint_and_the_grouping_cost(tmp_path
 async def test_recording_bench_compares_on_off_and_times_search(tmp_path: Path) -> None:
     with Sandbox(tmp_path / "fleet", hosts=1, prefix="smokerec") as fleet:
         with trio.fail_after(120):
-            got = await recording_bench.on_off(fleet, tmp_path, rounds=1,
+            got = await recording_bench.on_off(fleet, tmp_path, pairs=2,
                                                flood_bytes=256 * 1024, samples=3)
-    for mode in ("on", "off"):
-        (throughput,) = got[mode]["throughput"]
-        assert 10_000 < throughput < 10_000_000_000, (mode, throughput)  # chars/s
-        assert len(got[mode]["echo"]) == 3 and all(0 < t < 10 for t in got[mode]["echo"])
+    for samples in (got.on, got.off):
+        assert len(samples) == 2
+        for sample in samples:
+            assert 10_000 < sample.throughput < 10_000_000_000, sample  # chars/s
+            assert 0 < sample.cpu_per_mb < 10, sample  # seconds per MB
+            assert len(sample.echo) == 3 and all(0 < t < 10 for t in sample.echo)
+    # 256 KiB is far below what the recorder may queue: nothing is cut; "off" has no recording.
+    assert got.cuts() == 0 and all(s.cut is None for s in got.off)
+    assert len(got.ratios()) == 2 and all(0.1 < r < 10 for r in got.ratios())
+    table = Table("smoke")
+    recording_bench.report_on_off(table, got, 0)
+    assert [row[:2] for row in table.rows][-1] == ("recordings cut under the flood", "0 of 2")
+    assert "throughput, recording on vs off (2 pairs" in table.render()
     db_path = tmp_path / "search.db"
     with trio.fail_after(120):
         plan = await trio.to_thread.run_sync(recording_bench.generate, db_path, 1.0)

@@ -9,7 +9,8 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ from linkops import config
 from linkops.db import Database
 from linkops.models import Enrollment, Link
 from linkops.sandbox import Sandbox
-from linkops.terminal.recording import QUEUE_LIMIT_CHARS, Recordings
+from linkops.terminal.recording import QUEUE_LIMIT_CHARS, CastFile, Recorder, Recordings
 from linkops.timeutil import now_iso
 from tests.fixtures_core import require_root, write_config
 from tests.fixtures_recording import finished_recordings, read_cast, recording_env
@@ -255,33 +256,98 @@ async def test_recordings_left_open_by_a_dead_process_are_ended_at_start(
     assert row["bytes"] == len('{"version": 2}\n')
 
 
-async def test_a_burst_faster_than_the_writer_cuts_with_a_marker(tmp_path: Path) -> None:
-    """More output waiting than the recorder may queue: the recording is cut ("recorder fell
-    behind") with its marker; the calls made by the pane never wait or fail."""
+@asynccontextmanager
+async def _lone_recorder(tmp_path: Path) -> AsyncIterator[tuple[Database, Recordings,
+                                                                 Recorder]]:
+    """A real :class:`Recordings` (no terminal service) and one recorder of it; the caller
+    feeds the recorder as a pane would, then closes it."""
     settings = config.load(write_config(tmp_path), check=False)
     db = Database(settings.database.path)
     try:
-        with trio.fail_after(30):
-            async with trio.open_nursery() as nursery:
-                recordings = Recordings(db, settings)
-                await nursery.start(recordings.run)
-                link = Link(id="sbx-01", type="vps", host="127.0.0.1", port=22, user="root",
-                            enrollment=Enrollment(clientId="LINKOPS-x"))
-                recorder = recordings.start(link=link, workspace_id="w", pane="A",
-                                            username="admin", session_id=1, cols=80, rows=24)
-                assert recorder is not None
-                chunk = "x" * 65536 + "\r\n"
-                t0 = time.perf_counter()
-                for _ in range(QUEUE_LIMIT_CHARS // len(chunk) + 10):  # no checkpoint: a burst
-                    recorder.output(chunk)
-                assert time.perf_counter() - t0 < 5  # the pane's calls never wait on the disk
-                recorder.close()
-                await recorder.finished.wait()
-                nursery.cancel_scope.cancel()
-        (row,) = await db.fetchall("SELECT * FROM terminal_recordings")
-        assert row["cut_reason"] == "recorder fell behind the terminal"
-        _, events = read_cast(recordings.directory / row["path"])
-        assert events[-1][1] == "m" and "fell behind" in events[-1][2]
-        assert sum(len(e[2]) for e in events if e[1] == "o") <= QUEUE_LIMIT_CHARS
+        async with trio.open_nursery() as nursery:
+            recordings = Recordings(db, settings)
+            await nursery.start(recordings.run)
+            link = Link(id="sbx-01", type="vps", host="127.0.0.1", port=22, user="root",
+                        enrollment=Enrollment(clientId="LINKOPS-x"))
+            recorder = recordings.start(link=link, workspace_id="w", pane="A",
+                                        username="admin", session_id=1, cols=80, rows=24)
+            assert recorder is not None
+            yield db, recordings, recorder
+            await recorder.finished.wait()
+            nursery.cancel_scope.cancel()
     finally:
         db.close()
+
+
+async def test_a_burst_faster_than_the_writer_cuts_with_a_marker(tmp_path: Path) -> None:
+    """More output waiting than the recorder may queue: the recording is cut ("recorder fell
+    behind") with its marker; the calls made by the pane never wait or fail."""
+    with trio.fail_after(30):
+        async with _lone_recorder(tmp_path) as (db, recordings, recorder):
+            chunk = "x" * 65536 + "\r\n"
+            t0 = time.perf_counter()
+            for _ in range(QUEUE_LIMIT_CHARS // len(chunk) + 10):  # no checkpoint: a burst
+                recorder.output(chunk)
+            assert time.perf_counter() - t0 < 5  # the pane's calls never wait on the disk
+            recorder.close()
+        (row,) = await db.fetchall("SELECT * FROM terminal_recordings")
+    assert row["cut_reason"] == "recorder fell behind the terminal"
+    _, events = read_cast(recordings.directory / row["path"])
+    assert events[-1][1] == "m" and "fell behind" in events[-1][2]
+    assert sum(len(e[2]) for e in events if e[1] == "o") <= QUEUE_LIMIT_CHARS
+
+
+async def test_a_flood_at_twice_the_terminals_speed_is_recorded_whole(tmp_path: Path) -> None:
+    """40 MB/s of output for half a second (the bench's terminal peaks near 20 MB/s): the
+    writer does not sit out its 250 ms batch while a flood piles up (BATCH_CHARS), so the
+    recording is not cut and has every character, in order, at non-decreasing times."""
+    rate, total = 40e6, 20_000_000
+    tick = 0.01
+    per_tick = int(rate * tick)
+    line = "0123456789abcdef" * 4 + "\r\n"
+    with trio.fail_after(30):
+        async with _lone_recorder(tmp_path) as (db, recordings, recorder):
+            recorder.output("$ cat big-file\r\n")  # a session under way, its file open
+            await trio.sleep(0.5)
+            sent = len("$ cat big-file\r\n")
+            start = trio.current_time()
+            n = 0
+            while sent < total:
+                n += 1
+                chunk = (line * (per_tick // len(line) + 1))[:per_tick]
+                for i in range(0, len(chunk), 32768):  # the SSH layer's reads
+                    recorder.output(chunk[i:i + 32768])
+                sent += len(chunk)
+                await trio.sleep_until(start + n * tick)
+            recorder.close()
+        (row,) = await db.fetchall("SELECT * FROM terminal_recordings")
+    assert row["cut_reason"] is None
+    _, events = read_cast(recordings.directory / row["path"])
+    output = [e for e in events if e[1] == "o"]
+    assert sum(len(e[2]) for e in output) == sent
+    assert "".join(e[2] for e in output[:3]).startswith("$ cat big-file\r\n" + line * 3)
+    times = [e[0] for e in output]
+    assert times == sorted(times)
+    # Merged (COALESCE_SECONDS): far fewer events than the 32 KiB chunks fed.
+    assert len(output) < sent // 32768 // 2
+
+
+def test_output_events_close_in_time_merge_into_valid_asciicast(tmp_path: Path) -> None:
+    """Consecutive output events less than 5 ms after the first of their run become one
+    event at its time; resize and input events are never merged and split runs. A lone
+    surrogate in typed input (valid in the socket's JSON) is written as a JSON escape, so the
+    file is valid UTF-8 — the asciinema tool itself reads the file."""
+    path = tmp_path / "merged.cast"
+    cast = CastFile(path, {"version": 2, "width": 80, "height": 24}, 1 << 20)
+    cast.write([(0.0, "o", "ab"), (0.001, "o", "c"), (0.0049, "o", "d\x1b[1m"),
+                (0.005, "o", "e"), (0.0051, "r", "90x30"), (0.0052, "o", "f\r\n"),
+                (0.0053, "i", "\ud800x"), (0.0054, "o", "g\u00e9\r\n")])
+    cast.finish()
+    _, events = read_cast(path)
+    assert events == [[0.0, "o", "abcd\x1b[1m"], [0.005, "o", "e"], [0.0051, "r", "90x30"],
+                      [0.0052, "o", "f\r\n"], [0.0053, "i", "\ud800x"],
+                      [0.0054, "o", "g\u00e9\r\n"]]
+    result = subprocess.run([ASCIINEMA, "cat", str(path)], capture_output=True, timeout=30,
+                            stdin=subprocess.DEVNULL, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().replace("\x1b[1m", "") == "abcdef\r\ng\u00e9\r\n"

@@ -11,15 +11,17 @@
 
 The pane's output path makes one call per chunk, :meth:`Recorder.output`, which never waits
 and never does I/O: it appends ``(time, code, text)`` to a bounded in-memory list and wakes
-the writer task. The writer gathers events for :data:`BATCH_SECONDS`, then in a worker thread
-(``trio.to_thread``) serializes them, appends them to the file and turns the output into plain
-text lines for the search index; the lines go to SQLite in one batch through the database's
-writer. So the terminal never waits for the disk.
+the writer task. The writer gathers events for :data:`BATCH_SECONDS` — or less, as soon as
+:data:`BATCH_CHARS` wait (a flood is written as fast as it comes, not every 250 ms) — then in a
+worker thread (``trio.to_thread``) merges consecutive output events less than
+:data:`COALESCE_SECONDS` apart into one event, serializes the batch and appends it to the file
+with one writev, and turns the output into plain text lines for the search index; the lines go
+to SQLite in one batch through the database's writer. So the terminal never waits for the disk.
 
 *Indexing* costs CPU (Python text extraction, FTS5 tokenizing) that the terminal needs, so
-each batch indexes at most :data:`INDEX_BUDGET_CHARS` of output: typed commands and their
-answers are always indexed, a flood (``cat`` of a big file) is in the file in full but in the
-index only in part.
+the output indexed is limited by time: :data:`INDEX_BUDGET_CHARS` at once, refilled at
+:data:`INDEX_CHARS_PER_SECOND` of recording time. Typed commands and their answers are always
+indexed, a flood (``cat`` of a big file) is in the file in full but in the index only in part.
 
 *Falling behind*: when more than :data:`QUEUE_LIMIT_CHARS` of events wait (the disk or the
 writer is slower than the shell), or a write fails (disk full, I/O error), the recording is
@@ -53,6 +55,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
+import orjson
 import trio
 
 from linkops.config import Settings, recordings_dir
@@ -66,20 +69,80 @@ log = logging.getLogger("linkops.terminal")
 TERM: Final = "xterm-256color"
 # Events waiting for the writer beyond this many characters: the recorder is behind → cut.
 QUEUE_LIMIT_CHARS: Final = 8 * 1024 * 1024
+# The writer gathers events this long, or until this many characters wait (a flood: write
+# now; with 8 M allowed to wait, the writer may then stall ~0.4 s at 20 MB/s before a cut).
 BATCH_SECONDS: Final = 0.25
+BATCH_CHARS: Final = 1024 * 1024
+# Consecutive output events less than this apart (from the first) become one event of the
+# first one's time, up to COALESCE_CHARS: the live socket sends frames at the same pace
+# (socket.py COALESCE_SECONDS), and one line per SSH read costs calls for nothing a player
+# could show.
+COALESCE_SECONDS: Final = 0.005
+COALESCE_CHARS: Final = 256 * 1024
 # Index lines go to SQLite at most this often (or when this many wait, or at the end).
 INDEX_SECONDS: Final = 1.0
 INDEX_LINES: Final = 2000
-# Output characters per batch that go to the search index; the rest of a flood is recorded
-# but not indexed (at most ~1 MB/s of text is indexed per pane).
+# Index lines waiting for SQLite beyond this many characters (~10 s of a flood's share, see
+# INDEX_CHARS_PER_SECOND) are dropped: the index is best effort, the file is the record.
+INDEX_QUEUE_CHARS: Final = 4 * 1024 * 1024
+# Output characters that go to the search index: up to INDEX_BUDGET_CHARS at once (a few
+# thousand lines: every interactive exchange), refilled at INDEX_CHARS_PER_SECOND of
+# recording time; the rest of a flood is recorded but not indexed. Measured here: text
+# extraction 15-55 ms of CPU per MB, FTS5 inserts 30-45 us of CPU per line (~0.5 s per MB of
+# 70-character lines), so a flood of indexable text costs ~3-4 % of a core for its index.
 INDEX_BUDGET_CHARS: Final = 256 * 1024
+INDEX_CHARS_PER_SECOND: Final = 64 * 1024
 FINISH_SECONDS: Final = 5.0
 RETENTION_INTERVAL: Final = 600.0
+# Buffers per writev call (the system's limit, usually 1024).
+_IOV_MAX: Final = max(16, min(1024, os.sysconf("SC_IOV_MAX")))
 # How many recent line starts are remembered for truncating back on a full disk.
 _LINE_HISTORY: Final = 256
 MB: Final = 1024 * 1024
 
 Event = tuple[float, str, str]
+
+
+def coalesce(events: Iterable[Event]) -> list[Event]:
+    """Merge consecutive ``"o"`` events less than :data:`COALESCE_SECONDS` after the first of
+    their run (and at most :data:`COALESCE_CHARS` together) into one event at that first
+    one's time. Valid asciicast v2 (an event is any text at a time); a player shows merged
+    output at most 5 ms early, the pace of the live socket's frames. Other events (resize,
+    input, marker) are never merged."""
+    out: list[Event] = []
+    run: list[str] = []
+    run_start = 0.0
+    run_chars = 0
+    for event in events:
+        t, code, data = event
+        if code == "o":
+            if run and t - run_start < COALESCE_SECONDS and run_chars + len(data) <= COALESCE_CHARS:
+                run.append(data)
+                run_chars += len(data)
+                continue
+            if run:
+                out.append((run_start, "o", "".join(run)))
+            run, run_start, run_chars = [data], t, len(data)
+            continue
+        if run:
+            out.append((run_start, "o", "".join(run)))
+            run = []
+        out.append(event)
+    if run:
+        out.append((run_start, "o", "".join(run)))
+    return out
+
+
+def encode_event(event: Event) -> bytes:
+    """One asciicast line, by orjson: the encoding of a flood's output is the recorder's
+    biggest cost (stdlib ``json``: 3.4-4.5 ms of CPU per MB, held on the GIL the terminal
+    needs; orjson: 0.3-0.6). Typed input may hold a lone surrogate (JSON ``\\ud800``), which
+    orjson refuses: that event is written by the stdlib as ASCII JSON, the surrogate as a
+    ``\\ud800`` escape, so the file stays valid UTF-8 for every reader."""
+    try:
+        return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return (json.dumps(list(event)) + "\n").encode("ascii")
 
 
 @attrs.define
@@ -98,6 +161,8 @@ class CastFile:
         self.last_time = 0.0
         self.cut: str | None = None
         self.unindexed = 0  # output characters left out of the search index (floods)
+        self._allowance = float(INDEX_BUDGET_CHARS)  # characters the index may take now
+        self._allowance_at = 0.0
         self._starts: deque[int] = deque(maxlen=_LINE_HISTORY)
         self._text = LineAssembler()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -117,52 +182,70 @@ class CastFile:
             view = view[n:]
             self.size += n
 
+    def _write_lines(self, lines: list[bytes]) -> None:
+        """``lines`` in as few ``writev`` calls as the system allows (no joined copy)."""
+        for i in range(0, len(lines), _IOV_MAX):
+            group = lines[i:i + _IOV_MAX]
+            total = sum(map(len, group))
+            n = os.writev(self._fd, group)
+            self.size += n
+            if n < total:  # a short write (a nearly full disk): the rest the slow way
+                self._write_all(b"".join(group)[n:])
+
     def write(self, events: Iterable[Event]) -> _Written:
-        """Append ``events`` (until a cut); return the finished text lines and any cut."""
+        """Append ``events`` (until a cut); return the finished text lines and any cut.
+
+        Consecutive output events are merged first (:func:`coalesce`), the batch goes to the
+        file in one ``writev``: a flood costs one encoding call per merged event and one
+        system call per batch, not one of each per chunk the SSH layer happened to read.
+        """
         lines: list[tuple[float, str]] = []
         if self.cut is not None:
             return _Written(lines, None)
-        chunk: list[bytes] = []
-        chunk_events: list[Event] = []
+        encoded: list[bytes] = []
+        kept: list[Event] = []
         size = self.size
         cut: str | None = None
-        for event in events:
-            line = (json.dumps(list(event), ensure_ascii=False) + "\n").encode(
-                "utf-8", "surrogatepass")
+        for event in coalesce(events):
+            line = encode_event(event)
             if size + len(line) > self.max_bytes:
                 cut = f"size cap of {self.max_bytes // MB} MB reached"
                 break
-            chunk.append(line)
-            chunk_events.append(event)
+            encoded.append(line)
+            kept.append(event)
             size += len(line)
         good = self.size
         try:
-            for line in chunk:
-                self._starts.append(self.size)
-                self._write_all(line)
+            self._write_lines(encoded)
         except OSError as exc:
             os.ftruncate(self._fd, good)
             self.size = good
             os.lseek(self._fd, good, os.SEEK_SET)
             cut = f"write failed: {os.strerror(exc.errno or errno.EIO)}"
-            chunk_events = []
-        budget = INDEX_BUDGET_CHARS
-        skipping = False
-        for t, code, data in chunk_events:
+            kept = []
+        else:
+            start = good
+            for line in encoded:  # the line starts a full disk may truncate back to
+                self._starts.append(start)
+                start += len(line)
+        for t, code, data in kept:
             self.last_time = t
             if code != "o":
                 continue
-            if budget > 0:
-                budget -= len(data)
-                lines.extend(self._text.feed(t, data))
-            else:
-                # A flood: in the file in full, in the search index only its first part per
-                # batch (indexing costs CPU the terminal needs; see the module docstring).
-                if not skipping:
-                    lines.extend(self._text.flush())
-                    self._text.drop()
-                    skipping = True
-                self.unindexed += len(data)
+            self._allowance = min(float(INDEX_BUDGET_CHARS), self._allowance
+                                  + (t - self._allowance_at) * INDEX_CHARS_PER_SECOND)
+            self._allowance_at = t
+            take = min(len(data), int(self._allowance))
+            if take > 0:
+                self._allowance -= take
+                lines.extend(self._text.feed(t, data if take == len(data) else data[:take]))
+            if take < len(data):
+                # A flood: in the file in full, in the search index only the part the
+                # allowance takes (indexing costs CPU the terminal needs; see the module
+                # docstring). The line cut short ends here, not glued to later output.
+                lines.extend(self._text.flush())
+                self._text.drop()
+                self.unindexed += len(data) - take
         if cut is not None:
             lines.extend(self._text.flush())
             self._cut(cut)
@@ -223,12 +306,20 @@ class Recorder:
         self._pending: list[Event] = []
         self._pending_chars = 0
         self._wakeup = trio.Event()
+        self._full = trio.Event()  # BATCH_CHARS wait (or closed, or behind): write now
         self._closed = False
         self._behind: float | None = None
         self.recording_id: int | None = None
         self.cut: str | None = None
         self.finished = trio.Event()
+        # Index lines waiting for the indexer task (bounded by INDEX_QUEUE_CHARS).
         self._lines: list[tuple[float, str]] = []
+        self._lines_chars = 0
+        self._lines_ready = trio.Event()  # some lines wait
+        self._index_due = trio.Event()    # INDEX_LINES wait, or the recording ends
+        self._index_closing = False
+        self._index_stopped = trio.Event()
+        self._index_dropped = 0
         self._indexed_at = trio.current_time()
 
     # -- the pane's calls (Trio thread, never wait) ----------------------------------------
@@ -246,6 +337,7 @@ class Recorder:
     def close(self) -> None:
         self._closed = True
         self._wakeup.set()
+        self._full.set()
 
     def _event(self, code: str, data: str) -> None:
         if self._closed or self._behind is not None or self.cut is not None:
@@ -254,14 +346,19 @@ class Recorder:
         if self._pending_chars + len(data) > QUEUE_LIMIT_CHARS:
             self._behind = t
             self._wakeup.set()
+            self._full.set()
             return
         self._pending.append((t, code, data))
         self._pending_chars += len(data)
         self._wakeup.set()
+        if self._pending_chars >= BATCH_CHARS:
+            self._full.set()
 
     def _take(self) -> list[Event]:
         batch, self._pending, self._pending_chars = self._pending, [], 0
         self._wakeup = trio.Event()
+        if not self._closed:
+            self._full = trio.Event()
         return batch
 
     # -- the writer task ----------------------------------------------------------------------
@@ -269,6 +366,7 @@ class Recorder:
     async def run(self) -> None:
         owner = self._owner
         cast: CastFile | None = None
+        file_done = False
         try:
             name = f"{self._started_wall:%Y%m%dT%H%M%S}-{secrets.token_hex(6)}.cast"
             header = {"version": 2, "width": self.cols, "height": self.rows,
@@ -279,30 +377,52 @@ class Recorder:
             max_bytes = int(owner.settings.terminal.recording_max_mb * MB)
             cast = await trio.to_thread.run_sync(owner.open_file, path, header, max_bytes)
             self.recording_id = await owner.insert_row(self, name)
-            while True:
-                if not self._pending and not self._closed and self._behind is None:
-                    await self._wakeup.wait()
-                if not self._closed:
-                    await trio.sleep(BATCH_SECONDS)  # gather a batch
-                await self._write_batch(cast)
-                if self.cut is not None or (self._closed and not self._pending):
-                    break
-            if self.cut is not None:
-                log.warning("terminal.recording_cut", extra={"context": {
-                    "recording": self.recording_id, "target": self.target,
-                    "reason": self.cut}})
-            # Cut or not, the session may go on: wait for its end to record it.
-            while not self._closed:
-                self._take()
-                await self._wakeup.wait()
+            # The indexer is a task of its own: SQLite (FTS5) may take a second for a flood's
+            # lines, and the file's writer must not wait for it meanwhile.
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._index_loop)
+                try:
+                    await self._write_loop(cast)
+                finally:
+                    with trio.CancelScope(shield=True), trio.move_on_after(FINISH_SECONDS):
+                        file_done = True
+                        await self._finish_file(cast)
+                        self._close_index()
+                        await self._index_stopped.wait()
+                        await self._index_now()  # what a cancelled indexer left
         except OSError as exc:
             self.cut = f"cannot write recording: {exc.strerror or exc}"
             log.warning("terminal.recording_failed", extra={"context": {
                 "target": self.target, "error": repr(exc)}})
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(FINISH_SECONDS):
-                await self._finish(cast)
+                if cast is not None and not file_done:
+                    await self._finish_file(cast)
+                if cast is not None and self.recording_id is not None:
+                    await owner.finish_row(self.recording_id, cast.size,
+                                           trio.current_time() - self._start, self.cut)
             self.finished.set()
+
+    async def _write_loop(self, cast: CastFile) -> None:
+        try:
+            while True:
+                if not self._pending and not self._closed and self._behind is None:
+                    await self._wakeup.wait()
+                # Gather a batch: BATCH_SECONDS, or less once BATCH_CHARS wait.
+                with trio.move_on_after(BATCH_SECONDS):
+                    await self._full.wait()
+                await self._write_batch(cast)
+                if self.cut is not None or (self._closed and not self._pending):
+                    break
+        except OSError as exc:
+            self.cut = f"cannot write recording: {exc.strerror or exc}"
+        if self.cut is not None:
+            log.warning("terminal.recording_cut", extra={"context": {
+                "recording": self.recording_id, "target": self.target, "reason": self.cut}})
+        # Cut or not, the session may go on: wait for its end to record it.
+        while not self._closed:
+            self._take()
+            await self._wakeup.wait()
 
     async def _write_batch(self, cast: CastFile) -> None:
         batch = self._take()
@@ -313,33 +433,68 @@ class Recorder:
         elif self._behind is not None:
             self.cut = "recorder fell behind the terminal"
             lines += await trio.to_thread.run_sync(cast.cut_now, self._behind, self.cut)
-        await self._index(lines)
+        self._queue_lines(lines)
 
-    async def _index(self, lines: list[tuple[float, str]], *, final: bool = False) -> None:
-        self._lines.extend(lines)
-        now = trio.current_time()
-        due = final or len(self._lines) >= INDEX_LINES or now - self._indexed_at >= INDEX_SECONDS
-        if due and self._lines and self.recording_id is not None:
-            lines, self._lines, self._indexed_at = self._lines, [], now
-            try:
-                await self._owner.index_lines(self.recording_id, lines)
-            except sqlite3.Error as exc:  # the index is best effort; the file is the record
-                log.warning("terminal.recording_index_failed", extra={"context": {
-                    "recording": self.recording_id, "error": repr(exc)}})
-
-    async def _finish(self, cast: CastFile | None) -> None:
-        if cast is None:
-            return
+    async def _finish_file(self, cast: CastFile) -> None:
+        """The last batch (unless cut) and the file's close; shielded by the caller."""
         try:
             if self.cut is None and self._pending:
                 await self._write_batch(cast)
-            await self._index(await trio.to_thread.run_sync(cast.finish), final=True)
+            self._queue_lines(await trio.to_thread.run_sync(cast.finish))
         except OSError as exc:
             log.warning("terminal.recording_failed", extra={"context": {
                 "target": self.target, "error": repr(exc)}})
-        if self.recording_id is not None:
-            await self._owner.finish_row(self.recording_id, cast.size,
-                                         trio.current_time() - self._start, self.cut)
+
+    # -- the indexer task ---------------------------------------------------------------------
+
+    def _queue_lines(self, lines: list[tuple[float, str]]) -> None:
+        """Lines for the index, unless INDEX_QUEUE_CHARS already wait (SQLite is behind: the
+        lines are dropped and counted; the file still has the output)."""
+        for line in lines:
+            if self._lines_chars + len(line[1]) > INDEX_QUEUE_CHARS:
+                self._index_dropped += 1
+                continue
+            self._lines.append(line)
+            self._lines_chars += len(line[1])
+        if self._lines:
+            self._lines_ready.set()
+            if len(self._lines) >= INDEX_LINES:
+                self._index_due.set()
+
+    def _close_index(self) -> None:
+        self._index_closing = True
+        self._lines_ready.set()
+        self._index_due.set()
+
+    async def _index_loop(self) -> None:
+        """Index lines go to SQLite at most once per INDEX_SECONDS (sooner when INDEX_LINES
+        wait, and at the end)."""
+        try:
+            while not (self._index_closing and not self._lines):
+                await self._lines_ready.wait()
+                wait = self._indexed_at + INDEX_SECONDS - trio.current_time()
+                with trio.move_on_after(max(0.0, wait)):
+                    await self._index_due.wait()
+                await self._index_now()
+        finally:
+            self._index_stopped.set()
+
+    async def _index_now(self) -> None:
+        lines, self._lines, self._lines_chars = self._lines, [], 0
+        if not self._index_closing:
+            self._lines_ready, self._index_due = trio.Event(), trio.Event()
+        self._indexed_at = trio.current_time()
+        if self._index_dropped:
+            log.warning("terminal.recording_index_behind", extra={"context": {
+                "recording": self.recording_id, "dropped_lines": self._index_dropped}})
+            self._index_dropped = 0
+        if not lines or self.recording_id is None:
+            return
+        try:
+            await self._owner.index_lines(self.recording_id, lines)
+        except sqlite3.Error as exc:  # the index is best effort; the file is the record
+            log.warning("terminal.recording_index_failed", extra={"context": {
+                "recording": self.recording_id, "error": repr(exc)}})
 
 
 class Recordings:
