@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import attrs
 import httpx
@@ -211,7 +211,18 @@ def screenshot(driver: WebDriver, name: str) -> Path:
     return path
 
 
-def log_in(driver: WebDriver, service: DemoService, password: str | None = None) -> None:
+class Credentials(Protocol):
+    """What :func:`log_in` reads of a service (a :class:`DemoService` or any served app)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> str: ...
+
+
+def log_in(driver: WebDriver, service: Credentials, password: str | None = None) -> None:
     driver.get(f"{service.url}/login.html")
     wait_for("the login form", lambda: driver.find_element(By.ID, "username"))
     user = driver.find_element(By.ID, "username")
