@@ -13,13 +13,16 @@ Every 100th target (web-050, web-150, …) failed with a line on stderr, for the
 What is measured: the elements inside ``#op-live-body`` stay under 2,000 while the task list
 is scrolled top to bottom and while one log is scrolled through all its 20,000 lines; a
 ``PerformanceObserver`` for ``longtask`` registered before the scrolling sees no task of
-200 ms or more (the longest is printed); the log really loads (the line under the pane's top
+200 ms or more (the longest is printed, with the renderer's CPU time per scroll step, which
+must stay under 50 ms: long tasks are wall clock and grow on a machine shared with other work,
+CPU time does not); the log really loads (the line under the pane's top
 edge is drawn at every step, ``19999 okay`` at the end); scrolling the list asks the server
 for no output page (heads only), opening a log pages it in.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +52,7 @@ LINES = 20_000
 LINE_H = 17  # px, oplog.js LINE_H
 MAX_ELEMENTS = 2_000
 MAX_LONG_TASK_MS = 200.0
+MAX_CPU_PER_STEP_MS = 50.0  # one viewport-sized scroll step, all renderer threads
 FAILED_EVERY = 100
 FAILED_AT = 50  # web-050, web-150, … web-450 failed
 
@@ -97,14 +101,21 @@ def _seed(settings: config.Settings) -> str:
     return op_id
 
 
+@attrs.frozen
+class Seeded:
+    site: Site
+    op_id: str
+    database: Path
+
+
 @pytest.fixture(scope="module")
-def big_operation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, str]]:
+def big_operation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     root: Path = tmp_path_factory.mktemp("virtual-output")
     served = ServeProcess(root, operations={"output_buffer_size": 1_048_576})
     op_id = _seed(served.settings)
     try:
         served.start()
-        yield Site(url=served.base_url), op_id
+        yield Seeded(Site(url=served.base_url), op_id, served.settings.database.path)
     finally:
         served.stop()
 
@@ -117,27 +128,27 @@ def js(driver: WebDriver, script: str, *args: Any) -> Any:
 # animation frames after each; records the most elements seen in #op-live-body and, for a
 # pane, whether the line at its top edge was drawn (waiting for pages as they load).
 SCROLL_SCRIPT = """
-const [selector, stepLines, done] = arguments;
+const [selector, stepLines, lineH, done] = arguments;
 const body = document.getElementById('op-live-body');
 const frames = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
 (async () => {
   const el = selector ? body.querySelector(selector) : body;
   let most = 0, steps = 0, missing = [];
   const seen = new Set();
-  const step = stepLines ? stepLines * %(line_h)d : Math.max(100, el.clientHeight);
+  const step = stepLines ? stepLines * lineH : Math.max(100, el.clientHeight);
   for (let y = 0; ; y += step) {
     const max = el.scrollHeight - el.clientHeight;
     el.scrollTop = Math.min(y, max);
     await frames();
     if (stepLines) {
-      const line = Math.floor(el.scrollTop / %(line_h)d);
+      const line = Math.floor(el.scrollTop / lineH);
       const want = String(line).padStart(5, '0') + ' okay';
-      let seen = false;
-      for (let i = 0; i < 100 && !seen; i += 1) {
-        seen = el.textContent.includes(want);
-        if (!seen) await new Promise((r) => setTimeout(r, 50));
+      let drawn = false;
+      for (let i = 0; i < 100 && !drawn; i += 1) {
+        drawn = el.textContent.includes(want);
+        if (!drawn) await new Promise((r) => setTimeout(r, 50));
       }
-      if (!seen) missing.push(want);
+      if (!drawn) missing.push(want);
     }
     for (const t of body.querySelectorAll('.task')) seen.add(t.dataset.target);
     most = Math.max(most, body.querySelectorAll('*').length);
@@ -145,9 +156,10 @@ const frames = () => new Promise((r) => requestAnimationFrame(() => requestAnima
     if (el.scrollTop >= el.scrollHeight - el.clientHeight - 1 && y >= max) break;
   }
   const tasks = [...body.querySelectorAll('.task')];
-  done({most, steps, missing, seen: [...seen], last: tasks.length ? tasks.pop().dataset.target : ''});
+  const last = tasks.length ? tasks.pop().dataset.target : '';
+  done({most, steps, missing, last, seen: [...seen]});
 })().catch((e) => done({error: String(e && e.stack || e)}));
-""" % {"line_h": LINE_H}
+"""
 
 OBSERVE_LONG_TASKS = """
 window.__longTasks = [];
@@ -159,8 +171,10 @@ window.__frames = [];
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) if (e.duration >= 150) window.__frames.push({
     ms: Math.round(e.duration), blocking: Math.round(e.blockingDuration),
-    styleLayoutPaint: e.styleAndLayoutStart ? Math.round(e.startTime + e.duration - e.styleAndLayoutStart) : 0,
-    scripts: e.scripts.map((x) => `${x.sourceURL.split('/').pop()} ${x.invoker} ${Math.round(x.duration)} ms`)});
+    styleLayoutPaint: e.styleAndLayoutStart
+      ? Math.round(e.startTime + e.duration - e.styleAndLayoutStart) : 0,
+    scripts: e.scripts.map((x) =>
+      `${x.sourceURL.split('/').pop()} ${x.invoker} ${Math.round(x.duration)} ms`)});
 }).observe({type: 'long-animation-frame'});
 """
 
@@ -174,16 +188,28 @@ def elements(driver: WebDriver) -> int:
     return int(js(driver, "return document.querySelectorAll('#op-live-body *').length"))
 
 
+def renderer_cpu_ms(driver: WebDriver) -> float:
+    """CPU time the page's renderer process has used (DevTools ``ProcessTime``), in ms."""
+    metrics = driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]  # type: ignore[attr-defined]
+    return 1000.0 * float(next(m["value"] for m in metrics if m["name"] == "ProcessTime"))
+
+
 def scroll(driver: WebDriver, selector: str | None, step_lines: int = 0) -> dict[str, Any]:
+    """Run SCROLL_SCRIPT; adds ``cpu_per_step``: renderer CPU ms per step, which unlike the
+    long tasks (wall clock) does not grow when other processes share the machine."""
     driver.set_script_timeout(60)
-    result: dict[str, Any] = driver.execute_async_script(SCROLL_SCRIPT, selector, step_lines)
+    driver.execute_cdp_cmd("Performance.enable", {})  # type: ignore[attr-defined]
+    before = renderer_cpu_ms(driver)
+    result: dict[str, Any] = driver.execute_async_script(SCROLL_SCRIPT, selector, step_lines,
+                                                         LINE_H)
     assert "error" not in result, result["error"]
+    result["cpu_per_step"] = (renderer_cpu_ms(driver) - before) / max(1, result["steps"])
     return result
 
 
 def test_500_targets_by_20000_lines_scroll_without_freezing(
-        browser: WebDriver, big_operation: tuple[Site, str]) -> None:
-    site, op_id = big_operation
+        browser: WebDriver, big_operation: Seeded) -> None:
+    site, op_id = big_operation.site, big_operation.op_id
     log_in(browser, site)
     wait_for("the app after login", lambda: app_ready(browser), timeout=30)
     browser.get(f"{site.url}/#operations/{op_id}")
@@ -209,7 +235,8 @@ def test_500_targets_by_20000_lines_scroll_without_freezing(
     assert listed["last"] == "web-499", listed
     assert listed["seen"] == [f"web-{i:03d}" for i in range(TARGETS)]  # every row, in order
     assert browser.find_element(By.CSS_SELECTOR, '#op-live-body .task[data-target="web-499"]'
-                                ' .task-header').text == "[1] - [report] - [report] - [SUCCESS]"  # no catalogue: id as name
+                                ' .task-header').text == "[1] - [report] - [report] - [SUCCESS]"
+    # (no script catalogue in this service: the name shown is the script's id)
     assert output_requests(browser) == 0  # heads only
 
     # "Failed only" filters the virtual list: the five failed targets, in order.
@@ -221,10 +248,23 @@ def test_500_targets_by_20000_lines_scroll_without_freezing(
     failed = scroll(browser, None)
     assert failed["seen"] == [f"web-{i:03d}" for i in range(FAILED_AT, TARGETS, FAILED_EVERY)]
     assert all(t.endswith("[FAILED]") for t in texts(browser, "#op-live-body .task-header"))
+    js(browser, "document.getElementById('op-live-body').scrollTop = 0")
+    wait_for("stderr styled apart", lambda: texts(
+        browser, '#op-live-body .task[data-target="web-050"] .stderr') == ["boom on web-050\n"])
     browser.find_element(By.ID, "op-failed-only").click()
 
-    # 2. One log opened and scrolled through all of its 20,000 lines.
+    # Per-target collapse: web-000's task leaves the list, web-001 moves up; and back.
     js(browser, "document.getElementById('op-live-body').scrollTop = 0")
+    toggle = '#op-live-body .target-group[data-target="web-000"] .ol-group-head .ol-toggle'
+    wait_for("web-000's toggle", lambda: browser.find_element(By.CSS_SELECTOR, toggle)).click()
+    wait_for("web-000 collapsed", lambda: not browser.find_elements(
+        By.CSS_SELECTOR, '#op-live-body .task[data-target="web-000"]'))
+    assert browser.find_element(By.CSS_SELECTOR, toggle).get_attribute("aria-expanded") == "false"
+    browser.find_element(By.CSS_SELECTOR, toggle).click()
+    wait_for("web-000 expanded", lambda: browser.find_elements(
+        By.CSS_SELECTOR, '#op-live-body .task[data-target="web-000"]'))
+
+    # 2. One log opened and scrolled through all of its 20,000 lines.
 
     def show_all() -> bool:
         browser.find_element(
@@ -257,6 +297,50 @@ def test_500_targets_by_20000_lines_scroll_without_freezing(
 
     long_tasks = [float(d) for d in js(browser, "return window.__longTasks")]
     longest = max(long_tasks, default=0.0)
-    print(f"long tasks while scrolling: {len(long_tasks)}, longest {longest:.0f} ms, "
-          f"{pages} output pages, at most {max(listed['most'], through['most'])} elements")
-    assert longest < MAX_LONG_TASK_MS, (long_tasks, js(browser, "return window.__frames"))
+    cpu = {"list": round(listed["cpu_per_step"], 1), "log": round(through["cpu_per_step"], 1)}
+    print(f"long tasks while scrolling: {len(long_tasks)}, longest {longest:.0f} ms; "
+          f"renderer CPU per step {cpu} ms; {pages} output pages; "
+          f"at most {max(listed['most'], through['most'])} elements; load {os.getloadavg()}")
+    assert max(cpu.values()) < MAX_CPU_PER_STEP_MS, cpu
+    assert longest < MAX_LONG_TASK_MS, (long_tasks, js(browser, "return window.__frames"),
+                                        cpu, os.getloadavg())
+
+
+def test_a_page_that_fails_to_load_is_said_and_not_retried_in_a_loop(
+        browser: WebDriver, big_operation: Seeded) -> None:
+    """Hostile boundary: the output endpoint refuses a page (the task row was renamed in the
+    database after the view was loaded, so the page request gets 404 TASK_NOT_FOUND). The bar
+    says so, the pane keeps its head, and the page is asked for once — until Retry."""
+    site, op_id = big_operation.site, big_operation.op_id
+    browser.get(f"{site.url}/#operations/{op_id}")
+    browser.refresh()
+    wait_for("the app", lambda: app_ready(browser), timeout=30)
+    more = '#op-live-body .task[data-target="web-001"] .ol-more'
+    wait_for("web-001 drawn", lambda: browser.find_elements(By.CSS_SELECTOR, more))
+    conn = sqlite3.connect(big_operation.database, timeout=10)
+    try:
+        with conn:
+            conn.execute("UPDATE operation_logs SET target = 'web-001-gone' "
+                         "WHERE operation_id = ? AND target = 'web-001'", (op_id,))
+        browser.find_element(By.CSS_SELECTOR, more).click()
+        bar = '#op-live-body .task[data-target="web-001"] .ol-bar-text'
+        wait_for("the refusal in the bar", lambda: "could not load the output" in (
+            texts(browser, bar) or [""])[0])
+        asked = output_requests(browser)
+        js(browser, "document.querySelector(arguments[0]).scrollTop = 400",
+           '#op-live-body .task[data-target="web-001"] pre')
+        wait_for("two frames", lambda: js(browser, "return new Promise((r) => "
+                                                   "requestAnimationFrame(() => r(true)))"))
+        assert output_requests(browser) == asked == 1  # no request storm
+        assert "00000 okay" in browser.find_element(
+            By.CSS_SELECTOR, '#op-live-body .task[data-target="web-001"] pre').text
+        retry = browser.find_element(By.CSS_SELECTOR, more)
+        assert retry.text == "Retry"
+        with conn:
+            conn.execute("UPDATE operation_logs SET target = 'web-001' "
+                         "WHERE operation_id = ? AND target = 'web-001-gone'", (op_id,))
+        retry.click()
+        wait_for("the page after Retry", lambda: output_requests(browser) >= 2
+                 and not browser.find_element(By.CSS_SELECTOR, more).is_displayed())
+    finally:
+        conn.close()

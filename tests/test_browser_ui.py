@@ -70,8 +70,8 @@ const done = arguments[arguments.length - 1];
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r())));
   const topText = pre.textContent;
   done({
-    firstDomLine: topText.split("\n")[0],
-    topDomLines: topText.split("\n").length - 1,
+    firstDomLine: topText.split("\\n")[0],
+    topDomLines: topText.split("\\n").length - 1,
     elapsed: performance.now() - started,
     longestFrameMs: longest,
     flushes: flushTimes.length,

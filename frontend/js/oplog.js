@@ -52,6 +52,23 @@ function countMatches(text, q) {
 const fmtBytes = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB`
   : n >= 1024 ? `${Math.round(n / 1024)} KB` : `${n} B`);
 
+/**
+ * Make `parent`'s children exactly `children`, in order, moving as little as possible: rows
+ * that stay in view are neither detached nor restyled (a scroll step adds and removes rows
+ * at the edges only).
+ */
+function sync(parent, children) {
+  const kids = parent.children;
+  if (kids.length === children.length && children.every((c, i) => kids[i] === c)) return;
+  const want = new Set(children);
+  for (const c of [...kids]) if (!want.has(c)) c.remove();
+  let ref = parent.firstElementChild;
+  for (const c of children) {
+    if (c === ref) ref = ref.nextElementSibling;
+    else parent.insertBefore(c, ref);
+  }
+}
+
 /** Map server task statuses to the header vocabulary. */
 export function taskStatus(status) {
   const s = String(status || "").toUpperCase();
@@ -346,6 +363,12 @@ export class OpLog {
 
   /** Open a task's whole log (the "Show all" button). */
   open(t) {
+    if (t.error) {
+      // "Retry" after a page failed to load (never retried on its own: no request storm).
+      t.error = "";
+      this.schedule();
+      return;
+    }
     if (t.mode !== "head") return;
     t.mode = "open";
     t.collapsed = false;
@@ -383,7 +406,6 @@ export class OpLog {
     const r = t.remote;
     if (!r || t.loading || t.mode === "head" || !this.fetchPage) return;
     t.loading = true;
-    t.error = "";
     this.paintBar(t);
     try {
       while (!this.destroyed && t.remote === r && r.si < r.streams.length
@@ -645,14 +667,10 @@ export class OpLog {
       const el = this.groupEl(g);
       if (g.top !== y) el.style.top = `${y}px`;
       g.top = y;
-      if (children.length !== el.children.length || children.some((c, i) => el.children[i] !== c)) {
-        el.replaceChildren(...children);
-      }
+      sync(el, children);
       return el;
     });
-    if (els.length !== this.canvas.children.length || els.some((c, i) => this.canvas.children[i] !== c)) {
-      this.canvas.replaceChildren(...els);
-    }
+    sync(this.canvas, els);
     const attached = new Set();
     for (const w of wrappers) for (const t of w.g.tasks) if (t.el && t.el.parentNode === w.g.el) attached.add(t);
     const scrolls = [];
@@ -735,7 +753,9 @@ export class OpLog {
     const r = t.remote;
     t.bar.hidden = !r || t.collapsed;
     if (!r) return;
-    t.more.hidden = t.mode !== "head";
+    t.more.hidden = t.mode !== "head" && !t.error;
+    t.more.textContent = t.error ? "Retry" : "Show all";
+    t.more.setAttribute("aria-label", `${t.error ? "Retry loading" : "Show all"} output of ${t.script} on ${t.target}`);
     const kept = fmtBytes(r.size);
     if (t.error) t.barText.textContent = t.error;
     else if (t.mode === "head") t.barText.textContent = `Showing the first lines of ${kept} kept`;
@@ -778,7 +798,7 @@ export class OpLog {
     }
     const first = Math.max(0, Math.floor(t.scrollTop / LINE_H) - OVERSCAN_LINES);
     const last = Math.min(total, first + Math.min(MAX_DOM_LINES, lines + 2 * OVERSCAN_LINES));
-    if (t.remote && t.mode === "open" && (!t.remote.started || last > t.lines.total)) {
+    if (t.remote && t.mode === "open" && !t.error && (!t.remote.started || last > t.lines.total)) {
       t.want = last;
       this.load(t);
     }
