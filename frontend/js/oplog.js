@@ -555,7 +555,7 @@ export class OpLog {
     const i = this.rows.findIndex((r) => r.kind === "task" && r.task.target === target
       && (!scriptId || r.task.script === scriptId));
     if (i < 0) return false;
-    this.container.scrollTop = this.tops[i] + this.canvas.offsetTop - (i > 0 && this.rows[i - 1].kind === "group" ? GROUP_H : 0);
+    this.container.scrollTop = this.tops[i] + (this.offsetTop || 0) - (i > 0 && this.rows[i - 1].kind === "group" ? GROUP_H : 0);
     this.schedule();
     return true;
   }
@@ -605,8 +605,10 @@ export class OpLog {
     this.dirty.clear();
     if (grew && this.view.query) this.queueSearch();
     // Read the geometry first, then only write: a read after a write would force a layout.
-    if (this.offsetTop === undefined) this.offsetTop = this.canvas.offsetTop;
-    const view = { top: this.container.scrollTop - this.offsetTop, height: this.container.clientHeight };
+    // (.oplog is position: relative, so this is the canvas's offset inside the scroller;
+    // read once it is rendered — a hidden tab has no layout)
+    if (this.offsetTop === undefined && this.canvas.offsetParent) this.offsetTop = this.canvas.offsetTop;
+    const view = { top: this.container.scrollTop - (this.offsetTop || 0), height: this.container.clientHeight };
     this.layout();
     this.render(view);
   }
