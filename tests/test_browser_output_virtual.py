@@ -31,6 +31,7 @@ from typing import Any
 import attrs
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from linkops import config
@@ -252,6 +253,23 @@ def test_500_targets_by_20000_lines_scroll_without_freezing(
     wait_for("stderr styled apart", lambda: texts(
         browser, '#op-live-body .task[data-target="web-050"] .stderr') == ["boom on web-050\n"])
     browser.find_element(By.ID, "op-failed-only").click()
+
+    # Search over the virtual list: heads (and opened logs) in the browser, said so.
+    search = browser.find_element(By.ID, "op-search")
+    search.send_keys("boom on web-150")
+    wait_for("one match in the loaded output", lambda: browser.find_element(
+        By.ID, "op-search-count").text == "1 match in the loaded output")
+    js(browser, "document.getElementById('op-live-body').scrollTop = 0")
+    wait_for("only web-150 left", lambda: js(
+        browser, "return [...document.querySelectorAll('#op-live-body .task')]"
+                 ".map(t => t.dataset.target).join()") == "web-150")
+    wait_for("the match highlighted",
+             lambda: js(browser, "return CSS.highlights.has('oplog-match')"))
+    search.send_keys(Keys.CONTROL, "a")
+    search.send_keys(Keys.DELETE)
+    wait_for("all 500 back", lambda: js(
+        browser, "return document.querySelector('#op-live-body .task').dataset.target")
+        == "web-000")
 
     # Per-target collapse: web-000's task leaves the list, web-001 moves up; and back.
     js(browser, "document.getElementById('op-live-body').scrollTop = 0")
