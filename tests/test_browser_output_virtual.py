@@ -323,6 +323,16 @@ def test_500_targets_by_20000_lines_scroll_without_freezing(
     assert longest < MAX_LONG_TASK_MS, (long_tasks, js(browser, "return window.__frames"),
                                         cpu, os.getloadavg())
 
+    # The opened log is searched whole (the others by their heads): its last line is found.
+    search = browser.find_element(By.ID, "op-search")
+    search.send_keys("19999 okay")
+    wait_for("the last line found", lambda: browser.find_element(
+        By.ID, "op-search-count").text == "1 match in the loaded output")
+    assert js(browser, "return [...document.querySelectorAll('#op-live-body .task')]"
+                       ".map(t => t.dataset.target).join()") == "web-000"
+    search.send_keys(Keys.CONTROL, "a")
+    search.send_keys(Keys.DELETE)
+
 
 def test_a_page_that_fails_to_load_is_said_and_not_retried_in_a_loop(
         browser: WebDriver, big_operation: Seeded) -> None:

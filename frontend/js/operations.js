@@ -288,7 +288,7 @@ async function openOperationNow(id, known) {
   const scripts = scriptIds.map((sid) => ({ id: sid, name: scriptName(sid) }));
   const targets = parseList(src.targets).map((t) => (typeof t === "object" ? t.id : t));
   const log = new OpLog($("#op-live-body"), {
-    id, scripts, targets, onChange: () => renderSummary(),
+    id, scripts, targets, onChange: () => renderSummary(), onSearch: showMatches,
     fetchPage: (target, script, stream, offset, limit) =>
       api.taskOutput(id, target, script, stream, offset, limit),
   });
@@ -423,8 +423,13 @@ function renderSummary() {
 function applyOutputView() {
   if (!current) return;
   const query = $("#op-search").value.trim();
-  const matches = current.log.setView({ query, failedOnly: $("#op-failed-only").checked });
-  // Search sees what is in the browser: heads, opened logs, live output (docs/frontend.md).
+  showMatches(current.log.setView({ query, failedOnly: $("#op-failed-only").checked }));
+}
+
+/** The match count; a search sees what is in the browser: heads, opened logs, live output. */
+function showMatches(matches) {
+  if (!current) return;
+  const query = $("#op-search").value.trim();
   const partial = current.log.partial() ? " in the loaded output" : "";
   $("#op-search-count").textContent = query ? `${matches} match${matches === 1 ? "" : "es"}${partial}` : "";
 }

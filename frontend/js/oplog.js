@@ -176,7 +176,7 @@ export class OpLog {
   /**
    * @param {HTMLElement} container  the scroll viewport; emptied and filled with the tasks
    * @param {{id: string, scripts: {id: string, name: string}[], targets: string[],
-   *          onChange?: () => void,
+   *          onChange?: () => void, onSearch?: (matches: number) => void,
    *          fetchPage?: (target, script, stream, offset, limit) => Promise<object>}} op
    *   `fetchPage` answers like GET …/tasks/{target}/{script}/output (data, next_offset, …).
    */
@@ -191,6 +191,7 @@ export class OpLog {
     this.destroyed = false;
     this.view = { query: "", failedOnly: false };
     this.onChange = op.onChange || (() => {});
+    this.onSearch = op.onSearch || (() => {}); // (matches) after new output re-applied a search
     this.changeQueued = false;
     this.viewTimer = 0;
     this.rows = []; // [{kind: "group"|"task", group|task}]
@@ -495,10 +496,7 @@ export class OpLog {
     if (this.viewTimer) return;
     this.viewTimer = setTimeout(() => {
       this.viewTimer = 0;
-      if (!this.destroyed) {
-        this.applyVisibility();
-        this.changed();
-      }
+      if (!this.destroyed) this.onSearch(this.applyVisibility());
     }, 300);
   }
 
