@@ -17,7 +17,10 @@ is scrolled top to bottom and while one log is scrolled through all its 20,000 l
 must stay under 50 ms: long tasks are wall clock and grow on a machine shared with other work,
 CPU time does not); the log really loads (the line under the pane's top
 edge is drawn at every step, ``19999 okay`` at the end); scrolling the list asks the server
-for no output page (heads only), opening a log pages it in.
+for no output page (heads only), opening a log pages it in. Also: search, "failed only" and
+per-target collapse on the virtual list; a page the server refuses (hostile: the row renamed
+under the view) is said and not retried in a loop; live output appended to 500 targets keeps
+the DOM bounded and every pane on its tail.
 """
 
 from __future__ import annotations
@@ -372,3 +375,58 @@ def test_a_page_that_fails_to_load_is_said_and_not_retried_in_a_loop(
                  and not browser.find_element(By.CSS_SELECTOR, more).is_displayed())
     finally:
         conn.close()
+
+
+# Live output into a 500-target list (what SSE `output` events do, through OpLog.append): the
+# DOM stays bounded, each drawn pane follows its tail, a task drawn later shows its own tail.
+LIVE_SCRIPT = """
+const done = arguments[arguments.length - 1];
+(async () => {
+  const { OpLog } = await import('/js/oplog.js');
+  const box = document.createElement('div');
+  box.style.cssText = 'position: fixed; inset: 0 auto auto 0; width: 900px; height: 500px;'
+    + 'overflow: auto';
+  document.body.append(box);
+  const targets = Array.from({length: 500}, (_, i) => `live-${String(i).padStart(3, '0')}`);
+  const log = new OpLog(box, {id: 'OP-live', scripts: [{id: 'tail', name: 'Tail'}], targets});
+  const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
+  let most = 0;
+  for (let round = 0; round < 40; round += 1) {
+    for (const t of targets) {
+      let chunk = '';
+      for (let i = 0; i < 5; i += 1) chunk += `${t} line ${round * 5 + i}\\n`;
+      log.append(t, 'tail', round % 10 === 9 ? 'stderr' : 'stdout', chunk);
+    }
+    await frame();
+    most = Math.max(most, box.querySelectorAll('*').length);
+  }
+  await frame();
+  const firstTail = box.querySelector('.task[data-target="live-000"] pre').textContent;
+  box.scrollTop = box.scrollHeight;
+  await frame(); await frame();
+  const last = box.querySelector('.task[data-target="live-499"] pre');
+  const result = {most, firstTail, lastTail: last ? last.textContent : null,
+                  drawn: box.querySelectorAll('.task').length, full: (await log.fullText()).length};
+  log.destroy();
+  box.remove();
+  done(result);
+})().catch((e) => done({error: String(e && e.stack || e)}));
+"""
+
+
+def test_live_output_into_500_targets_stays_bounded_and_follows(
+        browser: WebDriver, big_operation: Seeded) -> None:
+    browser.get(f"{big_operation.site.url}/#operations")
+    wait_for("the app", lambda: app_ready(browser), timeout=30)
+    result: dict[str, Any] = browser.execute_async_script(LIVE_SCRIPT)
+    assert "error" not in result, result["error"]
+    assert result["most"] < MAX_ELEMENTS, result
+    assert 0 < result["drawn"] < 40, result
+    # 200 lines each: the drawn panes show their last line (followed), and so does a pane
+    # that is drawn only after the scroll (its tail, not its first lines).
+    assert result["firstTail"].rstrip("\n").endswith("live-000 line 199"), result["firstTail"]
+    assert result["lastTail"] is not None and \
+        result["lastTail"].rstrip("\n").endswith("live-499 line 199"), result["lastTail"]
+    assert "live-499 line 0\n" not in result["lastTail"]  # a window, not all 200 lines
+    sent = sum(len(f"live-{t:03d} line {n}\n") for t in range(500) for n in range(200))
+    assert result["full"] > sent  # everything kept (plus a header per task)

@@ -547,17 +547,6 @@ export class OpLog {
     return parts.join("");
   }
 
-  /** Scroll the list so that this task is at the top (for other panels: "show me"). */
-  reveal(target, scriptId) {
-    this.layout();
-    const i = this.rows.findIndex((r) => r.kind === "task" && r.task.target === target
-      && (!scriptId || r.task.script === scriptId));
-    if (i < 0) return false;
-    this.container.scrollTop = this.tops[i] + (this.offsetTop || 0) - (i > 0 && this.rows[i - 1].kind === "group" ? GROUP_H : 0);
-    this.schedule();
-    return true;
-  }
-
   destroy() {
     this.destroyed = true;
     if (this.frame) cancelAnimationFrame(this.frame);
