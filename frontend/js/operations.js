@@ -64,9 +64,7 @@ export function init(context) {
   $("#op-wrap").addEventListener("change", () => {
     $("#op-live-body").classList.toggle("wrap", $("#op-wrap").checked);
   });
-  $("#op-download").addEventListener("click", () => {
-    if (current) downloadText(`${current.id}.log`, current.log.fullText());
-  });
+  $("#op-download").addEventListener("click", downloadCurrent);
   initRunForm({
     onStarted: (id, op) => {
       openOperation(id, op);
@@ -296,7 +294,11 @@ async function openOperationNow(id, known) {
   const scriptIds = parseList(src.scripts).map((s) => (typeof s === "object" ? s.id : s));
   const scripts = scriptIds.map((sid) => ({ id: sid, name: scriptName(sid) }));
   const targets = parseList(src.targets).map((t) => (typeof t === "object" ? t.id : t));
-  const log = new OpLog($("#op-live-body"), { id, scripts, targets, onChange: () => renderSummary() });
+  const log = new OpLog($("#op-live-body"), {
+    id, scripts, targets, onChange: () => renderSummary(), onSearch: showMatches,
+    fetchPage: (target, script, stream, offset, limit) =>
+      api.taskOutput(id, target, script, stream, offset, limit),
+  });
   const started = Date.parse((detail && (detail.started || detail.created)) || "");
   const ended = Date.parse((detail && detail.ended) || "");
   const groups = new OpGroups($("#op-groups"), {
@@ -329,7 +331,7 @@ async function openOperationNow(id, known) {
   markSelectedRow();
   groups.load();
   if (detail && !ACTIVE.has(String(detail.status))) {
-    await renderStoredLogs(detail);
+    renderStoredLogs(detail);
     return;
   }
   follow(id);
@@ -439,8 +441,15 @@ function renderSummary() {
 function applyOutputView() {
   if (!current) return;
   const query = $("#op-search").value.trim();
-  const matches = current.log.setView({ query, failedOnly: $("#op-failed-only").checked });
-  $("#op-search-count").textContent = query ? `${matches} match${matches === 1 ? "" : "es"}` : "";
+  showMatches(current.log.setView({ query, failedOnly: $("#op-failed-only").checked }));
+}
+
+/** The match count; a search sees what is in the browser: heads, opened logs, live output. */
+function showMatches(matches) {
+  if (!current) return;
+  const query = $("#op-search").value.trim();
+  const partial = current.log.partial() ? " in the loaded output" : "";
+  $("#op-search-count").textContent = query ? `${matches} match${matches === 1 ? "" : "es"}${partial}` : "";
 }
 
 function runAgain() {
@@ -451,40 +460,31 @@ function runAgain() {
   });
 }
 
-// The view carries each log's head and size only; the whole kept output is paged in.
-async function fetchWholeOutput(id, entry, stream) {
-  const size = entry[`${stream}_bytes`];
-  const head = entry[`${stream}_head`] || "";
-  if (!size || new TextEncoder().encode(head).length >= size) return head;
-  const parts = [];
-  let offset = 0;
-  while (offset !== null && offset !== undefined) {
-    const page = await api.taskOutput(id, entry.target, entry.script, stream, offset);
-    parts.push(page.data || "");
-    offset = page.next_offset;
-  }
-  return parts.join("");
+// Small operations open every log whole; big ones show each log's head until it is opened
+// (the view carries heads and sizes only; OpLog pages the rest in as it is scrolled to).
+const OPEN_LOGS_UP_TO = 10;
+
+function renderStoredLogs(detail) {
+  const logs = detail.logs || [];
+  const open = logs.length <= OPEN_LOGS_UP_TO;
+  for (const entry of logs) current.log.setStored(entry, { open });
+  current.log.finish(detail.status);
+  renderSummary();
 }
 
-async function renderStoredLogs(detail) {
+async function downloadCurrent() {
+  if (!current) return;
   const mine = current;
-  for (const entry of detail.logs || []) {
-    const { target, script } = entry;
-    for (const stream of ["stdout", "stderr"]) {
-      let text;
-      try {
-        text = await fetchWholeOutput(detail.id, entry, stream);
-      } catch (err) {
-        showError(err, `Loading the output of ${target}`);
-        text = entry[`${stream}_head`] || "";
-      }
-      if (current !== mine) return; // another operation was opened meanwhile
-      if (text) mine.log.append(target, script, stream, text);
-    }
-    mine.log.setStatus(target, script, taskStatus(entry.status), entry.exit_code);
+  const btn = $("#op-download");
+  btn.disabled = true;
+  try {
+    const text = await mine.log.fullText(); // pages in the logs that are not loaded yet
+    downloadText(`${mine.id}.log`, text);
+  } catch (err) {
+    showError(err, `Downloading the output of ${mine.id}`);
+  } finally {
+    btn.disabled = false;
   }
-  mine.log.finish(detail.status);
-  renderSummary();
 }
 
 function follow(id) {
