@@ -259,6 +259,16 @@ def console_errors(driver: WebDriver, allow: Callable[[dict[str, Any]], bool]) -
             if e["level"] == "SEVERE" and not allow(e)]
 
 
+def failed_loads(*patterns: str) -> Callable[[dict[str, Any]], bool]:
+    """An ``allow`` for :func:`console_errors`: the network errors a test provokes on purpose
+    (Chromium logs every 4xx as a failed load), each a regex over the entry's message such as
+    ``r"/api/operations/plan - .* status of 403"``. Script errors are never allowed."""
+    def allow(entry: dict[str, Any]) -> bool:
+        message = str(entry["message"])
+        return entry.get("source") == "network" and any(re.search(p, message) for p in patterns)
+    return allow
+
+
 # Lists re-render while polling: read them in one script call so no element goes stale
 # between finding it and reading it.
 def texts(driver: WebDriver, selector: str) -> list[str]:

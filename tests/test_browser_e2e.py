@@ -22,6 +22,7 @@ from tests.fixtures_browser import (
     DemoService,
     app_ready,
     console_errors,
+    failed_loads,
     header_texts,
     live_title,
     log_in,
@@ -510,12 +511,8 @@ def test_no_console_errors(app: WebDriver) -> None:
     # Expected: 401/403 answers to the deliberate bad logins, the signed-out visit and the
     # run refused for an unenrolled target (refused when
     # it is planned, POST /api/operations/plan). Anything else (a script error above all) fails.
-    def expected(entry: dict[str, object]) -> bool:
-        msg = str(entry["message"])
-        return entry.get("source") == "network" and bool(
-            re.search(r"/api/auth/(login|me) - .* status of (401|403)", msg)
-            or re.search(r"/api/operations/plan - .* status of 403", msg))
-    assert console_errors(app, expected) == []
+    assert console_errors(app, failed_loads(r"/api/auth/(login|me) - .* status of (401|403)",
+                                            r"/api/operations/plan - .* status of 403")) == []
 
 
 def test_logout(app: WebDriver, demo_service: DemoService) -> None:

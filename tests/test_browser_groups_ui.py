@@ -35,6 +35,7 @@ from tests.fixtures_browser import (
     app_ready,
     confirm_plan,
     console_errors,
+    failed_loads,
     live_title,
     log_in,
     open_tab,
@@ -216,10 +217,9 @@ def wait_ended(http: httpx.Client, op_id: str) -> dict[str, Any]:
     return wait_for(f"the end of {op_id}", ended, timeout=60, interval=0.3)
 
 
-def provoked_409(entry: dict[str, Any]) -> bool:
-    """The 409 answers these tests provoke on purpose, which Chromium logs as failed loads."""
-    return bool(re.search(r"/(rerun|diff)\S* - Failed to load resource: the server "
-                          r"responded with a status of 409", entry["message"]))
+# The 409 answers these tests provoke on purpose, which Chromium logs as failed loads.
+provoked_409 = failed_loads(r"/(rerun|diff)\S* - Failed to load resource: the server "
+                            r"responded with a status of 409")
 
 
 # ---- tests ------------------------------------------------------------------------------------

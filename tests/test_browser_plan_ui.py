@@ -9,7 +9,6 @@ script change, the quick path of a run that needs no confirmation, an unknown ho
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from tests.fixtures_browser import (
     api_run,
     confirm_plan,
     console_errors,
+    failed_loads,
     live_title,
     open_tab,
     plan_dialog_open,
@@ -319,10 +319,6 @@ def test_a_rerun_is_confirmed_through_plan_and_confirm(app: WebDriver,
 
 def test_no_console_errors(app: WebDriver) -> None:
     # Expected: the 409 of the stale plan's run and the rerun's CONFIRMATION_REQUIRED.
-    def expected(entry: dict[str, object]) -> bool:
-        msg = str(entry["message"])
-        return entry.get("source") == "network" and bool(
-            re.search(r"/api/operations/run - .* status of 409", msg)
-            or re.search(r"/api/operations/OP-\d+/rerun - .* status of 409", msg))
-    errors = console_errors(app, expected)
+    errors = console_errors(app, failed_loads(r"/api/operations/run - .* status of 409",
+                                              r"/api/operations/OP-\d+/rerun - .* status of 409"))
     assert errors == [], errors

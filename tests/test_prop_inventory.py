@@ -570,8 +570,11 @@ def test_property_30_secrets_ini_parsing_extracts_key_paths_and_tokens(
     assert parsed.git_token == token
     assert dict(parsed.api) == api
     shown = repr(parsed)
+    # What the repr says of any secrets file ("Secrets(source='secrets.ini')"): a generated
+    # value such as "sour" may occur in it without anything having leaked.
+    bare = repr(parse_secrets("", "secrets.ini"))
     for value in [token, *api.values()]:
-        if value is not None:
+        if value is not None and value not in bare:
             assert value not in shown
 
 
