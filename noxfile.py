@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint"]
@@ -19,11 +21,20 @@ def tests(session: nox.Session) -> None:
     """The whole test suite (real sshd, git, SQLite and Chromium)."""
     build_frontend(session)
     session.install(".[test]")
-    # Two workers, whole files each: the suite waits on sshd, git and Chromium far more than
-    # it computes (16 min on one worker, 9 on two, on the 2-core CI machine). Files keep
-    # their order and module fixtures; every fixture picks free ports and random names, so
-    # two files never share a server, a namespace or a directory.
-    session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)
+    if session.posargs:  # a developer's selection: exactly that, in-process
+        session.run("pytest", *session.posargs)
+        return
+    # Everything but the browser tests on two workers, whole files each: those tests wait on
+    # sshd, git and subprocesses far more than they compute (16 min for the whole suite on
+    # one worker on the 2-core CI machine). Files keep their order and module fixtures; every
+    # fixture picks free ports and random names, so two files never share a server, a
+    # namespace or a directory. The browser tests then run alone, one file after another:
+    # they measure the page (long tasks, live updates, polling) and flaked when a second
+    # worker loaded the machine.
+    browser = sorted(str(p) for p in Path("tests").glob("test_browser_*.py"))
+    session.run("pytest", "-n", "2", "--dist", "loadfile",
+                "--ignore-glob=tests/test_browser_*.py", "tests")
+    session.run("pytest", *browser)
 
 
 @nox.session(python=PYTHON)

@@ -403,15 +403,17 @@ def test_output_search_wrap_and_failed_only(app: WebDriver) -> None:
     wait_for("matches counted", lambda: re.match(r"[1-9]\d* match", app.find_element(
         By.ID, "op-search-count").text))
     assert js(app, "return CSS.highlights.has('oplog-match')")
-    visible = js(app, "return [...document.querySelectorAll('#op-live-body .task')]"
-                      ".filter(t => !t.hidden).map(t => t.dataset.script)")
-    assert visible == ["disk_usage"]
+
+    def shown_tasks() -> list[str]:
+        return list(js(app, "return [...document.querySelectorAll('#op-live-body .task')]"
+                            ".filter(t => !t.hidden).map(t => t.dataset.script)"))
+    # Waited for, not read once: the virtual list redraws on its next frame (and again when
+    # the stored logs replace the live ones at the end), applying the filter each time.
+    wait_for("only the matching task", lambda: shown_tasks() == ["disk_usage"], timeout=10)
     screenshot(app, "ops-output-search")
     empty_search(app, "op-search")
     app.find_element(By.ID, "op-failed-only").click()
-    visible = js(app, "return [...document.querySelectorAll('#op-live-body .task')]"
-                      ".filter(t => !t.hidden).map(t => t.dataset.script)")
-    assert visible == ["disk_usage"]
+    wait_for("only the failed task", lambda: shown_tasks() == ["disk_usage"], timeout=10)
     app.find_element(By.ID, "op-failed-only").click()
     assert output_white_space(app) == "pre"
     app.find_element(By.ID, "op-wrap").click()
