@@ -297,6 +297,17 @@ def live_title(driver: WebDriver) -> str:
     return str(driver.find_element(By.ID, "op-live-title").text)
 
 
+def new_operation_id(driver: WebDriver, before: str) -> str | None:
+    """The id of the operation the output pane shows, if it is not the one in ``before``
+    (an earlier title). Ids are compared, not titles: the same operation's title changes
+    as it loads ("Output · OP-1" → "OP-1 · Disk Usage"), which is not a new operation."""
+    old = re.search(r"OP-\d+", before)
+    found = re.search(r"OP-\d+", live_title(driver))
+    if found and (old is None or found.group(0) != old.group(0)):
+        return found.group(0)
+    return None
+
+
 def plan_dialog_open(driver: WebDriver) -> bool:
     return bool(driver.execute_script(
         "return document.getElementById('plan-dialog').open"))
@@ -322,9 +333,7 @@ def submit_run(driver: WebDriver, button: str = "run-submit") -> str:
     driver.find_element(By.ID, button).click()
 
     def new_id() -> str | None:
-        title = live_title(driver)
-        found = re.search(r"OP-\d+", title)
-        return found.group(0) if found and title != before else None
+        return new_operation_id(driver, before)
 
     def started_or_asked() -> str | None:
         if plan_dialog_open(driver):

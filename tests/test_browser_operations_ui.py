@@ -28,6 +28,7 @@ from tests.fixtures_browser import (
     failed_loads,
     header_texts,
     live_title,
+    new_operation_id,
     open_tab,
     plan_dialog_open,
     screenshot,
@@ -645,8 +646,7 @@ def test_keyboard_only_run_stop_history_terminal(app: WebDriver) -> None:
         assert js(app, "return document.getElementById('plan-dialog')"
                        ".contains(document.activeElement)")
     tab_to(app, "el.id === 'plan-phrase'").send_keys("run on 1 target", Keys.ENTER)
-    op_id = wait_for("the run", lambda: (m.group(0) if (m := re.search(r"OP-\d+", live_title(app)))
-                                         and live_title(app) != before else None))
+    op_id = wait_for("the run", lambda: new_operation_id(app, before))
     wait_for("running", lambda: op_status(app) == "running", timeout=40)
     stop = tab_to(app, "el.id === 'op-stop'")
     stop.send_keys(Keys.ENTER)

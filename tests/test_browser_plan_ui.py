@@ -25,6 +25,7 @@ from tests.fixtures_browser import (
     console_errors,
     failed_loads,
     live_title,
+    new_operation_id,
     open_tab,
     plan_dialog_open,
     screenshot,
@@ -94,7 +95,8 @@ def new_operation(driver: WebDriver, before: str) -> str:
     """The dialog closes and the output pane follows a new operation: its id."""
     wait_for("the dialog to close", lambda: not plan_dialog_open(driver))
     return str(wait_for("the new operation", lambda: (
-        t.split(" ")[0] if (t := live_title(driver)) != before and t.startswith("OP-") else None)))
+        t.split(" ")[0] if (t := live_title(driver)).startswith("OP-")
+        and new_operation_id(driver, before) else None)))
 
 
 def sync(http: httpx.Client) -> str:
