@@ -39,6 +39,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.fixtures_core import free_port
@@ -247,6 +248,13 @@ def app(browser: WebDriver, demo_service: DemoService) -> WebDriver:
 
 
 def open_tab(driver: WebDriver, name: str) -> None:
+    """Click the tab, as an operator would: a modal dialog still open (the link details
+    have been seen to open again from their URL after a test closed them; not explained
+    yet) is first dismissed with Escape, since nothing behind a modal can be clicked."""
+    if driver.execute_script("return !!document.querySelector('dialog[open]')"):
+        ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+        wait_for("the open dialog dismissed", lambda: driver.execute_script(
+            "return !document.querySelector('dialog[open]')"), timeout=5)
     driver.find_element(By.ID, f"tab-{name}").click()
     wait_for(f"the {name} tab", lambda: driver.find_element(By.ID, f"panel-{name}").is_displayed())
 
