@@ -61,12 +61,24 @@ def test_installed_service_opens_a_terminal_without_console_errors(
     log_in(browser, installed_service)
     wait_for("the app after login", lambda: app_ready(browser), timeout=30)
     open_tab(browser, "terminal")
+    # The pane's target list fills in when the links arrive: a value set before its option
+    # exists is dropped (the pane then stays idle, "pick an enrolled link").
+    option = '.pane-target[data-pane="A"] option[value="vps-fra-01"]'
+    wait_for("vps-fra-01 among pane A's targets",
+             lambda: browser.find_elements(By.CSS_SELECTOR, option), timeout=30)
     select = browser.find_element(By.CSS_SELECTOR, '.pane-target[data-pane="A"]')
     browser.execute_script("arguments[0].value = arguments[1]", select, "vps-fra-01")
+    assert select.get_attribute("value") == "vps-fra-01"
     browser.find_element(By.ID, "term-connect-all").click()
-    wait_for("pane A connected", lambda: browser.find_element(
-        By.CSS_SELECTOR, '.pane[data-pane="A"]').get_attribute("data-status")
-        in ("connected", "enrolled"), timeout=40)
+    try:
+        wait_for("pane A connected", lambda: browser.find_element(
+            By.CSS_SELECTOR, '.pane[data-pane="A"]').get_attribute("data-status")
+            in ("connected", "enrolled"), timeout=40)
+    except AssertionError as exc:  # say what the pane and the service said
+        pane = browser.find_element(By.CSS_SELECTOR, '.pane[data-pane="A"]')
+        log = (installed_service.workdir / "demo.stderr").read_text()[-3000:]
+        raise AssertionError(f"{exc}; pane status {pane.get_attribute('data-status')!r}, "
+                             f"text {pane.text[-500:]!r}; service log tail:\n{log}") from None
     wait_for("a prompt in pane A",
              lambda: re.search(r"[$#] ?$", terminal_text(browser, "A").strip() + " "), timeout=20)
     browser.find_element(By.CSS_SELECTOR, '.pane[data-pane="A"] .xterm').click()
