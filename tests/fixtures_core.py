@@ -146,7 +146,7 @@ async def wait_healthy(base: str, timeout: float = 30) -> None:
                     if (await http.get("/api/health")).status_code == 200:
                         return
                 except httpx.TransportError:
-                    pass
+                    pass  # not listening yet: the deadline above bounds the wait
                 await trio.sleep(0.1)
 
 
