@@ -292,13 +292,23 @@ class ShellStream(_ChannelStream):
         item = await self._receive()
         return b"" if item is None else item[1]
 
+    def _shell_ended(self) -> bool:
+        # The peer's EOF or exit status means the shell is gone even while its CHANNEL_CLOSE
+        # is still on the way: paramiko would still accept keystrokes then (and refuse a
+        # window-change), so both are refused alike, at once.
+        chan = self._chan
+        return bool(self._closed or chan.closed or chan.eof_received or chan.exit_status_ready())
+
     async def send(self, data: bytes) -> None:
         """Keystrokes to the shell."""
+        if self._shell_ended():
+            raise SshError(f"cannot write to {self._label}: the shell ended",
+                           reason="closed", details={"target": self._label})
         await self._send_input(data)
 
     async def resize(self, cols: int, rows: int) -> None:
         """Tell the remote PTY its new size (SIGWINCH on the remote side)."""
-        if self._closed or self._chan.closed:
+        if self._shell_ended():
             raise SshError(f"cannot resize the terminal on {self._label}: the shell ended",
                            reason="closed", details={"target": self._label})
         await self._lane.call(self._chan.resize_pty, cols, rows, what="a window-change")
