@@ -149,13 +149,13 @@ async function refreshList() {
   try {
     // Active = queued + running (a status filter narrows it); history = everything else.
     const ended = "success,failed,partial,stopped,interrupted";
-    const wanted = listMode === "active"
+    const statuses = listMode === "active"
       ? (ACTIVE.has(status) ? status : status ? "none" : "queued,running")
       : (status && !ACTIVE.has(status) ? status : status ? "none" : ended);
     let ops = [];
     let hasNext = false;
-    if (wanted !== "none") {
-      const r = await api.operations({ status: wanted, page, pageSize: PAGE_SIZE });
+    if (statuses !== "none") {
+      const r = await api.operations({ status: statuses, page, pageSize: PAGE_SIZE });
       ops = r.operations.map(normaliseOp);
       hasNext = r.hasNext;
       if (!ops.length && page > 1) {
@@ -163,11 +163,9 @@ async function refreshList() {
         return refreshList();
       }
     }
+    // The list never opens an operation by itself: the detail shows what was asked for (a
+    // click, a route, a run just started), so a poll cannot swap it under the reader's eyes.
     renderList(ops);
-    // Nothing shown yet and something is running: follow it, that is what one came to see.
-    if (!current && !wanted && listMode === "active" && ops.length) {
-      openOperation(ops[0].id, null, { fromRoute: false, replace: true });
-    }
     $("#ops-page").textContent = `Page ${page}`;
     $("#ops-prev").disabled = page <= 1;
     $("#ops-next").disabled = !hasNext;
