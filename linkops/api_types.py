@@ -95,8 +95,8 @@ class TableQueryRequest:
 
     table: Any = attrs.field(metadata=doc("table name (GET /api/tables)"))
     columns: Any = attrs.field(default=None, metadata=doc("column names"))
-    filters: Any = attrs.field(default=None, metadata=doc("[{column, op, value}]"))
-    sort: Any = attrs.field(default=None, metadata=doc("[{column, dir}]"))
+    filters: Any = attrs.field(default=None, metadata=doc("[{col, op, val}]"))
+    sort: Any = attrs.field(default=None, metadata=doc("[{col, dir}]"))
     page: Any = attrs.field(default=None, metadata=doc("{size, cursor}"))
 
     def to_dict(self) -> dict[str, Any]:
