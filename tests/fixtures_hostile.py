@@ -32,7 +32,12 @@ from typing import Any
 import attrs
 import paramiko
 import pytest
-from paramiko.common import cMSG_CHANNEL_DATA
+from paramiko.common import (
+    AUTH_SUCCESSFUL,
+    OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED,
+    OPEN_SUCCEEDED,
+    cMSG_CHANNEL_DATA,
+)
 
 from linkops.models import Enrollment, Link, SshOptions
 
@@ -52,13 +57,13 @@ class _Interface(paramiko.ServerInterface):
         return "publickey"
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        return paramiko.AUTH_SUCCESSFUL
+        return AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
         if self.server.mode == "mute":
             self.server.park()
-        return paramiko.OPEN_SUCCEEDED if kind == "session" else \
-            paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        return OPEN_SUCCEEDED if kind == "session" else \
+            OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_pty_request(self, channel: paramiko.Channel, term: bytes, width: int,
                                   height: int, pixelwidth: int, pixelheight: int,
