@@ -18,7 +18,7 @@ p50 within 1 ms, no cut.
 text lines (words from a fixed vocabulary plus a rare marker per recording) through the same
 FTS5 schema the service uses — then searches as an admin and as a user who owns a small share
 of the recordings: a rare word, a common word, two words, a prefix. Goal: p95 < 100 ms over
-1 GB of text. ``--quick`` (or ``CI=true``): 8 MB, 2 pairs of 4 MB floods; full: 1 GB, 48 pairs
+1 GB of text. ``--quick`` (or ``CI=true``): 8 MB, 2 pairs of 4 MB floods; full: 1 GB, 96 pairs
 of 32 MB floods. ``--on-off``: only the on/off part (the 1 GB search database takes ~20 min
 to generate on a 2-core machine).
 """
@@ -335,7 +335,7 @@ def run(quick: bool, search: bool = True) -> Table:
         flood_mb = 4 if quick else 32
         with Sandbox(root / "fleet", hosts=1, prefix="recb") as fleet:
             got = trio.run(lambda: on_off(
-                fleet, root, pairs=2 if quick else 48, flood_bytes=flood_mb * MB,
+                fleet, root, pairs=2 if quick else 96, flood_bytes=flood_mb * MB,
                 samples=20 if quick else 60))
         report_on_off(table, got, flood_mb)
         if not search:

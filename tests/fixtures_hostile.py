@@ -10,6 +10,8 @@ any public key and then behaves per ``mode``:
   ``pty-req`` or ``shell``;
 * ``flood_exec`` / ``flood_shell``: accepts the exec (or PTY shell) and sends data as fast as
   it can, ignoring the window the client advertised, up to ``flood_bytes``;
+* ``flood_script``: an operation's launch wrapper gets a matching client-ID report, then the
+  flood (its script never "runs": the flood is its output);
 * ``drop``: accepts an exec or shell, sends a few bytes, then closes the TCP connection.
 
 Half-open connections need no fake: ``tests/test_ssh_boundary.py`` sets the veth of a real
@@ -40,8 +42,9 @@ from paramiko.common import (
 )
 
 from linkops.models import Enrollment, Link, SshOptions
+from linkops.operations.remote import ID_BEGIN, ID_END
 
-MODES = ("mute", "mute_pty", "flood_exec", "flood_shell", "drop")
+MODES = ("mute", "mute_pty", "flood_exec", "flood_shell", "flood_script", "drop")
 CLIENT_ID = "LINKOPS-00000000-0000-4000-8000-0000000000aa"
 FLOOD_PACKET = 32768
 # The server side's paramiko chatter (clients hanging up mid-banner…) is noise here.
@@ -80,7 +83,11 @@ class _Interface(paramiko.ServerInterface):
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         self.server.execs += 1
-        self.server.spawn(self.server.behave, channel, "exec")
+        # flood_script: an operation's launch wrapper gets the client-ID report it asks for
+        # (linkops/operations/remote.py), then the flood; other commands are answered as usual.
+        kind = "script" if self.server.mode == "flood_script" and b"linkops-op" in command \
+            else "exec"
+        self.server.spawn(self.server.behave, channel, kind)
         return True
 
     def check_channel_window_change_request(self, *args: Any) -> bool:
@@ -131,6 +138,9 @@ class HostileServer:
         time.sleep(0.2)
         try:
             if self.mode == "flood_" + kind:
+                if kind == "script":
+                    channel.sendall(ID_BEGIN + (CLIENT_ID + "\n").encode().hex().encode()
+                                    + b"\n" + ID_END + b"0\n")
                 self._flood(channel)
             elif self.mode == "drop":
                 channel.sendall(b"partial output\n")

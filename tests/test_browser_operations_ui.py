@@ -42,7 +42,7 @@ pytestmark = pytest.mark.browser
 
 THEMES = ("gray-fabric", "blue-fabric", "charcoal-leather")
 SIZES = ((1280, 800), (1440, 900))
-TABS = ("overview", "links", "operations", "terminal")
+TABS = ("overview", "links", "operations", "terminal", "recordings")
 # login.html?next=<given> → the hash the app lands on (URL-encoded; "" = the default page).
 NEXT_CASES = (
     ("https%3A%2F%2Fevil.example%2F", ""),

@@ -224,3 +224,47 @@ async def test_accept_new_is_a_warning_with_the_fix(tmp_path: Path, policy: str)
     finding = only(await diagnose(path), "known_hosts", "warn")
     assert "trusted on first contact" in finding.detail
     assert "host_key_policy = strict" in finding.fix
+
+
+async def test_repository_url_not_set_is_the_first_install_failure(tmp_path: Path) -> None:
+    path = healthy(tmp_path, git={"repository_url": ""})
+    finding = only(await diagnose(path), "git remote", "fail")
+    assert finding.detail == "[git] repository_url is not set"
+    assert finding.fix == f"set [git] repository_url in {path}"
+
+
+def test_missing_keys_directory(tmp_path: Path) -> None:
+    # The settings themselves refuse it, so the doctor reports the config, with the path.
+    path = healthy(tmp_path)
+    shutil.rmtree(tmp_path / "keys")
+    result = run_cli("doctor", "--config", str(path), "--unit", str(UNIT))
+    assert result.returncode == 1, result.stdout
+    assert "fail    config" in result.stdout, result.stdout
+    assert f"[ssh] keys_directory: {tmp_path / 'keys'} is not a readable directory" \
+        in result.stdout, result.stdout
+
+
+async def test_known_hosts_that_is_a_link_or_someone_elses(tmp_path: Path) -> None:
+    path = healthy(tmp_path)
+    known_hosts = tmp_path / "ssh" / "known_hosts"
+    planted = tmp_path / "planted_known_hosts"
+    shutil.move(known_hosts, planted)
+    known_hosts.symlink_to(planted)
+    finding = only(await diagnose(path), "known_hosts", "fail")
+    assert "not a regular file" in finding.detail and str(known_hosts) in finding.detail
+    assert finding.fix.startswith(f"replace {known_hosts} with a regular file")
+    known_hosts.unlink()
+    shutil.move(planted, known_hosts)
+    require_root("chown known_hosts to another user")
+    os.chown(known_hosts, NOBODY, NOBODY)
+    finding = only(await diagnose(path), "known_hosts", "fail")
+    assert f"owned by uid {NOBODY}" in finding.detail
+    assert finding.fix == f"chown {os.geteuid()} {known_hosts}"
+
+
+def test_warnings_alone_exit_0(tmp_path: Path) -> None:
+    # accept-new is a warning, never a failure: the table says so and the exit status is 0.
+    path = healthy(tmp_path, ssh={"host_key_policy": "accept-new"})
+    result = run_cli("doctor", "--config", str(path), "--unit", str(UNIT))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("ok, 1 warn, 0 fail"), result.stdout

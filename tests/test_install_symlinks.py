@@ -171,6 +171,36 @@ def test_path_handed_to_another_user_is_refused(installed: Installed, rel: str) 
         os.chown(path, st.st_uid, st.st_gid)
 
 
+def test_links_inside_the_log_and_repository_directories_are_never_followed(
+        installed: Installed) -> None:
+    """/var/log/linkops and the checkout belong to the service, which may fill them with
+    anything: the installer fixes the directories themselves (above) and never walks their
+    contents, so an upgrade succeeds and no planted link is followed or "repaired"."""
+    log_dir = installed.ns.var_log / "linkops"
+    planted = {
+        log_dir / "linkops.log": "/etc/shadow",
+        log_dir / "linkops.log.1": "/etc/linkops-dangling-log",
+        installed.lib / "git-repo" / "links.yaml": "/etc/passwd",
+        installed.lib / "git-repo" / "scripts": "/etc/sudoers.d",
+    }
+    targets = [in_namespace(installed.ns, t) for t in planted.values()]
+    watched = [*targets, *(p for t in targets if t.is_dir() for p in t.iterdir()),
+               installed.ns.etc / "passwd", installed.ns.etc / "shadow"]
+    before = {path: fingerprint(path) for path in watched}
+    for link, target in planted.items():
+        plant_link(link, target, installed)
+    try:
+        status, output = installed.install()
+        assert status == 0, output
+        assert {path: fingerprint(path) for path in watched} == before
+        assert not in_namespace(installed.ns, "/etc/linkops-dangling-log").exists()
+        for link, target in planted.items():
+            assert link.is_symlink() and os.readlink(link) == target, link
+    finally:
+        for link in planted:
+            link.unlink()
+
+
 def test_after_the_links_are_gone_the_upgrade_succeeds(installed: Installed) -> None:
     status, output = installed.install()
     assert status == 0, output

@@ -11,7 +11,9 @@ from linkops.ssh.bridge import SshManager
 from linkops.ssh.errors import SshError
 from linkops.ssh.machines import insert_links_sync
 from linkops.ssh.streams import CHUNK
+from linkops.timeutil import now_iso
 from tests.fixtures_hostile import CLIENT_ID, HostileFactory
+from tests.fixtures_operations import OpsHarness, seed_links, seed_script
 from tests.fixtures_sandbox import SshEnv
 from tests.fixtures_terminal import TermEnv
 
@@ -100,3 +102,28 @@ async def test_a_flooding_pane_ends_with_the_protocol_error(
             await sock.stdin("B", "echo still-$((6*7))\r")
             await sock.until_output("B", "still-42")
     assert CLIENT_ID  # the hostile host passed the client-ID check before the shell opened
+
+
+async def test_a_flooding_host_fails_its_task_with_the_protocol_error(
+        ops: OpsHarness, hostile: HostileFactory) -> None:
+    """An operation's task on a host that floods past the window ends ``failed`` with the
+    protocol error; the healthy host in the same operation succeeds."""
+    server = hostile("flood_script", flood_bytes=OFFERED)
+    link = server.link("flood-task", key_ref="sandbox_ed25519")
+    ops.db.write_sync(lambda c: insert_links_sync(c, [link]))
+    ops.db.write_sync(lambda c: c.execute(
+        "UPDATE machines SET enrolled = 1, enrollment_verified_at = ? WHERE id = ?",
+        (now_iso(), link.id)))
+    seed_links(ops.db, ops.env, ["ops-01"])
+    seed_script(ops.db, "hello", "#!/bin/bash\necho hello\n")
+    before = _rss()
+    _, view = await ops.run({"scripts": ["hello"], "targets": ["flood-task", "ops-01"]},
+                            timeout=60)
+    assert _rss() - before < RSS_BOUND
+    # Here the client reads (the task streams its output), so the flood only gets past the
+    # window once it outruns the reader; then the connection is closed, far from the 2 GiB.
+    assert server.flooded < 512 << 20, server.flooded
+    logs = {log["target"]: log for log in view["logs"]}
+    assert logs["flood-task"]["status"] == "failed", logs["flood-task"]
+    assert "peer ignored flow control" in logs["flood-task"]["error"], logs["flood-task"]
+    assert logs["ops-01"]["status"] == "success" and logs["ops-01"]["stdout"] == "hello\n"

@@ -5,6 +5,7 @@ the service stays healthy (a fresh pane still echoes at the end)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -77,8 +78,31 @@ def _structured(response: Any) -> None:
         assert set(response.json()["error"]) >= {"code", "message"}, response.text
 
 
+class _Crashes(logging.Handler):
+    """``terminal.session_crashed`` lines: the per-pane guard keeps the service up after a
+    bug, so "the service stayed healthy" alone would hide one; any such line fails."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "terminal.session_crashed":
+            self.seen.append(repr(getattr(record, "context", {})))
+
+
 async def test_workspace_state_machine_never_breaks_the_service(
         term_env: TermEnv, nursery: trio.Nursery) -> None:
+    crashes = _Crashes()
+    logging.getLogger("linkops").addHandler(crashes)
+    try:
+        await _state_machine(term_env, nursery, crashes)
+    finally:
+        logging.getLogger("linkops").removeHandler(crashes)
+    assert crashes.seen == [], crashes.seen
+
+
+async def _state_machine(term_env: TermEnv, nursery: trio.Nursery, crashes: _Crashes) -> None:
     ws_id = await term_env.workspace("grid2x1", A="sbx-01", B="sbx-02")
     sock = _Socket(term_env, ws_id, nursery)
     with trio.fail_after(30):
@@ -122,6 +146,7 @@ async def test_workspace_state_machine_never_breaks_the_service(
         @invariant()
         def healthy(self) -> None:
             assert terminal._nursery is not None  # the service nursery is alive
+            assert crashes.seen == [], crashes.seen  # found at the step that caused it
             r = call(term_env.http.get, f"/api/terminal/workspaces/{ws_id}")
             assert r.status_code == 200, r.text
 
