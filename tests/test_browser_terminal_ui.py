@@ -176,6 +176,9 @@ def test_full_screen_monitor_then_three_reloads_types_nothing(
     # htop comes from .ci/run's package list (the sandbox hosts are this machine).
     open_tab(app, "terminal")
     connect_pane(app, "A", "vps-nyc-01")
+    # Both programs run on the same host: the earlier shell's saved history is loaded by this
+    # one. Cleared first, so the history below is exactly what this test typed.
+    type_into(app, "A", "history -c\n")
     type_into(app, "A", f"{program}\n")
     wait_for(f"{program}'s screen", lambda: screen in terminal_text(app, "A"), timeout=20)
     time.sleep(1.0)
