@@ -462,13 +462,24 @@ async def _mute_neighbour(server: ServerProcess, samples: int) -> tuple[list[flo
             await trio.sleep(0.3)
             await echo_latency(reader, 10)  # warm-up
             idle = await echo_latency(reader, samples)
+            answered = 0
+
+            async def connect_all(ws_id: str) -> None:
+                nonlocal answered
+                await http.post(f"/api/terminal/workspaces/{ws_id}/connect-all")
+                answered += 1
+
             async with trio.open_nursery() as nursery:
                 for ws_id in mute:
-                    nursery.start_soon(http.post,
-                                       f"/api/terminal/workspaces/{ws_id}/connect-all")
+                    nursery.start_soon(connect_all, ws_id)
                 await trio.sleep(1.0)  # every mute pane is waiting for its answer now
                 hung = await echo_latency(reader, samples)
+                # The measurement counts only if the mute panes were hanging all along.
+                still_hanging = len(mute) - answered
                 nursery.cancel_scope.cancel()
+    if still_hanging != len(mute):
+        raise RuntimeError(f"only {still_hanging} of {len(mute)} mute workspaces were still "
+                           "connecting when the measurement ended: it does not show the goal")
     return idle, hung
 
 
