@@ -1,7 +1,9 @@
 """The SSH layer's view of the ``machines`` table: rows in as :class:`Link`, results out.
 
-The only module with SQL on ``machines`` outside inventory sync (operations and terminals
-read rows through :func:`machine_row` / :func:`machine_rows`).
+Operations and terminals reach ``machines`` only through this module (:func:`machine_row` /
+:func:`machine_rows`); neither has SQL on it. Elsewhere the table is only *read* for display:
+the inventory's list queries (``inventory/queries.py``), the generic tables view
+(``tables/schema.py``) and the history's host column (``operations/history.py``).
 
 Inventory sync owns the rows (it writes them from links.yaml); this module only reads the
 connection columns and writes the columns that enrollment and health own:
