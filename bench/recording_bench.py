@@ -174,7 +174,9 @@ async def on_off(fleet: Sandbox, root: Path, *, pairs: int, flood_bytes: int,
     assert (unrecorded.host, unrecorded.port) == host, "both panes must reach the same host"
     unrecorded = attrs.evolve(unrecorded, metadata={"recording": False})
     server = ServerProcess(root / "server", fleet, overrides={"terminal": {
-        "recording": "on", "recording_max_mb": 4096, "recordings_total_max_mb": 8192}})
+        # One recording takes every "on" flood: 96 × 32 MB of base64 is ~4.3 GB of asciicast,
+        # past 4 GB the size cap would cut it (and the later "on" samples record nothing).
+        "recording": "on", "recording_max_mb": 16384, "recordings_total_max_mb": 32768}})
     await trio.to_thread.run_sync(server.start)
     try:
         await trio.to_thread.run_sync(server.seed, [recorded, unrecorded])

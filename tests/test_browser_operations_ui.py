@@ -396,6 +396,10 @@ def test_output_search_wrap_and_failed_only(app: WebDriver) -> None:
     pick_script(app, "disk_usage")
     set_flag(app, "disk_usage", "--threshold", "0")  # every filesystem is "too full": fails
     pick_targets(app, ["vps-nyc-01"])
+    # Every toast from here on, even one gone before the checks below.
+    js(app, "window.__toasts = []; new MutationObserver(() => { for (const t of document"
+            ".querySelectorAll('#toasts .toast')) window.__toasts.push(t.textContent); })"
+            ".observe(document.getElementById('toasts'), {childList: true, subtree: true});")
     submit_run(app)
     wait_for("the end", lambda: op_status(app) in ("partial", "failed"), timeout=40)
     assert header_texts(app, "vps-nyc-01")[1].endswith("[FAILED]")
@@ -420,11 +424,14 @@ def test_output_search_wrap_and_failed_only(app: WebDriver) -> None:
     app.find_element(By.ID, "op-wrap").click()
     assert output_white_space(app) == "pre-wrap"
     app.find_element(By.ID, "op-wrap").click()
-    # No stale "queued" toast once it finished, and no emoji in the script list.
-    assert not any("queued" in t for t in texts(app, "#toasts .toast"))
+    # No "queued" toast at any moment of the run (the output pane shows the status), and no
+    # emoji in the script list.
+    seen = js(app, "return window.__toasts")
+    assert not any("queued" in t.lower() for t in seen), seen
     names = "".join(texts(app, "#run-scripts"))
     assert not re.search("[\U0001F300-\U0001FAFF\u2600-\u26FF\u23F3]", names), names
-    assert app.find_elements(By.CSS_SELECTOR, "#run-scripts .script-icon")
+    icons = app.find_elements(By.CSS_SELECTOR, "#run-scripts .script-icon")
+    assert icons and all(icon.tag_name == "svg" for icon in icons), [i.tag_name for i in icons]
 
 
 # ---- 6. links -----------------------------------------------------------------------------------
