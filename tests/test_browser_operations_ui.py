@@ -486,9 +486,21 @@ def test_links_search_details_and_topology(app: WebDriver, demo_service: DemoSer
     assert "metadata." not in text and "assets/logos" not in text
     assert "Reached through" in text and "pve-office-01" in text
     assert f"install -d -m 755 {staging['clientIdPath'].rsplit('/', 1)[0]}" in text
+    assert "Verified" not in text  # never "Verified" on a host that is not enrolled
     assert app.find_element(By.ID, "details-verify").is_enabled()
     assert not app.find_element(By.ID, "details-terminal").is_enabled()
     assert js(app, "return location.hash") == "#links/vm-staging-01"
+    # The step's Copy button puts exactly the command shown on the clipboard.
+    app.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": demo_service.url,
+        "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    block = body.find_element(By.CSS_SELECTOR, ".enroll-steps .cmd")
+    shown = block.find_element(By.CSS_SELECTOR, ".cmd-text").text
+    block.find_element(By.CSS_SELECTOR, "button").click()
+    wait_for("the Copied toast", lambda: "Copied" in texts(app, "#toasts .toast-msg"))
+    copied = app.execute_async_script(
+        "navigator.clipboard.readText().then(arguments[0], e => arguments[0]('ERR ' + e))")
+    assert copied == shown and staging["clientIdPath"] in copied, copied
     screenshot(app, "links-details-not-enrolled")
     # Run from the panel: the run form with that target ticked.
     app.find_element(By.ID, "details-run").click()
