@@ -82,6 +82,7 @@ export function show() {
 /** Routing: #links/<id> opens that link's details; #links closes them. */
 export function route(arg) {
   if (!arg) {
+    wantedDetails = null; // "#links" closes the details, pending ones too
     if ($("#details-dialog").open && detailsId) $("#details-dialog").close();
     return;
   }
@@ -107,7 +108,10 @@ export function routeArg() {
 }
 
 export function hide() {
-  // Another tab was chosen (or the URL names one): the details belong to this tab.
+  // Another tab was chosen (or the URL names one): the details belong to this tab, and a
+  // request from the URL still waiting for the list is void too (it would open them later,
+  // over whatever the user went on to do).
+  wantedDetails = null;
   if ($("#details-dialog").open) $("#details-dialog").close();
 }
 
@@ -383,6 +387,7 @@ function renderDetails(l) {
 
 /** The details panel of one link; its URL is #links/<id>. */
 export function showDetails(l, { fromRoute = false } = {}) {
+  wantedDetails = null; // whatever is opened now supersedes a pending open from the URL
   detailsId = l.id;
   renderDetails(l);
   if (!fromRoute && ctx) ctx.setRoute("links", l.id);
