@@ -23,7 +23,7 @@ from tests.fixtures_terminal import TermEnv
 
 
 class PlantedBug(RuntimeError):
-    pass
+    """The bug these tests plant (named, so the messages can be told from any other)."""
 
 
 class _Records(logging.Handler):
