@@ -49,6 +49,12 @@ async def diagnose(path: Path, **kwargs: Any) -> list[Finding]:
         return await doctor.diagnose(config.load(path), unit=kwargs.pop("unit", UNIT), **kwargs)
 
 
+def move_behind_a_link(path: Path, elsewhere: Path) -> None:
+    """``path`` becomes a symbolic link to its own content, moved to ``elsewhere``."""
+    shutil.move(path, elsewhere)
+    path.symlink_to(elsewhere)
+
+
 def only(findings: list[Finding], check: str, status: str) -> Finding:
     found = [f for f in findings if f.check == check and f.status == status]
     assert len(found) == 1, doctor.render(findings)
@@ -145,9 +151,7 @@ async def test_key_with_mode_0644(tmp_path: Path) -> None:
 async def test_symlinked_key(tmp_path: Path) -> None:
     path = healthy(tmp_path)
     key = tmp_path / "keys" / "id_ed25519"
-    real = tmp_path / "elsewhere_key"
-    shutil.move(key, real)
-    key.symlink_to(real)
+    move_behind_a_link(key, tmp_path / "elsewhere_key")
     finding = only(await diagnose(path), "keys", "fail")
     assert str(key) in finding.detail and "symbolic link" in finding.detail
     assert finding.fix.startswith("replace the link with the key itself")
@@ -248,8 +252,7 @@ async def test_known_hosts_that_is_a_link_or_someone_elses(tmp_path: Path) -> No
     path = healthy(tmp_path)
     known_hosts = tmp_path / "ssh" / "known_hosts"
     planted = tmp_path / "planted_known_hosts"
-    shutil.move(known_hosts, planted)
-    known_hosts.symlink_to(planted)
+    move_behind_a_link(known_hosts, planted)
     finding = only(await diagnose(path), "known_hosts", "fail")
     assert "not a regular file" in finding.detail and str(known_hosts) in finding.detail
     assert finding.fix.startswith(f"replace {known_hosts} with a regular file")
