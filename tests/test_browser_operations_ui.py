@@ -542,23 +542,33 @@ def test_links_search_details_and_topology(app: WebDriver, demo_service: DemoSer
 
 # ---- 7. overview and polish ---------------------------------------------------------------------
 
+def read_fresh(driver: WebDriver, selector: str, script: str) -> Any:
+    """``script`` (a function body of ``e``) run on the element ``selector`` finds, in one
+    call: the overview re-renders what a poll changed, and an element found in one call and
+    read in the next can be stale by then (a CI run failed so). None while nothing matches."""
+    return js(driver, "const e = document.querySelector(arguments[0]);"
+                      "return e ? (function (e) {" + script + "})(e) : null;", selector)
+
+
 def test_overview_rows_open_what_they_describe(app: WebDriver) -> None:
     open_tab(app, "overview")
-    row = wait_for("a health row", lambda: app.find_element(
-        By.CSS_SELECTOR, '#health-body a.health-row[data-link="vps-fra-01"]'))
-    label = row.find_element(By.CSS_SELECTOR, ".health-label").text
-    assert re.fullmatch(r"\d+ ms", label), label
-    assert row.get_attribute("data-latency") in ("ok", "warn", "bad")
+    health = '#health-body a.health-row[data-link="vps-fra-01"]'
+    row = wait_for("a health row", lambda: read_fresh(app, health, """
+        return {label: e.querySelector('.health-label').textContent.trim(),
+                latency: e.dataset.latency};"""))
+    assert re.fullmatch(r"\d+ ms", row["label"]), row
+    assert row["latency"] in ("ok", "warn", "bad")
     assert "SSH latency" in app.find_element(By.ID, "health-legend").text
-    click_fresh(app, '#health-body a.health-row[data-link="vps-fra-01"]')
+    click_fresh(app, health)
     wait_for("the link details", lambda: details_open(app)
              and "vps-fra-01" in app.find_element(By.ID, "details-body").text)
     assert js(app, "return location.hash") == "#links/vps-fra-01"
     app.find_element(By.CSS_SELECTOR, "#details-dialog .card-head .btn").click()
     open_tab(app, "overview")
-    item = wait_for("an operation in the activity", lambda: app.find_element(
-        By.CSS_SELECTOR, '#activity-body a.activity-row[href^="#operations/OP-"]'))
-    op_id = str(item.get_attribute("href")).split("/")[-1]
+    href = wait_for("an operation in the activity", lambda: read_fresh(
+        app, '#activity-body a.activity-row[href^="#operations/OP-"]',
+        "return e.getAttribute('href');"))
+    op_id = str(href).split("/")[-1]
     click_fresh(app, f'#activity-body a.activity-row[href$="/{op_id}"]')
     wait_for("the operation", lambda: op_id in live_title(app))
     open_tab(app, "overview")

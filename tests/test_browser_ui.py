@@ -256,10 +256,11 @@ def test_polling_keeps_keyboard_focus(app: WebDriver, demo_service: DemoService)
     open_tab(app, "operations")
     app.execute_script("window.scrollTo(0, 0)")
     app.find_element(By.ID, "ops-show-history").click()
-    button = wait_for("a View button", lambda: app.find_element(
-        By.CSS_SELECTOR, "#ops-table tbody tr button"))
-    key = button.get_attribute("data-focus")
-    app.execute_script("arguments[0].focus()", button)
+    # Found, focused and read in one call: a poll that redraws the list between calls would
+    # hand Selenium a stale element.
+    key = wait_for("a View button, focused", lambda: app.execute_script(
+        "const b = document.querySelector('#ops-table tbody tr button');"
+        "if (!b) return null; b.focus(); return b.dataset.focus;"))
     app.execute_script("performance.clearResourceTimings()")
     wait_for("a refresh of the list", lambda: app.execute_script(
         "return performance.getEntriesByType('resource')"
