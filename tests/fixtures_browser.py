@@ -205,6 +205,14 @@ def wait_for(what: str, condition: Callable[[], T | None], timeout: float = 20.0
                          + (f" (last error: {last_error})" if last_error else ""))
 
 
+def click_fresh(driver: WebDriver, selector: str) -> None:
+    """Click `selector`, finding it again if a poll re-rendered it in between."""
+    def attempt() -> bool:
+        driver.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+    wait_for(f"a click on {selector}", attempt, timeout=10)
+
+
 def screenshot(driver: WebDriver, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

@@ -24,6 +24,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from tests.fixtures_browser import (
     DemoService,
     app_ready,
+    click_fresh,
     console_errors,
     failed_loads,
     header_texts,
@@ -64,14 +65,6 @@ def counts(driver: WebDriver) -> dict[str, int]:
         for (const e of document.querySelectorAll('#op-summary [data-count]'))
           out[e.dataset.count] = Number(e.querySelector('b').textContent);
         return out;""").items()}
-
-
-def click_fresh(driver: WebDriver, selector: str) -> None:
-    """Click `selector`, finding it again if a poll re-rendered it in between."""
-    def attempt() -> bool:
-        driver.find_element(By.CSS_SELECTOR, selector).click()
-        return True
-    wait_for(f"a click on {selector}", attempt, timeout=10)
 
 
 def ticked(driver: WebDriver, box: str) -> list[str]:
