@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -16,15 +17,25 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from linkops import config
 from linkops.db import Database
 from linkops.models import Enrollment, Link
 from linkops.sandbox import Sandbox
-from linkops.terminal.recording import QUEUE_LIMIT_CHARS, CastFile, Recorder, Recordings
+from linkops.terminal.recording import (
+    INDEX_BUDGET_CHARS,
+    INDEX_CHARS_PER_SECOND,
+    QUEUE_LIMIT_CHARS,
+    CastFile,
+    Recorder,
+    Recordings,
+)
 from linkops.timeutil import now_iso
 from tests.fixtures_core import require_root, write_config
 from tests.fixtures_recording import finished_recordings, read_cast, recording_env
+from tests.strategies import PROP
 
 pytestmark = pytest.mark.usefixtures("sandbox_fleet")
 
@@ -351,3 +362,70 @@ def test_output_events_close_in_time_merge_into_valid_asciicast(tmp_path: Path) 
                             stdin=subprocess.DEVNULL, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().replace("\x1b[1m", "") == "abcdef\r\ng\u00e9\r\n"
+
+
+
+def _index_of(cast: CastFile, events: list[tuple[float, str, str]]) -> list[str]:
+    """The index text of ``events`` written one by one (one event per batch)."""
+    found: list[str] = []
+    for event in events:
+        found += [text for _, text in cast.write([event]).lines]
+    found += [text for _, text in cast.finish()]
+    return found
+
+
+def _flood(lines: list[str], start: float, chunk: int,
+           rate: float = 20e6) -> tuple[list[tuple[float, str, str]], float]:
+    """``lines`` as output events of ``chunk`` characters at ``rate``; and the end time."""
+    text = "".join(lines)
+    events, t = [], start
+    for i in range(0, len(text), chunk):
+        events.append((t, "o", text[i:i + chunk]))
+        t += chunk / rate
+    return events, t
+
+
+def test_a_flood_is_indexed_in_whole_lines_and_the_command_typed_after_it(
+        tmp_path: Path) -> None:
+    """A flood of searchable text past the index's allowance: the file has all of it, the
+    index only whole lines of it (never a piece of a line cut where the allowance ran out or
+    where indexing resumed), about as much as the allowance gives. The prompt printed at the
+    flood's end and the command typed a second later are one line, indexed whole."""
+    cast = CastFile(tmp_path / "flood.cast", {"version": 2, "width": 80, "height": 24}, 1 << 30)
+    lines = [f"line {i:07d} of the journal: unit nginx.service reloaded\r\n"
+             for i in range(40_000)]
+    events, end = _flood([*lines, "root@h:~# "], 1.0, 32_749)  # reads never line up
+    typed = [(end + 1.0, "o", "sys"), (end + 1.1, "o", "temctl restart nginx\r\n")]
+    texts = _index_of(cast, events + typed)
+    _, recorded = read_cast(tmp_path / "flood.cast")
+    assert "".join(str(e[2]) for e in recorded if e[1] == "o") == "".join(
+        e[2] for e in events + typed)
+    assert texts[-1] == "root@h:~# systemctl restart nginx"
+    whole = {line.strip() for line in lines}
+    assert all(text in whole for text in texts[:-1]), [x for x in texts if x not in whole][:3]
+    kept = sum(len(x) + 2 for x in texts[:-1])
+    assert kept <= INDEX_BUDGET_CHARS + INDEX_CHARS_PER_SECOND * (end - 1.0)
+    assert kept >= INDEX_BUDGET_CHARS // 2  # the first part of the flood is searchable
+    assert cast.unindexed >= len("".join(lines)) - kept - len(lines[0]) * 4
+
+
+@PROP
+@given(st.lists(st.integers(1, 400), min_size=1, max_size=300),
+       st.lists(st.sampled_from([0.0, 0.0005, 0.002, 0.05, 0.5]), min_size=1, max_size=40),
+       st.integers(200, 70_000))
+def test_the_index_never_holds_part_of_a_line(lengths: list[int], gaps: list[float],
+                                              chunk: int) -> None:
+    """Lines of any length, read in chunks of any size at any pace, past or within the
+    index's allowance: every line the index holds is a whole line of the output (SPEC §10.4
+    search; not one of §9's numbered properties)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cast = CastFile(Path(tmp) / "x.cast", {"version": 2}, 1 << 30)
+        lines = [f"{i} " + "word " * (n // 5) + f"end{i}\r\n" for i, n in enumerate(lengths)]
+        one = "".join(lines)
+        text = one * (3 * INDEX_BUDGET_CHARS // len(one) + 1)  # past the allowance
+        events, t = [], 0.0
+        for k, i in enumerate(range(0, len(text), chunk)):
+            t += gaps[k % len(gaps)]
+            events.append((t, "o", text[i:i + chunk]))
+        whole = {line.strip() for line in lines}
+        assert set(_index_of(cast, events)) <= whole

@@ -176,6 +176,15 @@ def test_phrase_words_match_in_any_order(fts_db: sqlite3.Connection) -> None:
     assert hits('"nginx" NEAR(') == 0
 
 
+def test_a_noise_run_split_across_two_events_is_left_out() -> None:
+    """Base64 or hex arriving in two SSH reads: neither half is a 65-character run, the
+    assembled line is, and it stays out of the index like an unsplit one."""
+    lines = LineAssembler()
+    got = lines.feed(1.0, "$ base64 key\r\n" + "QUJD" * 10)
+    got += lines.feed(2.0, "REVG" * 10 + "\r\nok done\r\n")
+    assert got == [(1.0, "$ base64 key"), (2.0, "ok done")]
+
+
 def test_escape_sequences_are_stripped_and_lines_keep_their_offsets() -> None:
     lines = LineAssembler()
     got = lines.feed(1.0, "\x1b[01;32mroot@h\x1b[0m:~# sys")

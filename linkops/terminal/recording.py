@@ -92,6 +92,12 @@ INDEX_QUEUE_CHARS: Final = 4 * 1024 * 1024
 # 70-character lines), so a flood of indexable text costs ~3-4 % of a core for its index.
 INDEX_BUDGET_CHARS: Final = 256 * 1024
 INDEX_CHARS_PER_SECOND: Final = 64 * 1024
+# Once a flood used the allowance up, indexing resumes only when this much has refilled, and
+# at a line start: a flood is indexed in spans of whole lines, not a trickle of fragments
+# (one per event, each a piece of a line cut at an arbitrary character: useless to search,
+# and the FTS5 inserts were most of what recording cost a flood).
+INDEX_RESUME_CHARS: Final = 4 * 1024
+INDEX_TAIL_CHARS: Final = 4 * 1024
 FINISH_SECONDS: Final = 5.0
 RETENTION_INTERVAL: Final = 600.0
 # Buffers per writev call (the system's limit, usually 1024).
@@ -163,6 +169,10 @@ class CastFile:
         self.unindexed = 0  # output characters left out of the search index (floods)
         self._allowance = float(INDEX_BUDGET_CHARS)  # characters the index may take now
         self._allowance_at = 0.0
+        # While the index leaves a flood out: the line in progress kept aside ("" when none
+        # or lost), else None; see _index.
+        self._skipping: str | None = None
+        self._skip_lost_line = False
         self._starts: deque[int] = deque(maxlen=_LINE_HISTORY)
         self._text = LineAssembler()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -230,26 +240,70 @@ class CastFile:
                 start += len(line)
         for t, code, data in kept:
             self.last_time = t
-            if code != "o":
-                continue
-            self._allowance = min(float(INDEX_BUDGET_CHARS), self._allowance
-                                  + (t - self._allowance_at) * INDEX_CHARS_PER_SECOND)
-            self._allowance_at = t
-            take = min(len(data), int(self._allowance))
-            if take > 0:
-                self._allowance -= take
-                lines.extend(self._text.feed(t, data if take == len(data) else data[:take]))
-            if take < len(data):
-                # A flood: in the file in full, in the search index only the part the
-                # allowance takes (indexing costs CPU the terminal needs; see the module
-                # docstring). The line cut short ends here, not glued to later output.
-                lines.extend(self._text.flush())
-                self._text.drop()
-                self.unindexed += len(data) - take
+            if code == "o":
+                lines.extend(self._index(t, data))
         if cut is not None:
             lines.extend(self._text.flush())
             self._cut(cut)
         return _Written(lines, cut)
+
+    def _index(self, t: float, data: str) -> list[tuple[float, str]]:
+        """The finished text lines of one output event, within the index's allowance.
+
+        A flood is in the file in full, in the search index only as far as the allowance
+        goes (indexing costs CPU the terminal needs; see the module docstring). What is left
+        out is left out in whole lines: the event is cut after its last newline within the
+        allowance; while indexing is off, the line in progress is kept aside (up to
+        :data:`INDEX_TAIL_CHARS`), and once :data:`INDEX_RESUME_CHARS` have refilled,
+        indexing resumes with it (a prompt printed during a flood and the command typed
+        after it are one line, indexed whole) or, when that line was lost, at the next
+        line start. A line is never indexed in part.
+        """
+        self._allowance = min(float(INDEX_BUDGET_CHARS), self._allowance
+                              + (t - self._allowance_at) * INDEX_CHARS_PER_SECOND)
+        self._allowance_at = t
+        if self._skipping is not None:
+            if self._allowance < INDEX_RESUME_CHARS:
+                self._skip(data)
+                return []
+            if self._skip_lost_line:
+                start = data.find("\n") + 1
+                if start == 0:  # still inside the line that was lost
+                    self._skip(data)
+                    return []
+                self.unindexed += start
+                data = data[start:]
+            else:  # the line kept aside starts at a line start: it is indexed after all
+                self.unindexed -= len(self._skipping)
+                data = self._skipping + data
+            self._skipping = None
+        if len(data) <= self._allowance:
+            self._allowance -= len(data)
+            return self._text.feed(t, data)
+        end = data.rfind("\n", 0, int(self._allowance)) + 1
+        lines = self._text.feed(t, data[:end]) if end else []
+        self._allowance -= end
+        # The line in progress goes aside with the rest, unless part of it is in the
+        # assembler already (end == 0): that line is lost, indexing resumes after it.
+        lost = end == 0 and self._text.in_line()
+        self._text.drop()
+        self._skipping, self._skip_lost_line = "", lost
+        self._skip(data[end:])
+        return lines
+
+    def _skip(self, data: str) -> None:
+        """``data`` left out of the index; what follows its last newline is kept aside."""
+        self.unindexed += len(data)
+        newline = data.rfind("\n")
+        if newline >= 0:
+            tail, self._skip_lost_line = data[newline + 1:], False
+        elif self._skip_lost_line:
+            tail = ""
+        else:
+            tail = (self._skipping or "") + data
+        if len(tail) > INDEX_TAIL_CHARS:  # no line worth indexing is this long
+            tail, self._skip_lost_line = "", True
+        self._skipping = tail
 
     def cut_now(self, t: float, reason: str) -> list[tuple[float, str]]:
         """Cut from outside (the recorder fell behind)."""

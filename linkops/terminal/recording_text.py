@@ -35,14 +35,17 @@ MAX_LINE_CHARS: Final = 1000
 # random tokens is what makes a full-text index slow and large. Such runs are left out.
 # The look-behind makes a try inside a word fail at once (``[^\s]{65,}`` alone re-scans
 # every word from each of its characters: 2-3x slower on ordinary text, same result).
-_NOISE: Final = re.compile(r"(?<!\S)\S{65,}")
+_NOISE_CHARS: Final = 65
+_NOISE: Final = re.compile(rf"(?<!\S)\S{{{_NOISE_CHARS},}}")
 # A line that never ends (a progress bar without \n) is indexed once it is this long.
 _PENDING_LIMIT: Final = 4 * MAX_LINE_CHARS
 
 
 def _render(raw: str) -> str:
     """One line's raw characters (no escapes, no \\n) as the screen would show them."""
-    text = raw.strip()
+    # Noise runs are taken out of each event as it comes (cheap: one pass); a run split across
+    # two events is only whole here.
+    text = _NOISE.sub("", raw).strip() if len(raw) >= _NOISE_CHARS else raw.strip()
     if "\r" in text or "\b" in text or "\t" in text:
         text = _overwrite(text).strip()
     return text[:MAX_LINE_CHARS]
@@ -106,6 +109,10 @@ class LineAssembler:
         line = _render(self._line)
         self._line = ""
         return [(offset, line)] if line else []
+
+    def in_line(self) -> bool:
+        """Part of an unfinished line (or of an escape sequence) was fed."""
+        return bool(self._line or self._carry)
 
     def drop(self) -> None:
         """Forget the line in progress (output that is not indexed comes next)."""
