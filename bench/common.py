@@ -324,6 +324,12 @@ class ServerProcess:
         t = self.proc.cpu_times()
         return float(t.user + t.system)
 
+    def thread_cpu_seconds(self) -> dict[int, float]:
+        """CPU seconds per thread of the server (``{thread id: seconds}``; the main thread's
+        id is the process id). Linux counts them in clock ticks (10 ms)."""
+        assert self.proc is not None
+        return {t.id: t.user_time + t.system_time for t in self.proc.threads()}
+
     def rss(self) -> int:
         assert self.proc is not None
         return int(self.proc.memory_info().rss)

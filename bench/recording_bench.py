@@ -61,6 +61,10 @@ class Sample:
     cpu_per_mb: float     # CPU seconds of the service's process per MB flooded
     echo: list[float]     # seconds per echo round trip
     cut: str | None       # the recording's cut reason ("on" only)
+    # The same CPU by thread: the Trio thread, the SSH transport thread that did the most
+    # (the flooding pane's connection), and all others (worker threads: the recorder's
+    # writer, the database writer).
+    threads_per_mb: dict[str, float] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -116,6 +120,7 @@ async def _sample(client: PaneClient, server: ServerProcess, pane: str, flood_by
     client.tails[pane] = ""
     before = client.chars[pane]
     cpu0 = server.cpu_seconds()
+    threads0 = server.thread_cpu_seconds()
     t0 = time.perf_counter()
     await client.stdin(pane, f"head -c {flood_bytes} /dev/urandom | base64 -w 76; "
                              f"echo flood{n}-$((4*4))\r")
@@ -123,8 +128,25 @@ async def _sample(client: PaneClient, server: ServerProcess, pane: str, flood_by
     chars = client.chars[pane] - before
     throughput = chars / (time.perf_counter() - t0)
     cpu_per_mb = (server.cpu_seconds() - cpu0) / (chars / 1e6)
+    threads = _by_thread(server, threads0, server.thread_cpu_seconds())
     await trio.sleep(SETTLE)
-    return Sample(throughput, cpu_per_mb, echo, None)
+    return Sample(throughput, cpu_per_mb, echo, None,
+                  {name: seconds / (chars / 1e6) for name, seconds in threads.items()})
+
+
+THREAD_KINDS = ("Trio thread", "SSH transport", "other threads")
+
+
+def _by_thread(server: ServerProcess, before: dict[int, float],
+               after: dict[int, float]) -> dict[str, float]:
+    """CPU seconds between two snapshots, as :data:`THREAD_KINDS`."""
+    assert server.proc is not None
+    spent = {tid: seconds - before.get(tid, 0.0) for tid, seconds in after.items()}
+    main = spent.pop(server.proc.pid, 0.0)
+    # paramiko runs one transport thread per connection; the flooding pane's is the busiest.
+    busiest = max(spent, key=lambda tid: spent[tid], default=None)
+    transport = spent.pop(busiest, 0.0) if busiest is not None else 0.0
+    return dict(zip(THREAD_KINDS, (main, transport, sum(spent.values())), strict=True))
 
 
 async def _on_off(server: ServerProcess, pairs: int, flood_bytes: int,
@@ -226,6 +248,13 @@ def report_on_off(table: Table, got: OnOff, flood_mb: int) -> None:
     # 0.82-1.20 in the runs of 2026-12-02), so it is a second view, not a quieter one.
     table.add("service CPU per MB flooded, on vs off",
               f"{on_cpu * 1000:.1f} ms", f"{off_cpu * 1000:.1f} ms", f"{cpu_ratio:.3f}")
+    # Where the difference is: the recorder's writer and the database writer run on worker
+    # threads ("other threads"); what the terminal itself runs on is the other two.
+    for kind in THREAD_KINDS:
+        on_k = statistics.median(s.threads_per_mb[kind] for s in got.on)
+        off_k = statistics.median(s.threads_per_mb[kind] for s in got.off)
+        table.add(f"  of which {kind} (median)", f"{on_k * 1000:.1f} ms", f"{off_k * 1000:.1f} ms",
+                  f"{(on_k - off_k) * 1000:+.1f} ms")
     on_p50 = statistics.median(e for s in got.on for e in s.echo)
     off_p50 = statistics.median(e for s in got.off for e in s.echo)
     table.add("echo p50, recording on vs off", _ms(on_p50), _ms(off_p50),

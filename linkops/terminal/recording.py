@@ -21,7 +21,8 @@ to SQLite in one batch through the database's writer. So the terminal never wait
 *Indexing* costs CPU (Python text extraction, FTS5 tokenizing) that the terminal needs, so
 the output indexed is limited by time: :data:`INDEX_BUDGET_CHARS` at once, refilled at
 :data:`INDEX_CHARS_PER_SECOND` of recording time. Typed commands and their answers are always
-indexed, a flood (``cat`` of a big file) is in the file in full but in the index only in part.
+indexed, a flood (``cat`` of a big file) is in the file in full but in the index only in part,
+and that part in whole lines (:meth:`CastFile._index`).
 
 *Falling behind*: when more than :data:`QUEUE_LIMIT_CHARS` of events wait (the disk or the
 writer is slower than the shell), or a write fails (disk full, I/O error), the recording is
