@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from linkops.config import TerminalSettings
 from linkops.errors import ValidationError
+from linkops.jsontext import json_string
 from linkops.terminal import protocol
 from linkops.terminal.buffers import (
     FLOW_OVERDRAFT,
@@ -20,6 +21,7 @@ from linkops.terminal.buffers import (
     Outbox,
     Scrollback,
     Wakeup,
+    frame_pieces,
 )
 from linkops.terminal.protocol import ProtocolError, parse_client_message
 from linkops.terminal.workspaces import parse_assignments, validate_layout
@@ -282,3 +284,47 @@ def test_stdout_frames_encode_as_json_dumps(text: str, replay: bool) -> None:
     assert not any(ch < " " for ch in encoded)
     if len(text) < 4096:
         assert encoded == json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+# Output as the SSH layer reads it: any size (up to a few frames), escapes, quotes, non-ASCII.
+# No lone surrogates: output comes from a UTF-8 decoder that replaces what is invalid.
+_OUTPUT = st.builds(lambda base, n: base * n,
+                    st.text(st.sampled_from('ab \n\r\t"\\\x1b\x00\x7fé🙂'), min_size=1,
+                            max_size=40),
+                    st.integers(1, 3000))
+
+
+@PROP
+@given(chunks=st.lists(st.tuples(_OUTPUT, st.booleans()), min_size=1, max_size=6),
+       limits=st.lists(st.integers(1, 2 * FRAME_CHARS), min_size=1, max_size=4))
+def test_frames_of_pre_encoded_output_are_the_output_in_order(
+        chunks: list[tuple[str, bool]], limits: list[int]) -> None:
+    """A recorded pane queues its output with the JSON literals it made once (session.py),
+    an unrecorded one without; mixed, taken with any limits: every frame encodes to JSON whose
+    data is the frame's text, no frame is over its limit, and the frames are the output, in
+    order. At the default limit a frame of pre-encoded pieces always reuses their JSON."""
+    async def run() -> None:
+        box = Outbox("A", Wakeup(), capacity=1 << 30)
+        for text, pre in chunks:
+            await box.put_output(text, [json_string(p) for p in frame_pieces(text)]
+                                 if pre else None)
+        got: list[str] = []
+        total = sum(len(text) for text, _ in chunks)
+        for i in range(total + 1):  # every take makes progress
+            if not box:
+                break
+            limit = limits[i % len(limits)]
+            for frame in box.take(limit):
+                sent = json.loads(protocol.encode(frame))
+                assert sent == {k: v for k, v in frame.items() if k != protocol.ENCODED}
+                assert 0 < len(sent["data"]) <= limit
+                got.append(sent["data"])
+        assert "".join(got) == "".join(text for text, _ in chunks)
+
+        every = Outbox("A", Wakeup(), capacity=1 << 30)
+        for text, _ in chunks:
+            await every.put_output(text, [json_string(p) for p in frame_pieces(text)])
+        while every:
+            assert all(protocol.ENCODED in frame for frame in every.take())
+
+    trio.run(run)

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from linkops import config
 from linkops.db import Database
+from linkops.jsontext import json_string
 from linkops.models import Enrollment, Link
 from linkops.sandbox import Sandbox
 from linkops.terminal.recording import (
@@ -429,3 +430,24 @@ def test_the_index_never_holds_part_of_a_line(lengths: list[int], gaps: list[flo
             events.append((t, "o", text[i:i + chunk]))
         whole = {line.strip() for line in lines}
         assert set(_index_of(cast, events)) <= whole
+
+
+def test_pre_encoded_output_is_written_as_the_same_asciicast(tmp_path: Path) -> None:
+    """Output events that carry their JSON literal (a recorded pane encodes once, for the
+    socket and the file) give byte for byte the file that plain events give, merged alike."""
+    events = [(0.0, "o", "ab"), (0.001, "o", 'c"\\'), (0.0049, "o", "d\x1b[1m\u00e9"),
+              (0.005, "o", "e\r\n"), (0.0051, "r", "90x30"), (0.0052, "o", "f" * 70_000),
+              (0.0053, "o", "g🙂\r\n"), (0.3, "o", "h")]
+    plain = CastFile(tmp_path / "plain.cast", {"version": 2}, 1 << 20)
+    plain.write(events)
+    plain.finish()
+    encoded = CastFile(tmp_path / "encoded.cast", {"version": 2}, 1 << 20)
+    encoded.write([(t, code, text, json_string(text)) if code == "o" else (t, code, text)
+                   for t, code, text in events])
+    encoded.finish()
+    data = (tmp_path / "encoded.cast").read_bytes()
+    assert data == (tmp_path / "plain.cast").read_bytes()
+    _, recorded = read_cast(tmp_path / "encoded.cast")
+    assert recorded[0] == [0.0, "o", 'abc"\\d\x1b[1m\u00e9']
+    assert "".join(str(e[2]) for e in recorded if e[1] == "o") == "".join(
+        text for _, code, text in events if code == "o")

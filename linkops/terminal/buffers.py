@@ -163,6 +163,24 @@ class Wakeup:
         self._event = trio.Event()
 
 
+def frame_pieces(text: str) -> list[str]:
+    """``text`` in pieces of at most :data:`FRAME_CHARS` (how output enters an outbox)."""
+    if len(text) <= FRAME_CHARS:
+        return [text]
+    return [text[i:i + FRAME_CHARS] for i in range(0, len(text), FRAME_CHARS)]
+
+
+def _joined(literals: list[bytes | None]) -> bytes | None:
+    """One JSON string literal for consecutive pieces, when every piece has its own (the
+    contents of JSON strings concatenate: an escape never spans two of them)."""
+    if not literals or any(lit is None for lit in literals):
+        return None
+    if len(literals) == 1:
+        return literals[0]
+    inner = [memoryview(lit)[1:-1] for lit in literals if lit is not None]
+    return b"".join([b'"', *inner, b'"'])
+
+
 class Outbox:
     """One pane's bounded queue of messages for one socket (see the module docstring)."""
 
@@ -170,8 +188,9 @@ class Outbox:
         self.pane = pane
         self.capacity = capacity
         self._wakeup = wakeup
-        # Items are ("out", text, replay) or ("msg", message dict, None).
-        self._items: deque[tuple[str, Any, bool]] = deque()
+        # Items are ("out", text, replay, its JSON literal or None) or ("msg", message dict,
+        # False, None).
+        self._items: deque[tuple[str, Any, bool, bytes | None]] = deque()
         self._chars = 0
         self._space = trio.lowlevel.ParkingLot()
         self.closed = False
@@ -183,20 +202,24 @@ class Outbox:
     def __bool__(self) -> bool:
         return bool(self._items)
 
-    async def put_output(self, text: str) -> bool:
+    async def put_output(self, text: str, encoded: list[bytes] | None = None) -> bool:
         """Queue terminal output, waiting while the queue is full. ``False`` once closed.
 
-        Large chunks go in :data:`FRAME_CHARS` at a time, each waiting for room, so the queue
-        never holds more than ``capacity + FRAME_CHARS`` characters whatever the SSH layer's
-        read size.
+        Large chunks go in :data:`FRAME_CHARS` at a time (:func:`frame_pieces`), each waiting
+        for room, so the queue never holds more than ``capacity + FRAME_CHARS`` characters
+        whatever the SSH layer's read size. ``encoded``: the pieces' JSON string literals,
+        when the caller has them already (a recorded pane); frames of whole pieces then
+        reuse them.
         """
-        for start in range(0, len(text), FRAME_CHARS):
+        pieces = frame_pieces(text)
+        for i, piece in enumerate(pieces):
             while self._chars >= self.capacity and not self.closed:
                 await self._space.park()
             if self.closed:
                 await trio.lowlevel.checkpoint()
                 return False
-            self._push_output(text[start:start + FRAME_CHARS], replay=False)
+            self._push_output(piece, replay=False,
+                              encoded=None if encoded is None else encoded[i])
         await trio.lowlevel.checkpoint()
         return True
 
@@ -210,29 +233,35 @@ class Outbox:
     def put_message(self, message: dict[str, Any]) -> None:
         """A status message (rare, tiny): never waits, keeps its order with the output."""
         if not self.closed:
-            self._items.append(("msg", message, False))
+            self._items.append(("msg", message, False, None))
             self._wakeup.set()
 
-    def _push_output(self, text: str, *, replay: bool) -> None:
-        self._items.append(("out", text, replay))
+    def _push_output(self, text: str, *, replay: bool, encoded: bytes | None = None) -> None:
+        self._items.append(("out", text, replay, encoded))
         self._chars += len(text)
         self._wakeup.set()
 
     def take(self, limit: int = FRAME_CHARS) -> list[dict[str, Any]]:
         """Up to ``limit`` characters of output (consecutive chunks joined into one frame),
-        plus the status messages queued in between, in order."""
+        plus the status messages queued in between, in order.
+
+        A chunk whose JSON is ready is never split: it goes whole into this frame or the
+        next one (a frame of such chunks only joins their literals)."""
         frames: list[dict[str, Any]] = []
         budget = limit
         parts: list[str] = []
+        literals: list[bytes | None] = []
         parts_replay = False
 
         def flush() -> None:
             if parts:
-                frames.append(protocol.stdout(self.pane, "".join(parts), replay=parts_replay))
+                frames.append(protocol.stdout(self.pane, "".join(parts), replay=parts_replay,
+                                              encoded=_joined(literals)))
                 parts.clear()
+                literals.clear()
 
         while self._items and budget > 0:
-            kind, payload, replay = self._items[0]
+            kind, payload, replay, encoded = self._items[0]
             if kind == "msg":
                 flush()
                 frames.append(payload)
@@ -243,12 +272,16 @@ class Outbox:
             parts_replay = replay
             text: str = payload
             if len(text) > budget:
+                if parts and encoded is not None:
+                    break
                 parts.append(text[:budget])
-                self._items[0] = (kind, text[budget:], replay)
+                literals.append(None)
+                self._items[0] = (kind, text[budget:], replay, None)
                 self._chars -= budget
                 budget = 0
                 break
             parts.append(text)
+            literals.append(encoded)
             self._items.popleft()
             self._chars -= len(text)
             budget -= len(text)

@@ -41,7 +41,7 @@ from typing import Any, Final
 
 import attrs
 
-from linkops.jsontext import plain_json_string
+from linkops.jsontext import json_string
 from linkops.models import PANES
 from linkops.terminal.workspaces import clamp_size
 
@@ -197,26 +197,35 @@ def parse_client_message(raw: str | bytes, panes: tuple[str, ...] = PANES) -> Cl
     return Resize(pane=pane, cols=cols, rows=rows)
 
 
-# stdout text at least this long takes the fast path of linkops.jsontext.
+# stdout text at least this long is encoded by orjson (json.dumps costs 2-3x more per MB).
 _BIG_TEXT: Final = 4096
+# A stdout message may carry its data already as a JSON string literal (bytes), under this
+# key: a recorded pane encodes its output once, for the recording and for the socket
+# (session.py). Never sent as such: encode() puts the literal in place of "data".
+ENCODED: Final = "_encoded"
 
 
 def encode(message: dict[str, Any]) -> str:
     """One server → client message as compact JSON (non-ASCII text kept as is)."""
-    text = message.get("data")
-    if message.get("type") == "stdout" and isinstance(text, str) and len(text) >= _BIG_TEXT:
-        plain = plain_json_string(text)
-        if plain is not None:  # bulk output (cat, logs): 2x cheaper than json.dumps
-            rest = {k: v for k, v in message.items() if k != "data"}
+    if message.get("type") == "stdout":
+        literal: bytes | None = message.get(ENCODED)
+        text = message.get("data")
+        if literal is None and isinstance(text, str) and len(text) >= _BIG_TEXT:
+            literal = json_string(text)
+        if literal is not None:  # bulk output (cat, logs)
+            rest = {k: v for k, v in message.items() if k not in ("data", ENCODED)}
             head = json.dumps(rest, ensure_ascii=False, separators=(",", ":"))[:-1]
-            return f'{head},"data":{plain.decode("ascii")}}}'
+            return f'{head},"data":{literal.decode()}}}'
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
-def stdout(pane: str, text: str, *, replay: bool = False) -> dict[str, Any]:
+def stdout(pane: str, text: str, *, replay: bool = False,
+           encoded: bytes | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"pane": pane, "type": "stdout", "data": text}
     if replay:
         message["replay"] = True
+    if encoded is not None:
+        message[ENCODED] = encoded
     return message
 
 

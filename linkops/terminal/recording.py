@@ -61,6 +61,7 @@ import trio
 
 from linkops.config import Settings, recordings_dir
 from linkops.db import Database
+from linkops.jsontext import json_string
 from linkops.models import Link
 from linkops.terminal.recording_text import LineAssembler
 from linkops.timeutil import now_iso, to_iso, utcnow
@@ -108,36 +109,51 @@ _LINE_HISTORY: Final = 256
 MB: Final = 1024 * 1024
 
 Event = tuple[float, str, str]
+# An output event with its text's JSON string literal (the pane encoded it for the socket).
+Encoded = tuple[float, str, str, bytes]
 
 
-def coalesce(events: Iterable[Event]) -> list[Event]:
-    """Merge consecutive ``"o"`` events less than :data:`COALESCE_SECONDS` after the first of
-    their run (and at most :data:`COALESCE_CHARS` together) into one event at that first
-    one's time. Valid asciicast v2 (an event is any text at a time); a player shows merged
-    output at most 5 ms early, the pace of the live socket's frames. Other events (resize,
-    input, marker) are never merged."""
-    out: list[Event] = []
-    run: list[str] = []
-    run_start = 0.0
+def encode_lines(events: Iterable[Event | Encoded]) -> list[tuple[bytes, list[Event]]]:
+    """The asciicast lines for ``events``, each with the events it holds.
+
+    Consecutive ``"o"`` events less than :data:`COALESCE_SECONDS` after the first of their
+    run (and at most :data:`COALESCE_CHARS` together) become one line at that first one's
+    time. Valid asciicast v2 (an event is any text at a time); a player shows merged output
+    at most 5 ms early, the pace of the live socket's frames. Other events (resize, input,
+    marker) are never merged. A merged line joins its events' JSON literals (taken from the
+    event when the pane encoded it already, see session.py): the text is neither joined nor
+    encoded again.
+    """
+    out: list[tuple[bytes, list[Event]]] = []
+    run: list[Event | Encoded] = []
     run_chars = 0
+
+    def end_run() -> None:
+        if run:
+            out.append((_output_line(run), [(e[0], e[1], e[2]) for e in run]))
+
     for event in events:
-        t, code, data = event
+        t, code, data = event[0], event[1], event[2]
         if code == "o":
-            if run and t - run_start < COALESCE_SECONDS and run_chars + len(data) <= COALESCE_CHARS:
-                run.append(data)
+            if (run and t - run[0][0] < COALESCE_SECONDS
+                    and run_chars + len(data) <= COALESCE_CHARS):
+                run.append(event)
                 run_chars += len(data)
                 continue
-            if run:
-                out.append((run_start, "o", "".join(run)))
-            run, run_start, run_chars = [data], t, len(data)
+            end_run()
+            run, run_chars = [event], len(data)
             continue
-        if run:
-            out.append((run_start, "o", "".join(run)))
-            run = []
-        out.append(event)
-    if run:
-        out.append((run_start, "o", "".join(run)))
+        end_run()
+        run = []
+        out.append((encode_event((t, code, data)), [(t, code, data)]))
+    end_run()
     return out
+
+
+def _output_line(run: list[Event | Encoded]) -> bytes:
+    literals = [e[3] if len(e) == 4 else json_string(e[2]) for e in run]
+    inner = [memoryview(lit)[1:-1] for lit in literals]
+    return b"".join([b"[", orjson.dumps(run[0][0]), b',"o","', *inner, b'"]\n'])
 
 
 def encode_event(event: Event) -> bytes:
@@ -203,10 +219,10 @@ class CastFile:
             if n < total:  # a short write (a nearly full disk): the rest the slow way
                 self._write_all(b"".join(group)[n:])
 
-    def write(self, events: Iterable[Event]) -> _Written:
+    def write(self, events: Iterable[Event | Encoded]) -> _Written:
         """Append ``events`` (until a cut); return the finished text lines and any cut.
 
-        Consecutive output events are merged first (:func:`coalesce`), the batch goes to the
+        Consecutive output events are merged first (:func:`encode_lines`), the batch goes to the
         file in one ``writev``: a flood costs one encoding call per merged event and one
         system call per batch, not one of each per chunk the SSH layer happened to read.
         """
@@ -217,13 +233,12 @@ class CastFile:
         kept: list[Event] = []
         size = self.size
         cut: str | None = None
-        for event in coalesce(events):
-            line = encode_event(event)
+        for line, members in encode_lines(events):
             if size + len(line) > self.max_bytes:
                 cut = f"size cap of {self.max_bytes // MB} MB reached"
                 break
             encoded.append(line)
-            kept.append(event)
+            kept.extend(members)
             size += len(line)
         good = self.size
         try:
@@ -358,7 +373,7 @@ class Recorder:
         self.record_input = owner.settings.terminal.record_input
         self._start = trio.current_time()
         self._started_wall = utcnow()
-        self._pending: list[Event] = []
+        self._pending: list[Event | Encoded] = []
         self._pending_chars = 0
         self._wakeup = trio.Event()
         self._full = trio.Event()  # BATCH_CHARS wait (or closed, or behind): write now
@@ -379,8 +394,9 @@ class Recorder:
 
     # -- the pane's calls (Trio thread, never wait) ----------------------------------------
 
-    def output(self, text: str) -> None:
-        self._event("o", text)
+    def output(self, text: str, encoded: bytes | None = None) -> None:
+        """Output; ``encoded``: its JSON string literal, when the pane has it already."""
+        self._event("o", text, encoded)
 
     def resize(self, cols: int, rows: int) -> None:
         self._event("r", f"{cols}x{rows}")
@@ -394,7 +410,7 @@ class Recorder:
         self._wakeup.set()
         self._full.set()
 
-    def _event(self, code: str, data: str) -> None:
+    def _event(self, code: str, data: str, encoded: bytes | None = None) -> None:
         if self._closed or self._behind is not None or self.cut is not None:
             return
         t = round(trio.current_time() - self._start, 6)
@@ -403,13 +419,13 @@ class Recorder:
             self._wakeup.set()
             self._full.set()
             return
-        self._pending.append((t, code, data))
+        self._pending.append((t, code, data) if encoded is None else (t, code, data, encoded))
         self._pending_chars += len(data)
         self._wakeup.set()
         if self._pending_chars >= BATCH_CHARS:
             self._full.set()
 
-    def _take(self) -> list[Event]:
+    def _take(self) -> list[Event | Encoded]:
         batch, self._pending, self._pending_chars = self._pending, [], 0
         self._wakeup = trio.Event()
         if not self._closed:

@@ -32,8 +32,9 @@ from typing import Any, Final, Protocol
 import trio
 
 from linkops.errors import LinkOpsError
+from linkops.jsontext import json_string
 from linkops.terminal import protocol
-from linkops.terminal.buffers import Outbox, Scrollback
+from linkops.terminal.buffers import Outbox, Scrollback, frame_pieces
 from linkops.terminal.recording import Recorder
 
 log = logging.getLogger("linkops.terminal")
@@ -221,11 +222,20 @@ class PaneSession:
         # Scrollback first, then the socket: attach() snapshots the scrollback, so a chunk
         # queued to an outbox that is closed meanwhile is not lost for the next socket.
         self.scrollback.append(text)
-        if self.recorder is not None:
-            self.recorder.output(text)  # never waits (recording.py)
         outbox = self._outbox
+        if self.recorder is None:
+            if outbox is not None:
+                await outbox.put_output(text)
+            return
+        # Recorded: each piece is JSON-encoded once, here, for the recording's file and for
+        # the socket's frames alike (encoding is most of what recording costs a flood, and
+        # it holds the GIL the terminal needs).
+        pieces = frame_pieces(text)
+        encoded = [json_string(piece) for piece in pieces]
+        for piece, literal in zip(pieces, encoded, strict=True):
+            self.recorder.output(piece, literal)  # never waits (recording.py)
         if outbox is not None:
-            await outbox.put_output(text)
+            await outbox.put_output(text, encoded)
 
     async def _protocol_watch(self) -> None:
         """A peer that ignores flow control ends the pane now, not once the (maybe slow)
