@@ -10,13 +10,16 @@
                                (recordings_total_max_mb), oldest first
 
 The pane's output path makes one call per chunk, :meth:`Recorder.output`, which never waits
-and never does I/O: it appends ``(time, code, text)`` to a bounded in-memory list and wakes
-the writer task. The writer gathers events for :data:`BATCH_SECONDS` — or less, as soon as
-:data:`BATCH_CHARS` wait (a flood is written as fast as it comes, not every 250 ms) — then in a
-worker thread (``trio.to_thread``) merges consecutive output events less than
-:data:`COALESCE_SECONDS` apart into one event, serializes the batch and appends it to the file
-with one writev, and turns the output into plain text lines for the search index; the lines go
-to SQLite in one batch through the database's writer. So the terminal never waits for the disk.
+and never does I/O: it appends ``(time, code, text, literal)`` to a bounded in-memory list and
+wakes the writer task. The literal is the text as a JSON string, made once by the pane for its
+socket's frames and for this file alike (session.py): encoding is what a flood's recording
+cost most, and it holds the GIL the terminal needs. The writer gathers events for
+:data:`BATCH_SECONDS` — or less, as soon as :data:`BATCH_CHARS` wait (a flood is written as
+fast as it comes, not every 250 ms) — then in a worker thread (``trio.to_thread``) merges
+consecutive output events less than :data:`COALESCE_SECONDS` apart into one line (joining
+their literals), appends the batch to the file with one writev, and turns the output into
+plain text lines for the search index; the lines go to SQLite in one batch through the
+database's writer. So the terminal never waits for the disk.
 
 *Indexing* costs CPU (Python text extraction, FTS5 tokenizing) that the terminal needs, so
 the output indexed is limited by time: :data:`INDEX_BUDGET_CHARS` at once, refilled at
@@ -97,7 +100,7 @@ INDEX_CHARS_PER_SECOND: Final = 64 * 1024
 # Once a flood used the allowance up, indexing resumes only when this much has refilled, and
 # at a line start: a flood is indexed in spans of whole lines, not a trickle of fragments
 # (one per event, each a piece of a line cut at an arbitrary character: useless to search,
-# and the FTS5 inserts were most of what recording cost a flood).
+# and ~0.6 ms of CPU per MB of a flood in FTS5 inserts).
 INDEX_RESUME_CHARS: Final = 4 * 1024
 INDEX_TAIL_CHARS: Final = 4 * 1024
 FINISH_SECONDS: Final = 5.0
