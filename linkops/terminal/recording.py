@@ -125,15 +125,17 @@ def encode_lines(events: Iterable[Event | Encoded]) -> list[tuple[bytes, list[Ev
     at most 5 ms early, the pace of the live socket's frames. Other events (resize, input,
     marker) are never merged. A merged line joins its events' JSON literals (taken from the
     event when the pane encoded it already, see session.py): the text is neither joined nor
-    encoded again.
+    encoded again. The events returned with a line carry the line's time.
     """
     out: list[tuple[bytes, list[Event]]] = []
     run: list[Event | Encoded] = []
     run_chars = 0
 
     def end_run() -> None:
+        # The events of a merged line are at its time, for the index too: a search hit's
+        # offset is then the time of an event in the file.
         if run:
-            out.append((_output_line(run), [(e[0], e[1], e[2]) for e in run]))
+            out.append((_output_line(run), [(run[0][0], e[1], e[2]) for e in run]))
 
     for event in events:
         t, code, data = event[0], event[1], event[2]
