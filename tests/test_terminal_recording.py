@@ -451,3 +451,17 @@ def test_pre_encoded_output_is_written_as_the_same_asciicast(tmp_path: Path) -> 
     assert recorded[0] == [0.0, "o", 'abc"\\d\x1b[1m\u00e9']
     assert "".join(str(e[2]) for e in recorded if e[1] == "o") == "".join(
         text for _, code, text in events if code == "o")
+
+
+def test_a_line_ended_inside_a_merged_event_is_indexed_at_that_events_time(
+        tmp_path: Path) -> None:
+    """A line completed by a later read of the same merged line (within 5 ms) is indexed at
+    the merged event's time: a search hit's offset is always the time of an event in the
+    file (the player seeking there draws the whole line)."""
+    cast = CastFile(tmp_path / "x.cast", {"version": 2}, 1 << 20)
+    written = cast.write([(1.0, "o", "$ echo zeb"), (1.003, "o", "ra\r\n"),
+                          (1.5, "o", "zebra\r\n")])
+    cast.finish()
+    assert written.lines == [(1.0, "$ echo zebra"), (1.5, "zebra")]
+    _, events = read_cast(tmp_path / "x.cast")
+    assert [e[0] for e in events] == [1.0, 1.5]
