@@ -1,13 +1,13 @@
 """JSON string literals for bulk plain text, faster than ``json``'s escapers.
 
-Output streams (operation events, terminal frames) are mostly printable ASCII with line ends:
+Operation output events are mostly printable ASCII with line ends:
 for such text the literal is the text with ``\\n``, ``\\r`` and ``\\t`` escaped, and a
 translate + replace on bytes makes it about 2.3x faster than ``json``'s C escaper (measured on
 256 KiB of base64 lines; docs/performance.md). Anything else (quotes, backslashes, other
 control characters, non-ASCII) is left to ``json`` by returning None.
 
-:func:`json_string` is the general one (any text), by orjson: the terminal's frames and
-recordings use it.
+:func:`json_string` is the general one (any text), by orjson: the terminal's frames and its
+recordings use it (docs/decisions/recordings.md, "Output encoded once").
 """
 
 from __future__ import annotations

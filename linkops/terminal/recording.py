@@ -162,15 +162,12 @@ def _output_line(run: list[Event | Encoded]) -> bytes:
 
 
 def encode_event(event: Event) -> bytes:
-    """One asciicast line, by orjson: the encoding of a flood's output is the recorder's
-    biggest cost (stdlib ``json``: 3.4-4.5 ms of CPU per MB, held on the GIL the terminal
-    needs; orjson: 0.3-0.6). Typed input may hold a lone surrogate (JSON ``\\ud800``), which
-    orjson refuses: that event is written by the stdlib as ASCII JSON, the surrogate as a
-    ``\\ud800`` escape, so the file stays valid UTF-8 for every reader."""
-    try:
-        return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
-    except orjson.JSONEncodeError:
-        return (json.dumps(list(event)) + "\n").encode("ascii")
+    """One asciicast line. The text goes through :func:`linkops.jsontext.json_string`
+    (orjson; a lone surrogate in typed input becomes a ``\\ud800`` escape, so the file stays
+    valid UTF-8 for every reader)."""
+    t, code, data = event
+    return b"".join([b"[", orjson.dumps(t), b",", orjson.dumps(code), b",", json_string(data),
+                     b"]\n"])
 
 
 @attrs.define
