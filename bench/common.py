@@ -122,6 +122,14 @@ def check_lean_shell(fleet: Sandbox, key: Path, known_hosts: Path) -> float:
     return elapsed
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy so far, from /proc/stat: user
+    (guest time is inside it), nice, system, interrupts; not idle, I/O wait or steal."""
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0)
+                 + getattr(t, "softirq", 0.0))
+
+
 def fleet_cpu_seconds(fleet: Sandbox) -> float:
     """CPU seconds the fleet's sshd have used, with every session and command they ran.
 

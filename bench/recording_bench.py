@@ -43,7 +43,14 @@ import httpx
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from bench.common import ServerProcess, Table, fleet_links, percentile, quick_mode
+from bench.common import (
+    ServerProcess,
+    Table,
+    fleet_links,
+    machine_busy_seconds,
+    percentile,
+    quick_mode,
+)
 from linkops.config import DatabaseSettings, Settings
 from linkops.db import Database
 from linkops.sandbox import Sandbox
@@ -65,6 +72,9 @@ class Sample:
     # (the flooding pane's connection), and all others (worker threads: the recorder's
     # writer, the database writer).
     threads_per_mb: dict[str, float] = attrs.field(factory=dict)
+    # CPU seconds of the whole machine (every process and the kernel: sshd, base64, the
+    # bench's client, the kernel's write-out of the recording) per MB flooded.
+    machine_per_mb: float = 0.0
 
 
 @attrs.define
@@ -121,6 +131,7 @@ async def _sample(client: PaneClient, server: ServerProcess, pane: str, flood_by
     before = client.chars[pane]
     cpu0 = server.cpu_seconds()
     threads0 = server.thread_cpu_seconds()
+    machine0 = machine_busy_seconds()
     t0 = time.perf_counter()
     await client.stdin(pane, f"head -c {flood_bytes} /dev/urandom | base64 -w 76; "
                              f"echo flood{n}-$((4*4))\r")
@@ -129,9 +140,11 @@ async def _sample(client: PaneClient, server: ServerProcess, pane: str, flood_by
     throughput = chars / (time.perf_counter() - t0)
     cpu_per_mb = (server.cpu_seconds() - cpu0) / (chars / 1e6)
     threads = _by_thread(server, threads0, server.thread_cpu_seconds())
+    machine_per_mb = (machine_busy_seconds() - machine0) / (chars / 1e6)
     await trio.sleep(SETTLE)
     return Sample(throughput, cpu_per_mb, echo, None,
-                  {name: seconds / (chars / 1e6) for name, seconds in threads.items()})
+                  {name: seconds / (chars / 1e6) for name, seconds in threads.items()},
+                  machine_per_mb)
 
 
 THREAD_KINDS = ("Trio thread", "SSH transport", "other threads")
@@ -248,6 +261,10 @@ def report_on_off(table: Table, got: OnOff, flood_mb: int) -> None:
     # 0.82-1.20 in the runs of 2026-12-02), so it is a second view, not a quieter one.
     table.add("service CPU per MB flooded, on vs off",
               f"{on_cpu * 1000:.1f} ms", f"{off_cpu * 1000:.1f} ms", f"{cpu_ratio:.3f}")
+    on_m = statistics.median(s.machine_per_mb for s in got.on)
+    off_m = statistics.median(s.machine_per_mb for s in got.off)
+    table.add("machine CPU per MB flooded (all processes and the kernel), on vs off",
+              f"{on_m * 1000:.1f} ms", f"{off_m * 1000:.1f} ms", f"{(on_m - off_m) * 1000:+.1f} ms")
     # Where the difference is: the recorder's writer and the database writer run on worker
     # threads ("other threads"); what the terminal itself runs on is the other two.
     for kind in THREAD_KINDS:
