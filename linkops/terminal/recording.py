@@ -36,7 +36,9 @@ until the marker fits (the last events are lost, the file stays valid asciicast)
 (``recording_max_mb``) cuts the same way with its own marker.
 
 *Files*: ``recordings_path`` is created 0700, each file 0600 (it holds whatever the screen
-showed). Names are random; the database row says whose session it was.
+showed). Names are random; the database row says whose session it was. Written pages are
+given back to the kernel as the file grows (:meth:`CastFile._release_cache`): a recording is
+read rarely, and a flood's gigabytes must not push the database out of the page cache.
 
 *Cancellation*: :meth:`Recorder.close` lets the writer flush what is queued, close the file
 and record the end (shielded, with :data:`FINISH_SECONDS`).
