@@ -211,6 +211,14 @@ def scroll(driver: WebDriver, selector: str | None, step_lines: int = 0) -> dict
     return result
 
 
+def open_operations(driver: WebDriver, seeded: Seeded) -> None:
+    """Signed in, on the Operations tab (a test of its own, whatever ran before it)."""
+    log_in(driver, seeded.site)
+    wait_for("the app after login", lambda: app_ready(driver), timeout=30)
+    driver.get(f"{seeded.site.url}/#operations")
+    wait_for("the app", lambda: app_ready(driver), timeout=30)
+
+
 def test_500_targets_by_20000_lines_scroll_without_freezing(
         browser: WebDriver, big_operation: Seeded) -> None:
     site, op_id = big_operation.site, big_operation.op_id
@@ -416,8 +424,7 @@ const done = arguments[arguments.length - 1];
 
 def test_live_output_into_500_targets_stays_bounded_and_follows(
         browser: WebDriver, big_operation: Seeded) -> None:
-    browser.get(f"{big_operation.site.url}/#operations")
-    wait_for("the app", lambda: app_ready(browser), timeout=30)
+    open_operations(browser, big_operation)
     result: dict[str, Any] = browser.execute_async_script(LIVE_SCRIPT)
     assert "error" not in result, result["error"]
     assert result["most"] < MAX_ELEMENTS, result
@@ -430,3 +437,49 @@ def test_live_output_into_500_targets_stays_bounded_and_follows(
     assert "live-499 line 0\n" not in result["lastTail"]  # a window, not all 200 lines
     sent = sum(len(f"live-{t:03d} line {n}\n") for t in range(500) for n in range(200))
     assert result["full"] > sent  # everything kept (plus a header per task)
+
+
+# A task's end arrives (SSE task_end) right after its last output, before that output's frame:
+# the header must not say SUCCESS above lines that are not drawn yet (a race an e2e test met).
+STATUS_WITH_OUTPUT_SCRIPT = """
+const done = arguments[arguments.length - 1];
+(async () => {
+  const { OpLog } = await import('/js/oplog.js');
+  const box = document.createElement('div');
+  box.style.cssText = 'position: fixed; inset: 0 auto auto 0; width: 900px; height: 500px;'
+    + 'overflow: auto';
+  document.body.append(box);
+  const log = new OpLog(box, {id: 'OP-end', scripts: [{id: 'job', name: 'Job'}],
+                              targets: ['end-a', 'end-b']});
+  const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
+  const header = (t) => box.querySelector(`.task[data-target="${t}"] .task-header`).textContent;
+  const text = (t) => box.querySelector(`.task[data-target="${t}"] pre`).textContent;
+  for (const t of ['end-a', 'end-b']) {
+    log.setStatus(t, 'job', 'RUNNING');
+    log.append(t, 'job', 'stdout', 'step 1\\n');
+  }
+  await frame();
+  log.append('end-a', 'job', 'stdout', 'job: done\\n');
+  log.setStatus('end-a', 'job', 'SUCCESS', 0);
+  log.setStatus('end-b', 'job', 'FAILED', 1);  // nothing queued: painted at once
+  const before = {a: header('end-a'), aText: text('end-a'), b: header('end-b')};
+  await frame();
+  const after = {a: header('end-a'), aText: text('end-a')};
+  log.destroy();
+  box.remove();
+  done({before, after});
+})().catch((e) => done({error: String(e && e.stack || e)}));
+"""
+
+
+def test_a_tasks_end_is_painted_with_its_last_output(browser: WebDriver,
+                                                     big_operation: Seeded) -> None:
+    open_operations(browser, big_operation)
+    result: dict[str, Any] = browser.execute_async_script(STATUS_WITH_OUTPUT_SCRIPT)
+    assert "error" not in result, result["error"]
+    before, after = result["before"], result["after"]
+    # Same call stack as the status: the header still matches the output drawn so far.
+    assert before["a"].endswith("[RUNNING]") and "job: done" not in before["aText"], before
+    assert before["b"].endswith("[FAILED]"), before
+    # The next frame draws both: the last line and the status.
+    assert after["a"].endswith("[SUCCESS]") and "job: done" in after["aText"], after

@@ -187,6 +187,7 @@ export class OpLog {
     this.tasks = new Map(); // `${target}\u0000${script}` -> task
     this.groups = new Map(); // target -> group
     this.dirty = new Set(); // tasks with queued output
+    this.headersDue = new Set(); // tasks whose header waits for their queued output
     this.frame = 0;
     this.destroyed = false;
     this.view = { query: "", failedOnly: false };
@@ -295,8 +296,15 @@ export class OpLog {
   }
 
   renderHeader(t) {
-    this.paintHeader(t);
-    this.renderSummary(this.groups.get(t.target));
+    if (this.dirty.has(t)) {
+      // Output of this task waits for the next frame: its new status is painted in that
+      // frame too, so a header never says SUCCESS above lines that are not drawn yet.
+      this.headersDue.add(t);
+      this.schedule();
+    } else {
+      this.paintHeader(t);
+      this.renderSummary(this.groups.get(t.target));
+    }
     if (this.view.failedOnly) {
       this.rowsDirty = true;
       this.schedule();
@@ -598,6 +606,11 @@ export class OpLog {
     const view = { top: this.container.scrollTop - (this.offsetTop || 0), height: this.container.clientHeight };
     this.layout();
     this.render(view);
+    for (const t of this.headersDue) {
+      this.paintHeader(t);
+      this.renderSummary(this.groups.get(t.target));
+    }
+    this.headersDue.clear();
   }
 
   layout() {
