@@ -385,9 +385,9 @@ def test_a_page_that_fails_to_load_is_said_and_not_retried_in_a_loop(
         conn.close()
 
 
-# Live output into a 500-target list (what SSE `output` events do, through OpLog.append): the
-# DOM stays bounded, each drawn pane follows its tail, a task drawn later shows its own tail.
-LIVE_SCRIPT = """
+# The start of a script that drives an OpLog of its own: `box` (900 × 500 px, scrolling),
+# `frame()` (the next animation frame), `done(result)`.
+OPLOG_PRELUDE = """
 const done = arguments[arguments.length - 1];
 (async () => {
   const { OpLog } = await import('/js/oplog.js');
@@ -395,9 +395,14 @@ const done = arguments[arguments.length - 1];
   box.style.cssText = 'position: fixed; inset: 0 auto auto 0; width: 900px; height: 500px;'
     + 'overflow: auto';
   document.body.append(box);
+  const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
+"""
+
+# Live output into a 500-target list (what SSE `output` events do, through OpLog.append): the
+# DOM stays bounded, each drawn pane follows its tail, a task drawn later shows its own tail.
+LIVE_SCRIPT = OPLOG_PRELUDE + """
   const targets = Array.from({length: 500}, (_, i) => `live-${String(i).padStart(3, '0')}`);
   const log = new OpLog(box, {id: 'OP-live', scripts: [{id: 'tail', name: 'Tail'}], targets});
-  const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
   let most = 0;
   for (let round = 0; round < 40; round += 1) {
     for (const t of targets) {
@@ -441,17 +446,9 @@ def test_live_output_into_500_targets_stays_bounded_and_follows(
 
 # A task's end arrives (SSE task_end) right after its last output, before that output's frame:
 # the header must not say SUCCESS above lines that are not drawn yet (a race an e2e test met).
-STATUS_WITH_OUTPUT_SCRIPT = """
-const done = arguments[arguments.length - 1];
-(async () => {
-  const { OpLog } = await import('/js/oplog.js');
-  const box = document.createElement('div');
-  box.style.cssText = 'position: fixed; inset: 0 auto auto 0; width: 900px; height: 500px;'
-    + 'overflow: auto';
-  document.body.append(box);
+STATUS_WITH_OUTPUT_SCRIPT = OPLOG_PRELUDE + """
   const log = new OpLog(box, {id: 'OP-end', scripts: [{id: 'job', name: 'Job'}],
                               targets: ['end-a', 'end-b']});
-  const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
   const header = (t) => box.querySelector(`.task[data-target="${t}"] .task-header`).textContent;
   const text = (t) => box.querySelector(`.task[data-target="${t}"] pre`).textContent;
   for (const t of ['end-a', 'end-b']) {
