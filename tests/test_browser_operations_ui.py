@@ -648,8 +648,14 @@ def tab_to(driver: WebDriver, predicate: str, limit: int = 250, back: bool = Fal
     for _ in range(limit):
         if js(driver, f"const el = document.activeElement; return Boolean(el && ({predicate}))"):
             return driver.switch_to.active_element
-        (driver.switch_to.active_element.send_keys(Keys.SHIFT, Keys.TAB) if back
-         else driver.switch_to.active_element.send_keys(Keys.TAB))
+        # The keys go to whatever has the focus, as a keyboard's do: an element handle's
+        # send_keys refuses one that a redraw just hid ("element not interactable", seen in CI).
+        keys = ActionChains(driver)
+        if back:
+            keys.key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT)
+        else:
+            keys.send_keys(Keys.TAB)
+        keys.perform()
     raise AssertionError(f"Tab never reached {predicate}")
 
 
