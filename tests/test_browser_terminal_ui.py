@@ -360,8 +360,9 @@ def test_another_host_uses_a_free_pane_or_asks(app: WebDriver, demo_service: Dem
 
     # Links → another host → Terminal: pane A is busy, so the layout grows and pane B is used.
     open_tab(app, "links")
-    app.find_element(By.CSS_SELECTOR, '#links-table tr[data-link="vm-web-01"] '
-                                      '[data-action="terminal"]').click()
+    # The table is drawn once the links are fetched (CI found it not drawn yet).
+    wait_for("vm-web-01's Terminal button", lambda: app.find_element(
+        By.CSS_SELECTOR, '#links-table tr[data-link="vm-web-01"] [data-action="terminal"]')).click()
     wait_for("pane B on vm-web-01", lambda: pane_live(app, "B")
              and pane_target(app, "B") == "vm-web-01", timeout=40)
     wait_for("a prompt in pane B", lambda: at_prompt(app, "B"))
